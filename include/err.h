@@ -24,4 +24,11 @@ void npz_err_prefix(struct npz_err *err, const char *fmt, ...)
 /* Clear the message. NULL err: no-op. */
 void npz_err_clear(struct npz_err *err);
 
+
+/* Daemon log: one line per call, to stderr (foreground) or syslog.
+ * Thread-safe.  npz_log_to_syslog() is called once by main before the
+ * daemon detaches. */
+void npz_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void npz_log_to_syslog(void);
+
 #endif

@@ -1,0 +1,37 @@
+/* npzfs.h - the daemon's state (FUSE private_data) and its FUSE operations.
+ *
+ * One struct npzfs holds all state.  Its fields are set before fuse_main
+ * and read-only afterwards; the objects they point to do their own locking
+ * (see tree.h and archive.h).
+ */
+#ifndef NPZFS_NPZFS_H
+#define NPZFS_NPZFS_H
+
+#include <stdbool.h>
+
+#include <fuse.h>
+
+#include "archive.h"
+#include "tree.h"
+
+struct npzfs_opts {
+	char *archive;		/* absolute path */
+	int ro;			/* -o ro */
+	int create;		/* -o create */
+	char *compress;		/* -o compress=keep|store|deflate */
+	int level;		/* -o level=N, -1 = zlib default */
+	int show_help;
+	int show_version;
+};
+
+struct npzfs {
+	struct npzfs_opts opts;
+	struct archive *ar;
+	struct tree *tree;
+};
+
+/* The table of FUSE callbacks; each one translates a request into a
+ * tree_* call on the struct npzfs found in fuse_get_context(). */
+extern const struct fuse_operations npzfs_ops;
+
+#endif

@@ -1,0 +1,219 @@
+/* main.c - command line, archive checks before mounting, fuse_main. */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <fuse_lowlevel.h>
+
+#include "npzfs.h"
+
+#define OPT(t, p, v) { t, offsetof(struct npzfs_opts, p), v }
+
+enum { KEY_RO };
+
+static const struct fuse_opt npzfs_opt_spec[] = {
+	OPT("create", create, 1),
+	OPT("compress=%s", compress, 0),
+	OPT("level=%d", level, 0),
+	OPT("-h", show_help, 1),
+	OPT("--help", show_help, 1),
+	OPT("-V", show_version, 1),
+	OPT("--version", show_version, 1),
+	FUSE_OPT_KEY("ro", KEY_RO),
+	FUSE_OPT_END
+};
+
+static const char usage[] =
+"usage: npzfs [options] ARCHIVE MOUNTPOINT\n"
+"       fusermount3 -u MOUNTPOINT      (unmount)\n"
+"\n"
+"Mount a NumPy .npz archive as a directory: every array NAME appears as\n"
+"NAME.npy (its exact bytes) and NAME.txt (an editable text view).\n"
+"\n"
+"npzfs options:\n"
+"    -o ro                  read-only mount (writes fail with EROFS)\n"
+"    -o compress=MODE       keep|store|deflate: how changed members are written\n"
+"    -o level=N             deflate level 0-9 (default: zlib's default)\n"
+"    -o create              create ARCHIVE as an empty npz if it is missing\n"
+"    -h, --help             this help\n"
+"    -V, --version          print the version\n"
+"\n";
+
+struct cmdline {
+	struct npzfs_opts *opts;
+	int nonopts;
+};
+
+static int opt_proc(void *data, const char *arg, int key,
+		    struct fuse_args *outargs)
+{
+	struct cmdline *c = data;
+
+	(void)outargs;
+	if (key == KEY_RO) {
+		c->opts->ro = 1;
+		return 1;	/* also pass "ro" on to the kernel mount */
+	}
+	if (key == FUSE_OPT_KEY_NONOPT && c->nonopts++ == 0) {
+		c->opts->archive = strdup(arg);
+		return 0;	/* the archive is ours; the mountpoint is FUSE's */
+	}
+	return 1;
+}
+
+static int fail(const char *fmt, const char *a, const char *b)
+{
+	fprintf(stderr, "npzfs: ");
+	fprintf(stderr, fmt, a, b);
+	fputc('\n', stderr);
+	return 1;
+}
+
+/* An empty zip: just the end-of-central-directory record. */
+static int create_empty(const char *path)
+{
+	static const unsigned char eocd[22] = { 'P', 'K', 5, 6 };
+	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+	int ret = 0;
+
+	if (fd < 0)
+		return -errno;
+	if (write(fd, eocd, sizeof(eocd)) != (ssize_t)sizeof(eocd) ||
+	    fsync(fd))
+		ret = -errno ? -errno : -EIO;
+	close(fd);
+	return ret;
+}
+
+/* Check ARCHIVE (creating it under -o create) and make its path absolute,
+ * since the daemon changes directory to "/".  Returns 0 or exit status 1. */
+static int check_archive(struct npzfs_opts *o)
+{
+	char abs[PATH_MAX];
+	struct stat st;
+	int ret;
+
+	if (stat(o->archive, &st) && errno == ENOENT && o->create) {
+		ret = create_empty(o->archive);
+		if (ret)
+			return fail("%s: cannot create: %s", o->archive,
+				    strerror(-ret));
+	}
+	if (stat(o->archive, &st))
+		return fail("%s: %s", o->archive, strerror(errno));
+	if (S_ISDIR(st.st_mode))
+		return fail("%s: %s", o->archive, strerror(EISDIR));
+	if (!realpath(o->archive, abs))
+		return fail("%s: %s", o->archive, strerror(errno));
+	free(o->archive);
+	o->archive = strdup(abs);
+	return o->archive ? 0 : fail("%s%s", "out of memory", "");
+}
+
+static int check_options(const struct npzfs_opts *o)
+{
+	if (strcmp(o->compress, "keep") && strcmp(o->compress, "store") &&
+	    strcmp(o->compress, "deflate"))
+		return fail("compress=%s: expected keep, store or deflate%s",
+			    o->compress, "");
+	if (o->level < -1 || o->level > 9)
+		return fail("level: expected 0 to 9%s%s", "", "");
+	return 0;
+}
+
+/* What fuse_main will do: learn the mountpoint and foreground flag. */
+static int peek_cmdline(const struct fuse_args *args, int *foreground,
+			char **mountpoint)
+{
+	struct fuse_args copy = FUSE_ARGS_INIT(0, NULL);
+	struct fuse_cmdline_opts co;
+	int ret = 0;
+
+	for (int i = 0; i < args->argc; i++)
+		if (fuse_opt_add_arg(&copy, args->argv[i]))
+			ret = -1;
+	memset(&co, 0, sizeof(co));
+	if (!ret)
+		ret = fuse_parse_cmdline(&copy, &co);
+	*foreground = co.foreground;
+	*mountpoint = co.mountpoint;
+	fuse_opt_free_args(&copy);
+	return ret;
+}
+
+int main(int argc, char *argv[])
+{
+	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
+	struct npzfs state;
+	struct cmdline c = { &state.opts, 0 };
+	struct npz_err err = { "" };
+	struct stat st;
+	char *mnt = NULL;
+	int foreground = 0, ret = 1;
+
+	memset(&state, 0, sizeof(state));
+	state.opts.level = -1;
+	state.opts.compress = strdup("keep");
+	if (fuse_opt_parse(&args, &c, npzfs_opt_spec, opt_proc) == -1)
+		goto out_args;
+	if (state.opts.show_version) {
+		printf("npzfs %s (libfuse %s)\n", NPZFS_VERSION,
+		       fuse_pkgversion());
+		ret = 0;
+		goto out_args;
+	}
+	if (state.opts.show_help) {
+		fputs(usage, stdout);
+		fuse_cmdline_help();
+		fuse_lib_help(&args);
+		ret = 0;
+		goto out_args;
+	}
+	if (!state.opts.archive || c.nonopts != 2) {
+		fprintf(stderr, "npzfs: expected ARCHIVE and MOUNTPOINT (see npzfs --help)\n");
+		goto out_args;
+	}
+	if (check_options(&state.opts) || check_archive(&state.opts))
+		goto out_args;
+	if (peek_cmdline(&args, &foreground, &mnt) || !mnt) {
+		fprintf(stderr, "npzfs: bad command line (see npzfs --help)\n");
+		goto out_args;
+	}
+	if (stat(mnt, &st) || !S_ISDIR(st.st_mode)) {
+		fail("%s: %s", mnt, strerror(stat(mnt, &st) ? errno : ENOTDIR));
+		goto out_args;
+	}
+	ret = archive_open(state.opts.archive, &state.ar, &err);
+	if (ret) {
+		fail("%s: %s", state.opts.archive,
+		     err.msg[0] ? err.msg : strerror(-ret));
+		ret = 1;
+		goto out_args;
+	}
+	if (stat(state.opts.archive, &st) == 0)
+		ret = tree_new(state.ar, st.st_mtime, &state.tree, &err);
+	if (ret) {
+		fail("%s: %s", state.opts.archive,
+		     err.msg[0] ? err.msg : strerror(-ret));
+		ret = 1;
+		goto out_archive;
+	}
+	if (!foreground)
+		npz_log_to_syslog();
+	ret = fuse_main(args.argc, args.argv, &npzfs_ops, &state) ? 1 : 0;
+	tree_free(state.tree);
+out_archive:
+	archive_close(state.ar);
+out_args:
+	free(mnt);
+	free(state.opts.archive);
+	free(state.opts.compress);
+	fuse_opt_free_args(&args);
+	return ret;
+}
