@@ -6,8 +6,8 @@ CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wmissing-proto
            -D_FILE_OFFSET_BITS=64 -DFUSE_USE_VERSION=31 -Iinclude -MMD -MP \
            $(shell pkg-config --cflags $(PKGS))
 LDLIBS  += $(shell pkg-config --libs $(PKGS)) -lpthread -lm
-CFLAGS  += $(if $(SAN),-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined)
-LDFLAGS += $(if $(SAN),-fsanitize=address,undefined)
+CFLAGS  += $(if $(SAN),-fsanitize=address -fsanitize=undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined)
+LDFLAGS += $(if $(SAN),-fsanitize=address -fsanitize=undefined)
 B       ?= $(if $(SAN),build-san,build)
 PREFIX  ?= /usr/local
 PY      := /usr/bin/python3
