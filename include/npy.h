@@ -62,6 +62,8 @@ struct npy_field {
 	int ndim;		/* subarray dimensions, 0 for a plain field */
 	uint64_t *shape;	/* ndim entries (NULL when ndim == 0) */
 	uint64_t count;		/* product of shape, 1 when ndim == 0 */
+	char *title;		/* UTF-8 title of a ((title, name), format)
+				   entry, else NULL */
 };
 
 struct npy_header {
