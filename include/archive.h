@@ -73,4 +73,53 @@ ssize_t archive_member_read(struct archive *a, size_t i, void *buf,
 /* Name of a compression method: "stored", "deflated", or "method N". */
 const char *archive_method_name(uint16_t method);
 
+/* One member of the archive written by archive_commit(). */
+struct archive_change {
+	const char *name;	/* member name in the new archive (unique) */
+	ssize_t from;		/* >= 0: index of a member of the current archive
+				   whose compressed bytes, method, CRC, mtime and
+				   attributes are copied unchanged, without
+				   recompression (a rename when name differs);
+				   -1: new content from fd */
+	int fd;			/* from == -1: the uncompressed content is
+				   pread(fd) over [0, size); fd's offset is not
+				   used or moved, and fd is not closed */
+	uint64_t size;
+	uint16_t method;	/* from == -1: ARCHIVE_STORE or ARCHIVE_DEFLATE */
+	int level;		/* from == -1, deflate: zlib level 0-9, -1 = zlib's
+				   default (6, what numpy's savez_compressed uses) */
+	time_t mtime;		/* from == -1: the entry's timestamp */
+};
+
+/* Write a new archive whose members are exactly changes[0..n) in that order
+ * and atomically replace the file a was opened from: the new archive is
+ * written to a temporary file ".NAME.npzfs-XXXXXX" in the same directory,
+ * fsync()ed, given the original's mode and owner (the owner only where
+ * permitted), renamed over the original, and the directory is fsync()ed.
+ * (a's path is resolved with realpath() at open: a symlink stays a symlink.)
+ * Members are written in list order when it follows the current order, with
+ * new members after the current ones (the usual case: untouched members keep
+ * their place and every byte of their entry); other orders work too, the
+ * members out of order being copied raw as new entries.  n == 0 writes an
+ * empty archive.
+ *
+ * Returns 0 and *out, a new struct archive over the new file; a itself
+ * stays valid and keeps reading the old file (readers in flight see old
+ * data) until the caller archive_close()s it.  On failure the file on disk
+ * is untouched, no temporary file is left behind, *out is not set, and err
+ * says why in one line:
+ *  -EINVAL  bad change list (duplicate or empty name, from out of range,
+ *           unknown method or level);
+ *  -ESTALE  the file at a's path is no longer the one a opened (other
+ *           inode, size or mtime; also when it was removed);
+ *  -ENOSPC, -EDQUOT, -EACCES, -EROFS, -EPERM, -EIO, -ENOMEM: from the
+ *           system, while writing the temporary file or renaming it.
+ * The content fds are read while archive_commit() runs, not after.
+ * Not to be called twice at the same time on one archive file. */
+int archive_commit(struct archive *a, const struct archive_change *changes,
+		   size_t n, struct archive **out, struct npz_err *err);
+
+/* The path a was opened from, resolved by realpath(). */
+const char *archive_path(const struct archive *a);
+
 #endif

@@ -17,11 +17,16 @@
  *  - a->pool_lock: the stream pool (slot owner, busy, tick) and every m->zs;
  *  - m->data_off, m->frontier and m->bad are atomics read without a lock, so
  *    stored reads and reads below the frontier never wait for anybody.
+ *
+ * Writing (archive_commit(), at the end of this file) never touches a->zip
+ * nor the member table: it reads the old file through a->fd with pread() and
+ * replaces the file at a->path by rename(), so readers of a are undisturbed.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -87,6 +92,8 @@ struct member {
 };
 
 struct archive {
+	char *path;			/* realpath() of the archive */
+	struct stat st;			/* fstat() of fd at open */
 	int fd;				/* the archive, for pread */
 	int cache_fd;			/* inflated data, -1 if nothing deflated */
 	uint64_t file_size;
@@ -177,12 +184,19 @@ static int zip_error_to_errno(zip_error_t *ze)
 	case ZIP_ER_READ:
 	case ZIP_ER_SEEK:
 	case ZIP_ER_TELL:
+	case ZIP_ER_WRITE:
+	case ZIP_ER_TMPOPEN:
+	case ZIP_ER_RENAME:
+	case ZIP_ER_CLOSE:
+	case ZIP_ER_REMOVE:
 		if (zip_error_system_type(ze) == ZIP_ET_SYS &&
 		    zip_error_code_system(ze) > 0)
 			return -zip_error_code_system(ze);
 		return -EIO;
 	case ZIP_ER_NOENT:
 		return -ENOENT;
+	case ZIP_ER_EXISTS:
+		return -EEXIST;
 	case ZIP_ER_MEMORY:
 		return -ENOMEM;
 	case ZIP_ER_NOZIP:
@@ -622,7 +636,14 @@ int archive_open(const char *path, struct archive **out, struct npz_err *err)
 		npz_err_set(err, "not a regular file");
 		goto out_close;
 	}
+	a->st = sb;
 	a->file_size = (uint64_t)sb.st_size;
+	a->path = realpath(path, NULL);
+	if (!a->path) {
+		ret = -errno;
+		npz_err_set(err, "%s", strerror(-ret));
+		goto out_close;
+	}
 	if (a->file_size == 0) {
 		ret = -EINVAL;
 		npz_err_set(err, "not a zip archive (empty file)");
@@ -708,6 +729,7 @@ void archive_close(struct archive *a)
 		close(a->cache_fd);
 	if (a->fd >= 0)
 		close(a->fd);
+	free(a->path);
 	pthread_mutex_destroy(&a->zip_lock);
 	pthread_mutex_destroy(&a->pool_lock);
 	free(a);
@@ -1093,4 +1115,865 @@ ssize_t archive_member_read(struct archive *a, size_t i, void *buf,
 		return -EIO;
 	}
 	return n;
+}
+
+const char *archive_path(const struct archive *a)
+{
+	return a->path;
+}
+
+/* ---- Writing: archive_commit() ----------------------------------------
+ *
+ * libzip writes the new archive (it copies untouched members' compressed
+ * bytes and entries as they are), but through our own source over the
+ * archive file, because libzip's file source renames without fsync:
+ *  - reading goes through a->fd (the old file, whatever happens to the path);
+ *  - writing goes to a temporary file beside the archive, which
+ *    COMMIT_WRITE fsyncs, gives the original's mode and owner, renames over
+ *    the path (after checking that the path still holds a's file) and whose
+ *    directory it fsyncs; ROLLBACK_WRITE unlinks it.
+ * New content is read with pread() from the caller's fd by a second kind of
+ * source; deflated content is compressed by that source itself (zlib, at the
+ * caller's level) and handed to libzip as already-compressed data, which
+ * libzip copies as it is (it recompresses only when the source's method
+ * differs from the entry's).
+ */
+
+#define COMMIT_WBUF (4u << 20)		/* write buffer of the temporary file */
+#define COMMIT_RBUF (1u << 20)		/* read-ahead over the old archive */
+#define COMMIT_IN_BLOCK (1u << 20)	/* content read per pread */
+
+struct file_src {
+	struct archive *a;
+	zip_error_t error;
+	int fail_errno;			/* first failure of ours, or 0 */
+	char msg[NPZ_ERR_MSG_MAX];	/* its message */
+	/* reading the old file */
+	uint64_t rpos;
+	unsigned char *rbuf;
+	uint64_t rbuf_off;
+	size_t rbuf_len;
+	/* writing the temporary file */
+	char *dir;			/* the archive's directory */
+	char *tmp_path;			/* set while a temporary file exists */
+	int tmp_fd;
+	unsigned char *wbuf;
+	uint64_t wbuf_off;		/* file offset of wbuf[0] */
+	size_t wbuf_len;
+	uint64_t wpos;			/* write position */
+	uint64_t wsize;			/* bytes of file written (or buffered) */
+};
+
+/* Record a failure: libzip gets (zip_code, sys), we keep errno and text.
+ * Returns -1 for the source callback to return. */
+static zip_int64_t fsrc_fail(struct file_src *s, int zip_code, int sys,
+			     const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
+static zip_int64_t fsrc_fail(struct file_src *s, int zip_code, int sys,
+			     const char *fmt, ...)
+{
+	va_list ap;
+
+	zip_error_set(&s->error, zip_code, sys);
+	if (!s->fail_errno) {
+		s->fail_errno = sys > 0 ? sys : EIO;
+		va_start(ap, fmt);
+		vsnprintf(s->msg, sizeof(s->msg), fmt, ap);
+		va_end(ap);
+	}
+	return -1;
+}
+
+/* Is the file at a's path still the one a opened?  Returns 0, -ESTALE or
+ * -errno, with a message in msg. */
+static int check_same_file(const struct archive *a, char *msg, size_t len)
+{
+	struct stat sb;
+
+	if (stat(a->path, &sb) < 0) {
+		int e = errno;
+
+		if (e == ENOENT) {
+			snprintf(msg, len, "%s: archive was removed by another "
+				 "program", a->path);
+			return -ESTALE;
+		}
+		snprintf(msg, len, "%s: %s", a->path, strerror(e));
+		return -e;
+	}
+	if (sb.st_dev != a->st.st_dev || sb.st_ino != a->st.st_ino) {
+		snprintf(msg, len, "%s: archive was replaced by another "
+			 "program", a->path);
+		return -ESTALE;
+	}
+	if (sb.st_size != a->st.st_size ||
+	    sb.st_mtim.tv_sec != a->st.st_mtim.tv_sec ||
+	    sb.st_mtim.tv_nsec != a->st.st_mtim.tv_nsec) {
+		snprintf(msg, len, "%s: archive was modified by another "
+			 "program", a->path);
+		return -ESTALE;
+	}
+	return 0;
+}
+
+static int fsrc_flush(struct file_src *s)
+{
+	int ret;
+
+	if (!s->wbuf_len)
+		return 0;
+	ret = pwrite_full(s->tmp_fd, s->wbuf, s->wbuf_len, s->wbuf_off);
+	if (ret)
+		return ret;
+	s->wbuf_off += s->wbuf_len;
+	s->wbuf_len = 0;
+	return 0;
+}
+
+static zip_int64_t fsrc_write(struct file_src *s, const void *data,
+			      zip_uint64_t len)
+{
+	int ret = 0;
+
+	/* a seek, or no room: write out what is buffered */
+	if (s->wbuf_len && (s->wpos != s->wbuf_off + s->wbuf_len ||
+			    len > COMMIT_WBUF - s->wbuf_len))
+		ret = fsrc_flush(s);
+	if (!ret && !s->wbuf_len)
+		s->wbuf_off = s->wpos;
+	if (!ret && len >= COMMIT_WBUF)
+		ret = pwrite_full(s->tmp_fd, data, (size_t)len, s->wpos);
+	else if (!ret) {
+		memcpy(s->wbuf + s->wbuf_len, data, (size_t)len);
+		s->wbuf_len += (size_t)len;
+	}
+	if (ret)
+		return fsrc_fail(s, ZIP_ER_WRITE, -ret, "%s: writing the new "
+				 "archive: %s", s->a->path, strerror(-ret));
+	s->wpos += len;
+	if (s->wpos > s->wsize)
+		s->wsize = s->wpos;
+	return (zip_int64_t)len;
+}
+
+static void fsrc_rollback(struct file_src *s)
+{
+	if (s->tmp_fd >= 0)
+		close(s->tmp_fd);
+	s->tmp_fd = -1;
+	if (s->tmp_path)
+		unlink(s->tmp_path);
+	free(s->tmp_path);
+	s->tmp_path = NULL;
+	s->wbuf_len = 0;
+}
+
+static zip_int64_t fsrc_begin_write(struct file_src *s)
+{
+	const char *base = strrchr(s->a->path, '/') + 1;
+	size_t len;
+	int e;
+
+	fsrc_rollback(s);
+	len = strlen(s->dir) + strlen(base) + 32;
+	s->tmp_path = malloc(len);
+	if (!s->tmp_path)
+		return fsrc_fail(s, ZIP_ER_MEMORY, 0, "out of memory");
+	/* stay below NAME_MAX with long archive names */
+	snprintf(s->tmp_path, len, "%s/.%.200s.npzfs-XXXXXX",
+		 strcmp(s->dir, "/") ? s->dir : "", base);
+	s->tmp_fd = mkostemp(s->tmp_path, O_CLOEXEC);
+	if (s->tmp_fd < 0) {
+		e = errno;
+		free(s->tmp_path);
+		s->tmp_path = NULL;
+		return fsrc_fail(s, ZIP_ER_TMPOPEN, e, "cannot create a "
+				 "temporary file in %s: %s", s->dir,
+				 strerror(e));
+	}
+	s->wbuf_off = s->wbuf_len = 0;
+	s->wpos = s->wsize = 0;
+	return 0;
+}
+
+static zip_int64_t fsrc_commit_write(struct file_src *s)
+{
+	const struct stat *st = &s->a->st;
+	char msg[NPZ_ERR_MSG_MAX];
+	int ret, dfd, e;
+
+	ret = fsrc_flush(s);
+	if (ret)
+		return fsrc_fail(s, ZIP_ER_WRITE, -ret, "%s: writing the new "
+				 "archive: %s", s->a->path, strerror(-ret));
+	if (fsync(s->tmp_fd) < 0) {
+		e = errno;
+		return fsrc_fail(s, ZIP_ER_WRITE, e, "fsync of %s: %s",
+				 s->tmp_path, strerror(e));
+	}
+	/* owner first: chown clears set-id bits; keep the group at least */
+	if (fchown(s->tmp_fd, st->st_uid, st->st_gid) < 0)
+		(void)!fchown(s->tmp_fd, (uid_t)-1, st->st_gid);
+	if (fchmod(s->tmp_fd, st->st_mode & 07777) < 0) {
+		e = errno;
+		return fsrc_fail(s, ZIP_ER_WRITE, e, "chmod of %s: %s",
+				 s->tmp_path, strerror(e));
+	}
+	if (close(s->tmp_fd) < 0) {
+		s->tmp_fd = -1;
+		e = errno;
+		return fsrc_fail(s, ZIP_ER_CLOSE, e, "closing %s: %s",
+				 s->tmp_path, strerror(e));
+	}
+	s->tmp_fd = -1;
+	ret = check_same_file(s->a, msg, sizeof(msg));
+	if (ret)
+		return fsrc_fail(s, ZIP_ER_RENAME, -ret, "%s", msg);
+	if (rename(s->tmp_path, s->a->path) < 0) {
+		e = errno;
+		return fsrc_fail(s, ZIP_ER_RENAME, e, "renaming %s to %s: %s",
+				 s->tmp_path, s->a->path, strerror(e));
+	}
+	free(s->tmp_path);
+	s->tmp_path = NULL;
+	/* The new archive is in place: a failure to make the rename durable
+	 * can only be logged. */
+	dfd = open(s->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0 || fsync(dfd) < 0)
+		npz_log("%s: fsync of the directory: %s", s->dir,
+			strerror(errno));
+	if (dfd >= 0)
+		close(dfd);
+	return 0;
+}
+
+/* libzip removes an archive left without members; we write an empty one. */
+static zip_int64_t fsrc_remove(struct file_src *s)
+{
+	static const unsigned char eocd[22] = { 0x50, 0x4b, 0x05, 0x06 };
+
+	if (fsrc_begin_write(s) < 0)
+		return -1;
+	if (fsrc_write(s, eocd, sizeof(eocd)) < 0 ||
+	    fsrc_commit_write(s) < 0) {
+		fsrc_rollback(s);
+		return -1;
+	}
+	return 0;
+}
+
+static zip_int64_t fsrc_read(struct file_src *s, void *data, zip_uint64_t len)
+{
+	uint64_t size = s->a->file_size;
+	ssize_t n;
+
+	if (s->rpos >= size)
+		return 0;
+	if (len > size - s->rpos)
+		len = size - s->rpos;
+	if (len > SSIZE_MAX)
+		len = SSIZE_MAX;
+	if (s->rpos < s->rbuf_off || s->rpos >= s->rbuf_off + s->rbuf_len) {
+		if (len >= COMMIT_RBUF) {
+			n = pread_full(s->a->fd, data, (size_t)len, s->rpos);
+			goto out_check;
+		}
+		n = pread_full(s->a->fd, s->rbuf, COMMIT_RBUF, s->rpos);
+		if (n < 0)
+			goto out_check;
+		s->rbuf_off = s->rpos;
+		s->rbuf_len = (size_t)n;
+		if (s->rbuf_len == 0)
+			goto out_check;
+	}
+	n = (ssize_t)(s->rbuf_off + s->rbuf_len - s->rpos);
+	if ((zip_uint64_t)n > len)
+		n = (ssize_t)len;
+	memcpy(data, s->rbuf + (s->rpos - s->rbuf_off), (size_t)n);
+out_check:
+	if (n < 0)
+		return fsrc_fail(s, ZIP_ER_READ, (int)-n, "reading %s: %s",
+				 s->a->path, strerror((int)-n));
+	if (n == 0)
+		return fsrc_fail(s, ZIP_ER_READ, EIO, "reading %s: file "
+				 "shrank", s->a->path);
+	s->rpos += (uint64_t)n;
+	return n;
+}
+
+static zip_int64_t fsrc_cb(void *ud, void *data, zip_uint64_t len,
+			   zip_source_cmd_t cmd)
+{
+	struct file_src *s = ud;
+	zip_int64_t off;
+
+	switch (cmd) {
+	case ZIP_SOURCE_OPEN:
+		s->rpos = 0;
+		return 0;
+	case ZIP_SOURCE_READ:
+		return fsrc_read(s, data, len);
+	case ZIP_SOURCE_CLOSE:
+		return 0;
+	case ZIP_SOURCE_SEEK:
+		off = zip_source_seek_compute_offset(s->rpos, s->a->file_size,
+						     data, len, &s->error);
+		if (off < 0)
+			return -1;
+		s->rpos = (uint64_t)off;
+		return 0;
+	case ZIP_SOURCE_TELL:
+		return (zip_int64_t)s->rpos;
+	case ZIP_SOURCE_STAT: {
+		zip_stat_t *st = ZIP_SOURCE_GET_ARGS(zip_stat_t, data, len,
+						     &s->error);
+		if (!st)
+			return -1;
+		zip_stat_init(st);
+		st->size = s->a->file_size;
+		st->mtime = s->a->st.st_mtime;
+		st->valid = ZIP_STAT_SIZE | ZIP_STAT_MTIME;
+		return sizeof(*st);
+	}
+	case ZIP_SOURCE_BEGIN_WRITE:
+		return fsrc_begin_write(s);
+	case ZIP_SOURCE_WRITE:
+		return fsrc_write(s, data, len);
+	case ZIP_SOURCE_SEEK_WRITE:
+		off = zip_source_seek_compute_offset(s->wpos, s->wsize, data,
+						     len, &s->error);
+		if (off < 0)
+			return -1;
+		s->wpos = (uint64_t)off;
+		return 0;
+	case ZIP_SOURCE_TELL_WRITE:
+		return (zip_int64_t)s->wpos;
+	case ZIP_SOURCE_COMMIT_WRITE:
+		return fsrc_commit_write(s);
+	case ZIP_SOURCE_ROLLBACK_WRITE:
+		fsrc_rollback(s);
+		return 0;
+	case ZIP_SOURCE_REMOVE:
+		return fsrc_remove(s);
+	case ZIP_SOURCE_ERROR:
+		return zip_error_to_data(&s->error, data, len);
+	case ZIP_SOURCE_FREE:
+		return 0;	/* s belongs to archive_commit() */
+	case ZIP_SOURCE_SUPPORTS:
+		return ZIP_SOURCE_SUPPORTS_WRITABLE;
+	default:
+		zip_error_set(&s->error, ZIP_ER_OPNOTSUPP, 0);
+		return -1;
+	}
+}
+
+/* New content: pread() from the caller's fd, stored or deflated by us. */
+struct content_src {
+	const struct archive_change *c;
+	struct file_src *s;		/* failures are reported there too */
+	zip_error_t error;
+	bool deflate;
+	bool z_ready;
+	bool done;			/* all output produced */
+	z_stream z;
+	unsigned char *in;
+	uint64_t pos;			/* content bytes read */
+	uint64_t comp_size;		/* bytes produced (deflate) */
+	uint32_t crc;			/* CRC-32 of the content read */
+};
+
+static zip_int64_t csrc_fail(struct content_src *cs, int zip_code, int sys,
+			     const char *what)
+{
+	zip_error_set(&cs->error, zip_code, sys);
+	fsrc_fail(cs->s, zip_code, sys, "member %s: %s", cs->c->name, what);
+	return -1;
+}
+
+/* Read the next block of content at cs->pos into buf.  Returns bytes read
+ * or -1 (content shorter than announced, read error). */
+static zip_int64_t csrc_pread(struct content_src *cs, void *buf, size_t want)
+{
+	ssize_t n = pread_full(cs->c->fd, buf, want, cs->pos);
+
+	if (n < 0)
+		return csrc_fail(cs, ZIP_ER_READ, (int)-n, strerror((int)-n));
+	if ((size_t)n < want)
+		return csrc_fail(cs, ZIP_ER_READ, EIO, "content shorter "
+				 "than its size");
+	cs->crc = (uint32_t)crc32_z(cs->crc, buf, (size_t)n);
+	cs->pos += (uint64_t)n;
+	return n;
+}
+
+static zip_int64_t csrc_read(struct content_src *cs, void *data,
+			     zip_uint64_t len)
+{
+	uint64_t size = cs->c->size;
+	zip_int64_t n;
+	int zr;
+
+	if (!cs->deflate) {
+		if (cs->pos >= size)
+			return 0;
+		if (len > size - cs->pos)
+			len = size - cs->pos;
+		if (len > SSIZE_MAX)
+			len = SSIZE_MAX;
+		return csrc_pread(cs, data, (size_t)len);
+	}
+	if (cs->done)
+		return 0;
+	if (len > UINT_MAX)
+		len = UINT_MAX;
+	cs->z.next_out = data;
+	cs->z.avail_out = (uInt)len;
+	while (cs->z.avail_out > 0 && !cs->done) {
+		if (cs->z.avail_in == 0 && cs->pos < size) {
+			size_t want = COMMIT_IN_BLOCK;
+
+			if (size - cs->pos < want)
+				want = (size_t)(size - cs->pos);
+			n = csrc_pread(cs, cs->in, want);
+			if (n < 0)
+				return -1;
+			cs->z.next_in = cs->in;
+			cs->z.avail_in = (uInt)n;
+		}
+		zr = deflate(&cs->z, cs->pos == size ? Z_FINISH : Z_NO_FLUSH);
+		if (zr == Z_STREAM_END)
+			cs->done = true;
+		else if (zr != Z_OK && zr != Z_BUF_ERROR)
+			return csrc_fail(cs, ZIP_ER_ZLIB, 0, "deflate failed");
+	}
+	n = (zip_int64_t)(len - cs->z.avail_out);
+	cs->comp_size += (uint64_t)n;
+	return n;
+}
+
+static zip_int64_t csrc_cb(void *ud, void *data, zip_uint64_t len,
+			   zip_source_cmd_t cmd)
+{
+	struct content_src *cs = ud;
+
+	switch (cmd) {
+	case ZIP_SOURCE_OPEN:
+		cs->pos = cs->comp_size = 0;
+		cs->crc = (uint32_t)crc32(0, NULL, 0);
+		cs->done = false;
+		if (!cs->deflate)
+			return 0;
+		if (!cs->in) {
+			cs->in = malloc(COMMIT_IN_BLOCK);
+			if (!cs->in) {
+				zip_error_set(&cs->error, ZIP_ER_MEMORY, 0);
+				return -1;
+			}
+		}
+		if (cs->z_ready)
+			deflateEnd(&cs->z);
+		memset(&cs->z, 0, sizeof(cs->z));
+		/* what zipfile (numpy) uses: raw deflate, window 15, memLevel 8 */
+		cs->z_ready = deflateInit2(&cs->z, cs->c->level < 0 ?
+					   Z_DEFAULT_COMPRESSION : cs->c->level,
+					   Z_DEFLATED, -MAX_WBITS, 8,
+					   Z_DEFAULT_STRATEGY) == Z_OK;
+		if (!cs->z_ready) {
+			zip_error_set(&cs->error, ZIP_ER_MEMORY, 0);
+			return -1;
+		}
+		return 0;
+	case ZIP_SOURCE_READ:
+		return csrc_read(cs, data, len);
+	case ZIP_SOURCE_CLOSE:
+		/* libzip keeps every source until zip_close() ends: give the
+		 * deflate state back now (STAT needs only crc and comp_size) */
+		if (cs->z_ready)
+			deflateEnd(&cs->z);
+		cs->z_ready = false;
+		free(cs->in);
+		cs->in = NULL;
+		return 0;
+	case ZIP_SOURCE_STAT: {
+		zip_stat_t *st = ZIP_SOURCE_GET_ARGS(zip_stat_t, data, len,
+						     &cs->error);
+		if (!st)
+			return -1;
+		zip_stat_init(st);
+		st->size = cs->c->size;
+		st->mtime = cs->c->mtime;
+		st->comp_method = cs->deflate ? ZIP_CM_DEFLATE : ZIP_CM_STORE;
+		st->encryption_method = ZIP_EM_NONE;
+		st->valid = ZIP_STAT_SIZE | ZIP_STAT_MTIME |
+			    ZIP_STAT_COMP_METHOD | ZIP_STAT_ENCRYPTION_METHOD;
+		if (cs->deflate && cs->done) {
+			/* once read: libzip takes the CRC from here */
+			st->crc = cs->crc;
+			st->comp_size = cs->comp_size;
+			st->valid |= ZIP_STAT_CRC | ZIP_STAT_COMP_SIZE;
+		}
+		return sizeof(*st);
+	}
+	case ZIP_SOURCE_ERROR:
+		return zip_error_to_data(&cs->error, data, len);
+	case ZIP_SOURCE_FREE:
+		if (cs->z_ready)
+			deflateEnd(&cs->z);
+		free(cs->in);
+		free(cs);
+		return 0;
+	case ZIP_SOURCE_SUPPORTS:
+		return zip_source_make_command_bitmap(ZIP_SOURCE_OPEN,
+			ZIP_SOURCE_READ, ZIP_SOURCE_CLOSE, ZIP_SOURCE_STAT,
+			ZIP_SOURCE_ERROR, ZIP_SOURCE_FREE, -1);
+	default:
+		zip_error_set(&cs->error, ZIP_ER_OPNOTSUPP, 0);
+		return -1;
+	}
+}
+
+/* Returns a new source over c's content, or NULL (ENOMEM). */
+static zip_source_t *content_source(const struct archive_change *c,
+				    struct file_src *s)
+{
+	struct content_src *cs = calloc(1, sizeof(*cs));
+	zip_source_t *src;
+
+	if (!cs)
+		return NULL;
+	cs->c = c;
+	cs->s = s;
+	cs->deflate = c->method == ARCHIVE_DEFLATE;
+	zip_error_init(&cs->error);
+	src = zip_source_function_create(csrc_cb, cs, NULL);
+	if (!src)
+		free(cs);
+	return src;
+}
+
+static int cmp_name_ptr(const void *x, const void *y)
+{
+	return strcmp(*(const char *const *)x, *(const char *const *)y);
+}
+
+/* Check the change list.  Returns 0 or -EINVAL/-ENOMEM with a message. */
+static int check_changes(const struct archive *a,
+			 const struct archive_change *ch, size_t n,
+			 struct npz_err *err)
+{
+	const char **names;
+	size_t i;
+	int ret = 0;
+
+	for (i = 0; i < n; i++) {
+		const struct archive_change *c = &ch[i];
+
+		if (!c->name || !*c->name || strlen(c->name) > UINT16_MAX) {
+			npz_err_set(err, "change %zu: bad member name", i);
+			return -EINVAL;
+		}
+		if (c->from >= 0 && (size_t)c->from >= a->count) {
+			npz_err_set(err, "member %s: no member %zd to copy",
+				    c->name, c->from);
+			return -EINVAL;
+		}
+		if (c->from < -1 ||
+		    (c->from == -1 && (c->fd < 0 ||
+				       (c->method != ARCHIVE_STORE &&
+					c->method != ARCHIVE_DEFLATE) ||
+				       c->level < -1 || c->level > 9))) {
+			npz_err_set(err, "member %s: bad content, method or "
+				    "level", c->name);
+			return -EINVAL;
+		}
+	}
+	if (n < 2)
+		return 0;
+	names = malloc(n * sizeof(*names));
+	if (!names)
+		return -ENOMEM;
+	for (i = 0; i < n; i++)
+		names[i] = ch[i].name;
+	qsort(names, n, sizeof(*names), cmp_name_ptr);
+	for (i = 1; i < n; i++) {
+		if (strcmp(names[i - 1], names[i]) == 0) {
+			npz_err_set(err, "duplicate member name %s", names[i]);
+			ret = -EINVAL;
+			break;
+		}
+	}
+	free(names);
+	return ret;
+}
+
+/* How change k reaches the new archive. */
+enum change_kind {
+	CK_KEEP,	/* old entry kept in place (maybe renamed) */
+	CK_REPLACE,	/* old entry of the same name, new content, in place */
+	CK_COPY,	/* raw copy of an old member as a new entry */
+	CK_ADD,		/* new entry, new content */
+};
+
+/* A name for a renamed entry between the two rename passes: in neither
+ * the archive nor the change list. */
+static int temp_member_name(zip_t *za, const struct archive_change *ch,
+			    size_t n, char *buf, size_t len)
+{
+	static _Atomic unsigned long seq;
+	size_t i;
+
+	for (;;) {
+		snprintf(buf, len, ".npzfs-rename-%lu", ++seq);
+		if (zip_name_locate(za, buf, 0) >= 0)
+			continue;
+		for (i = 0; i < n && strcmp(ch[i].name, buf) != 0; i++)
+			;
+		if (i == n)
+			return 0;
+	}
+}
+
+/* Set method, level and mtime of entry idx for new content c. */
+static int set_new_entry(zip_t *za, zip_uint64_t idx,
+			 const struct archive_change *c)
+{
+	/* our deflate source hands libzip compressed data: the entry's
+	 * method must say deflate so that libzip does not touch it */
+	if (zip_set_file_compression(za, idx, c->method == ARCHIVE_DEFLATE ?
+				     ZIP_CM_DEFLATE : ZIP_CM_STORE, 0) < 0)
+		return -1;
+	return zip_file_set_mtime(za, idx, c->mtime, 0);
+}
+
+/* Turn the change list into libzip calls on za (opened on the current
+ * archive).  Returns 0 or -1 (libzip's error in za, or -ENOMEM in *oom). */
+static int apply_changes(struct archive *a, zip_t *za, struct file_src *s,
+			 const struct archive_change *ch, size_t n, bool *oom)
+{
+	ssize_t *claim = malloc((a->count ? a->count : 1) * sizeof(*claim));
+	bool *wanted = calloc(a->count ? a->count : 1, sizeof(*wanted));
+	unsigned char *kind = malloc(n ? n : 1);
+	char **tmp_names = calloc(n ? n : 1, sizeof(*tmp_names));
+	ssize_t last = -1;
+	bool appending = false;
+	size_t i, k, idx;
+	int ret = -1;
+
+	*oom = !claim || !wanted || !kind || !tmp_names;
+	if (*oom)
+		goto out_free;
+	for (i = 0; i < a->count; i++)
+		claim[i] = -1;
+	for (k = 0; k < n; k++)
+		if (ch[k].from >= 0)
+			wanted[ch[k].from] = true;
+
+	/* Keep an old entry where the list's order allows it; the rest is
+	 * appended, in order. */
+	for (k = 0; k < n; k++) {
+		const struct archive_change *c = &ch[k];
+
+		if (c->from >= 0) {
+			if (!appending && claim[c->from] < 0 && c->from > last) {
+				claim[c->from] = (ssize_t)k;
+				last = c->from;
+				kind[k] = CK_KEEP;
+			} else {
+				kind[k] = CK_COPY;
+				appending = true;
+			}
+		} else if (!appending && archive_find(a, c->name, &idx) == 0 &&
+			   !wanted[idx] && claim[idx] < 0 &&
+			   (ssize_t)idx > last) {
+			claim[idx] = (ssize_t)k;
+			last = (ssize_t)idx;
+			kind[k] = CK_REPLACE;
+		} else {
+			kind[k] = CK_ADD;
+			appending = true;
+		}
+	}
+
+	/* Raw copies are set up first, from the archive as it is. */
+	for (i = 0; i < a->count; i++)
+		if (claim[i] < 0 && zip_delete(za, i) < 0)
+			goto out_free;
+	/* Renames in two passes, so that swaps and a->b over a deleted b
+	 * never collide. */
+	for (k = 0; k < n; k++) {
+		char buf[64];
+
+		if (kind[k] != CK_KEEP ||
+		    strcmp(ch[k].name, a->m[ch[k].from].pub.name) == 0)
+			continue;
+		temp_member_name(za, ch, n, buf, sizeof(buf));
+		tmp_names[k] = strdup(buf);
+		if (!tmp_names[k]) {
+			*oom = true;
+			goto out_free;
+		}
+		if (zip_file_rename(za, (zip_uint64_t)ch[k].from, buf, 0) < 0)
+			goto out_free;
+	}
+	for (k = 0; k < n; k++)
+		if (tmp_names[k] && zip_file_rename(za,
+			(zip_uint64_t)ch[k].from, ch[k].name, 0) < 0)
+			goto out_free;
+	for (k = 0; k < n; k++) {
+		const struct archive_change *c = &ch[k];
+		zip_source_t *src;
+		zip_int64_t ni;
+
+		if (kind[k] == CK_KEEP)
+			continue;
+		if (kind[k] == CK_COPY)
+			src = zip_source_zip(za, za, (zip_uint64_t)c->from,
+					     ZIP_FL_COMPRESSED |
+					     ZIP_FL_UNCHANGED, 0, -1);
+		else
+			src = content_source(c, s);
+		if (!src) {
+			if (kind[k] != CK_COPY) {
+				*oom = true;
+			}
+			goto out_free;
+		}
+		if (kind[k] == CK_REPLACE) {
+			archive_find(a, c->name, &idx);
+			if (zip_file_replace(za, idx, src, 0) < 0) {
+				zip_source_free(src);
+				goto out_free;
+			}
+			if (set_new_entry(za, idx, c) < 0)
+				goto out_free;
+			continue;
+		}
+		ni = zip_file_add(za, c->name, src, 0);
+		if (ni < 0) {
+			zip_source_free(src);
+			goto out_free;
+		}
+		if (kind[k] == CK_COPY) {
+			const struct archive_member *m = &a->m[c->from].pub;
+			zip_uint8_t opsys;
+			zip_uint32_t attr;
+
+			if (zip_file_get_external_attributes(za,
+				(zip_uint64_t)c->from, ZIP_FL_UNCHANGED,
+				&opsys, &attr) < 0 ||
+			    zip_file_set_external_attributes(za,
+				(zip_uint64_t)ni, 0, opsys, attr) < 0 ||
+			    zip_set_file_compression(za, (zip_uint64_t)ni,
+						     m->method, 0) < 0 ||
+			    zip_file_set_mtime(za, (zip_uint64_t)ni,
+					       m->mtime, 0) < 0)
+				goto out_free;
+		} else {
+			if (zip_file_set_external_attributes(za,
+				(zip_uint64_t)ni, 0, ZIP_OPSYS_UNIX,
+				(zip_uint32_t)(S_IFREG | 0644) << 16) < 0 ||
+			    set_new_entry(za, (zip_uint64_t)ni, c) < 0)
+				goto out_free;
+		}
+	}
+	ret = 0;
+out_free:
+	if (tmp_names)
+		for (k = 0; k < n; k++)
+			free(tmp_names[k]);
+	free(tmp_names);
+	free(kind);
+	free(wanted);
+	free(claim);
+	return ret;
+}
+
+int archive_commit(struct archive *a, const struct archive_change *changes,
+		   size_t n, struct archive **out, struct npz_err *err)
+{
+	struct file_src s;
+	char msg[NPZ_ERR_MSG_MAX];
+	zip_source_t *src;
+	zip_error_t ze;
+	zip_t *za;
+	bool oom = false;
+	char *slash;
+	int ret;
+
+	ret = check_changes(a, changes, n, err);
+	if (ret)
+		return ret;
+	ret = check_same_file(a, msg, sizeof(msg));
+	if (ret) {
+		npz_err_set(err, "%s", msg);
+		return ret;
+	}
+	memset(&s, 0, sizeof(s));
+	s.a = a;
+	s.tmp_fd = -1;
+	zip_error_init(&s.error);
+	slash = strrchr(a->path, '/');
+	s.dir = slash == a->path ? strdup("/")
+				 : strndup(a->path, (size_t)(slash - a->path));
+	s.rbuf = malloc(COMMIT_RBUF);
+	s.wbuf = malloc(COMMIT_WBUF);
+	if (!s.dir || !s.rbuf || !s.wbuf) {
+		ret = -ENOMEM;
+		goto out_free;
+	}
+	zip_error_init(&ze);
+	src = zip_source_function_create(fsrc_cb, &s, &ze);
+	if (!src) {
+		ret = -ENOMEM;
+		goto out_free;
+	}
+	za = zip_open_from_source(src, 0, &ze);
+	if (!za) {
+		zip_source_free(src);
+		ret = s.fail_errno ? -s.fail_errno : zip_error_to_errno(&ze);
+		npz_err_set(err, "%s: %s", a->path,
+			    s.fail_errno ? s.msg : zip_error_strerror(&ze));
+		zip_error_fini(&ze);
+		goto out_free;
+	}
+	zip_error_fini(&ze);
+	if ((uint64_t)zip_get_num_entries(za, 0) != a->count) {
+		zip_discard(za);
+		ret = -ESTALE;
+		npz_err_set(err, "%s: archive was modified by another program",
+			    a->path);
+		goto out_free;
+	}
+	if (apply_changes(a, za, &s, changes, n, &oom) < 0) {
+		ret = oom ? -ENOMEM : zip_error_to_errno(zip_get_error(za));
+		npz_err_set(err, "%s", oom ? strerror(ENOMEM) : zip_strerror(za));
+		zip_discard(za);
+		goto out_free;
+	}
+	if (zip_close(za) < 0) {
+		if (s.fail_errno) {
+			ret = -s.fail_errno;
+			npz_err_set(err, "%s", s.msg);
+		} else {
+			ret = zip_error_to_errno(zip_get_error(za));
+			npz_err_set(err, "writing %s: %s", a->path,
+				    zip_strerror(za));
+		}
+		if (ret == 0)
+			ret = -EIO;
+		zip_discard(za);
+		goto out_free;
+	}
+	ret = archive_open(a->path, out, err);
+	if (ret)
+		npz_err_prefix(err, "%s: written, but cannot be opened again",
+			       a->path);
+out_free:
+	fsrc_rollback(&s);	/* no temporary file survives a failure */
+	zip_error_fini(&s.error);
+	free(s.wbuf);
+	free(s.rbuf);
+	free(s.dir);
+	return ret;
 }
