@@ -3,7 +3,7 @@ PKGS    := fuse3 libzip zlib
 CC      ?= cc
 CFLAGS  ?= -O2 -g
 CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wmissing-prototypes \
-           -D_FILE_OFFSET_BITS=64 -DFUSE_USE_VERSION=31 -Iinclude -MMD -MP \
+           -D_FILE_OFFSET_BITS=64 -DFUSE_USE_VERSION=312 -Iinclude -MMD -MP \
            $(shell pkg-config --cflags $(PKGS))
 LDLIBS  += $(shell pkg-config --libs $(PKGS)) -lpthread -lm
 CFLAGS  += $(if $(SAN),-fsanitize=address -fsanitize=undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined)
@@ -37,7 +37,7 @@ $(B)/obj:
 	mkdir -p $@
 
 # libFuzzer targets link the library's sources directly (clang only).
-FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE -g -O1 -Iinclude -D_FILE_OFFSET_BITS=64 -DFUSE_USE_VERSION=31 \
+FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE -g -O1 -Iinclude -D_FILE_OFFSET_BITS=64 -DFUSE_USE_VERSION=312 \
                $(shell pkg-config --cflags $(PKGS)) -fsanitize=fuzzer,address,undefined
 build-fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(LIB_SRC)
 	mkdir -p build-fuzz

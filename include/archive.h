@@ -122,4 +122,7 @@ int archive_commit(struct archive *a, const struct archive_change *changes,
 /* The path a was opened from, resolved by realpath(). */
 const char *archive_path(const struct archive *a);
 
+/* The archive file's modification time when it was opened. */
+time_t archive_mtime(const struct archive *a);
+
 #endif

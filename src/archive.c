@@ -1122,6 +1122,11 @@ const char *archive_path(const struct archive *a)
 	return a->path;
 }
 
+time_t archive_mtime(const struct archive *a)
+{
+	return a->st.st_mtime;
+}
+
 /* ---- Writing: archive_commit() ----------------------------------------
  *
  * libzip writes the new archive (it copies untouched members' compressed

@@ -20,7 +20,6 @@ static void *npzfs_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
 	cfg->negative_timeout = 0;
 	/* Sizes of text views change when they are rendered: never cache. */
 	cfg->attr_timeout = 0;
-	cfg->nullpath_ok = 1;
 	return fs();
 }
 

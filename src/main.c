@@ -45,23 +45,21 @@ static const char usage[] =
 "    -V, --version          print the version\n"
 "\n";
 
-struct cmdline {
-	struct npzfs_opts *opts;
-	int nonopts;
-};
+/* Positional arguments seen so far (only main's thread parses options). */
+static int nonopts;
 
 static int opt_proc(void *data, const char *arg, int key,
 		    struct fuse_args *outargs)
 {
-	struct cmdline *c = data;
+	struct npzfs_opts *opts = data;
 
 	(void)outargs;
 	if (key == KEY_RO) {
-		c->opts->ro = 1;
+		opts->ro = 1;
 		return 1;	/* also pass "ro" on to the kernel mount */
 	}
-	if (key == FUSE_OPT_KEY_NONOPT && c->nonopts++ == 0) {
-		c->opts->archive = strdup(arg);
+	if (key == FUSE_OPT_KEY_NONOPT && nonopts++ == 0) {
+		opts->archive = strdup(arg);
 		return 0;	/* the archive is ours; the mountpoint is FUSE's */
 	}
 	return 1;
@@ -127,40 +125,63 @@ static int check_options(const struct npzfs_opts *o)
 	return 0;
 }
 
-/* What fuse_main will do: learn the mountpoint and foreground flag. */
-static int peek_cmdline(const struct fuse_args *args, int *foreground,
-			char **mountpoint)
+/* Mount, detach unless -f, serve until unmounted.  Returns the exit status. */
+static int serve(struct fuse_args *args, const struct fuse_cmdline_opts *co,
+		 struct npzfs *state)
 {
-	struct fuse_args copy = FUSE_ARGS_INIT(0, NULL);
-	struct fuse_cmdline_opts co;
-	int ret = 0;
+	struct fuse_loop_config *loop = NULL;
+	struct fuse_session *se;
+	struct fuse *f;
+	int ret = 1;
 
-	for (int i = 0; i < args->argc; i++)
-		if (fuse_opt_add_arg(&copy, args->argv[i]))
-			ret = -1;
-	memset(&co, 0, sizeof(co));
-	if (!ret)
-		ret = fuse_parse_cmdline(&copy, &co);
-	*foreground = co.foreground;
-	*mountpoint = co.mountpoint;
-	fuse_opt_free_args(&copy);
+	f = fuse_new(args, &npzfs_ops, sizeof(npzfs_ops), state);
+	if (!f)
+		return 1;
+	if (fuse_mount(f, co->mountpoint))
+		goto out_destroy;
+	se = fuse_get_session(f);
+	if (fuse_daemonize(co->foreground) || fuse_set_signal_handlers(se))
+		goto out_unmount;
+	if (!co->foreground)
+		npz_log_to_syslog();
+	if (co->singlethread) {
+		ret = fuse_loop(f);
+	} else {
+		loop = fuse_loop_cfg_create();
+		if (!loop)
+			goto out_handlers;
+		fuse_loop_cfg_set_clone_fd(loop, (unsigned int)co->clone_fd);
+		fuse_loop_cfg_set_max_threads(loop, co->max_threads);
+		/* libfuse 3.14.0 warns about its own UINT_MAX default */
+		if (co->max_idle_threads != UINT_MAX)
+			fuse_loop_cfg_set_idle_threads(loop, co->max_idle_threads);
+		ret = fuse_loop_mt(f, loop);
+		fuse_loop_cfg_destroy(loop);
+	}
+	ret = ret ? 1 : 0;
+out_handlers:
+	fuse_remove_signal_handlers(se);
+out_unmount:
+	fuse_unmount(f);
+out_destroy:
+	fuse_destroy(f);
 	return ret;
 }
 
 int main(int argc, char *argv[])
 {
 	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
+	struct fuse_cmdline_opts co;
 	struct npzfs state;
-	struct cmdline c = { &state.opts, 0 };
 	struct npz_err err = { "" };
 	struct stat st;
-	char *mnt = NULL;
-	int foreground = 0, ret = 1;
+	int ret = 1;
 
 	memset(&state, 0, sizeof(state));
+	memset(&co, 0, sizeof(co));
 	state.opts.level = -1;
 	state.opts.compress = strdup("keep");
-	if (fuse_opt_parse(&args, &c, npzfs_opt_spec, opt_proc) == -1)
+	if (fuse_opt_parse(&args, &state.opts, npzfs_opt_spec, opt_proc) == -1)
 		goto out_args;
 	if (state.opts.show_version) {
 		printf("npzfs %s (libfuse %s)\n", NPZFS_VERSION,
@@ -175,18 +196,17 @@ int main(int argc, char *argv[])
 		ret = 0;
 		goto out_args;
 	}
-	if (!state.opts.archive || c.nonopts != 2) {
+	if (fuse_parse_cmdline(&args, &co))
+		goto out_args;
+	if (!state.opts.archive || !co.mountpoint || nonopts != 2) {
 		fprintf(stderr, "npzfs: expected ARCHIVE and MOUNTPOINT (see npzfs --help)\n");
 		goto out_args;
 	}
 	if (check_options(&state.opts) || check_archive(&state.opts))
 		goto out_args;
-	if (peek_cmdline(&args, &foreground, &mnt) || !mnt) {
-		fprintf(stderr, "npzfs: bad command line (see npzfs --help)\n");
-		goto out_args;
-	}
-	if (stat(mnt, &st) || !S_ISDIR(st.st_mode)) {
-		fail("%s: %s", mnt, strerror(stat(mnt, &st) ? errno : ENOTDIR));
+	if (stat(co.mountpoint, &st) || !S_ISDIR(st.st_mode)) {
+		fail("%s: %s", co.mountpoint,
+		     strerror(stat(co.mountpoint, &st) ? errno : ENOTDIR));
 		goto out_args;
 	}
 	ret = archive_open(state.opts.archive, &state.ar, &err);
@@ -196,22 +216,19 @@ int main(int argc, char *argv[])
 		ret = 1;
 		goto out_args;
 	}
-	if (stat(state.opts.archive, &st) == 0)
-		ret = tree_new(state.ar, st.st_mtime, &state.tree, &err);
+	ret = tree_new(state.ar, archive_mtime(state.ar), &state.tree, &err);
 	if (ret) {
 		fail("%s: %s", state.opts.archive,
 		     err.msg[0] ? err.msg : strerror(-ret));
 		ret = 1;
 		goto out_archive;
 	}
-	if (!foreground)
-		npz_log_to_syslog();
-	ret = fuse_main(args.argc, args.argv, &npzfs_ops, &state) ? 1 : 0;
+	ret = serve(&args, &co, &state);
 	tree_free(state.tree);
 out_archive:
 	archive_close(state.ar);
 out_args:
-	free(mnt);
+	free(co.mountpoint);
 	free(state.opts.archive);
 	free(state.opts.compress);
 	fuse_opt_free_args(&args);

@@ -1,0 +1,1783 @@
+/* text_parse.c - read a text view back into an array.
+ *
+ * Invariant: text_parse(text_format(a)) == a, byte for byte (see the
+ * exceptions listed in text_format.c: NaN payloads, bool bytes other than
+ * 0/1, long double padding, structured padding).
+ *
+ * Two passes over the text: the first finds the layout (lines, values per
+ * line, blank-line separated blocks) and, without a dtype, infers one; the
+ * second converts values into ~1 MiB blocks handed to out->write_at (or, for
+ * Fortran order, bands of up to 32 MiB transposed in memory).  Every error
+ * names the 1-based line of the text.  Floats are read exactly (Clinger's
+ * fast path, Eisel-Lemire, strtod in the C locale as the last resort) and
+ * must fit the precision: "1e39" is refused for float32, not made inf.
+ */
+#include <errno.h>
+#include <fenv.h>
+#include <float.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "text.h"
+#include "text_internal.h"
+
+#define OUT_BLOCK (1u << 20)	/* C-order write block */
+#define TOK_MSG 40		/* quote at most this much of a token */
+
+/* ---- characters ---------------------------------------------------------- */
+
+enum { CH_OTHER, CH_QUOTE, CH_WS, CH_NL };	/* < CH_WS: inside a token */
+
+static const unsigned char ch_class[256] = {
+	[' '] = CH_WS, ['\t'] = CH_WS, ['\r'] = CH_WS, ['\v'] = CH_WS,
+	['\f'] = CH_WS, ['\n'] = CH_NL, ['"'] = CH_QUOTE,
+};
+
+static inline bool is_ws(char c)
+{
+	return ch_class[(unsigned char)c] == CH_WS;
+}
+
+static inline bool is_digit(char c)
+{
+	return (unsigned)(c - '0') < 10;
+}
+
+static int hexval(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+static bool eq_nocase(const char *s, size_t n, const char *word)
+{
+	size_t i;
+
+	for (i = 0; i < n && word[i]; i++)
+		if ((s[i] | 0x20) != word[i])
+			return false;
+	return i == n && !word[i];
+}
+
+/* ---- parser state -------------------------------------------------------- */
+
+struct tp;
+typedef int (*conv_fn)(struct tp *t, const char *s, size_t n,
+		       unsigned char *dst, const struct npy_dtype *dt);
+
+struct col {
+	conv_fn conv;
+	const struct npy_dtype *dt;
+	size_t offset;
+};
+
+struct tp {
+	const char *text;
+	size_t len;
+	struct npz_err *err;
+	size_t lineno;		/* current line, 1-based */
+
+	/* layout from the first pass */
+	size_t body;		/* offset of the first line after the header */
+	size_t body_lineno;
+	uint64_t nvalues;	/* tokens in data lines */
+	uint64_t nlines;	/* data lines */
+	uint64_t nblocks;
+	uint64_t block_lines;	/* data lines per block (of the first) */
+	size_t ragged_block;	/* first line of a block of another size */
+	uint64_t ragged_rows;	/* its number of rows */
+	uint64_t line_values;	/* tokens per data line */
+
+	/* conversion */
+	const struct npy_dtype *dt;
+	size_t isz;
+	struct col *cols;	/* one per token of a record, or one */
+	size_t ncols;
+	bool record;
+
+	/* output */
+	const struct text_out *out;
+	const struct npy_header *hdr;
+	unsigned char *cbuf;	/* C-order elements */
+	size_t cap;		/* elements cbuf holds */
+	size_t n;		/* elements in cbuf */
+	uint64_t done;		/* elements written before cbuf */
+	/* Fortran order */
+	bool fortran;
+	uint64_t rest;		/* elements per first-axis index */
+	unsigned char *fbuf;
+	unsigned char *ebuf;	/* per-element fallback */
+};
+
+static int fail(struct tp *t, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+static int fail(struct tp *t, const char *fmt, ...)
+{
+	char msg[NPZ_ERR_MSG_MAX];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	npz_err_set(t->err, "line %zu: %s", t->lineno, msg);
+	return -EINVAL;
+}
+
+/* Quote a token for a message: printable ASCII, at most TOK_MSG bytes. */
+static const char *quote_tok(const char *s, size_t n, char *out)
+{
+	size_t i, m = n > TOK_MSG ? TOK_MSG : n;
+
+	for (i = 0; i < m; i++)
+		out[i] = (s[i] >= 0x20 && s[i] < 0x7f) ? s[i] : '?';
+	if (n > m) {
+		memcpy(out + m, "...", 3);
+		m += 3;
+	}
+	out[m] = '\0';
+	return out;
+}
+
+static int fail_tok(struct tp *t, const char *s, size_t n,
+		    const struct npy_dtype *dt, const char *why)
+{
+	char q[TOK_MSG + 4], name[48];
+
+	text_dtype_name(dt, name, sizeof(name));
+	return fail(t, "'%s' %s %s", quote_tok(s, n, q), why, name);
+}
+
+static int fail_bad(struct tp *t, const char *s, size_t n,
+		    const struct npy_dtype *dt)
+{
+	char q[TOK_MSG + 4], name[48];
+
+	text_dtype_name(dt, name, sizeof(name));
+	return fail(t, "bad value '%s' (expected %s)", quote_tok(s, n, q), name);
+}
+
+/* ---- tokens -------------------------------------------------------------- */
+
+/* End of the token starting at p (not whitespace, not newline), or NULL
+ * with a message for an unterminated string or garbage after one. */
+static const char *tok_end(struct tp *t, const char *p, const char *e)
+{
+	const char *q = p;
+
+	if (*q == 'b' && q + 1 < e && q[1] == '"')
+		q++;
+	if (*q == '"') {
+		for (q++; q < e && *q != '"' && *q != '\n'; q++)
+			if (*q == '\\' && q + 1 < e && q[1] != '\n')
+				q++;
+		if (q >= e || *q != '"') {
+			fail(t, "unterminated string");
+			return NULL;
+		}
+		q++;
+		if (q < e && ch_class[(unsigned char)*q] < CH_WS) {
+			char m[TOK_MSG + 4];
+
+			fail(t, "unexpected '%s' after a string",
+			     quote_tok(q, 1, m));
+			return NULL;
+		}
+		return q;
+	}
+	while (q < e && ch_class[(unsigned char)*q] < CH_WS)
+		q++;
+	return q;	/* bare: up to whitespace, quotes included */
+}
+
+/* Line kinds */
+enum { L_BLANK, L_COMMENT, L_SEP, L_DATA };
+
+static int line_kind(const char *p, const char *e)
+{
+	while (p < e && is_ws(*p))
+		p++;
+	if (p == e)
+		return L_BLANK;
+	if (*p != '#')
+		return L_DATA;
+	for (p++; p < e && is_ws(*p); p++)
+		;
+	return p < e && *p == '[' ? L_SEP : L_COMMENT;
+}
+
+/* ---- numbers ------------------------------------------------------------- */
+
+static const double pow10_d[23] = {
+	1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11,
+	1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
+};
+
+/* man * 10^exp10 correctly rounded, or false when undecided. */
+static bool eisel_lemire(uint64_t man, int exp10, bool neg, double *out)
+{
+	uint64_t bits;
+
+	if (man == 0) {
+		*out = neg ? -0.0 : 0.0;
+		return true;
+	}
+	if (exp10 < TEXT_POW10_MIN || exp10 > 308)
+		return false;
+	const uint64_t *g = text_pow10[exp10 - TEXT_POW10_MIN];
+	int clz = __builtin_clzll(man);
+	man <<= clz;
+	uint64_t e2 = (uint64_t)(((217706 * exp10) >> 16) + 64 + 1023) -
+		      (uint64_t)clz;
+	unsigned __int128 x = (unsigned __int128)man * g[0];
+	uint64_t xhi = (uint64_t)(x >> 64), xlo = (uint64_t)x;
+
+	if ((xhi & 0x1ff) == 0x1ff && xlo + man < man) {
+		unsigned __int128 y = (unsigned __int128)man * g[1];
+		uint64_t yhi = (uint64_t)(y >> 64), ylo = (uint64_t)y;
+		uint64_t mhi = xhi, mlo = xlo + yhi;
+
+		if (mlo < xlo)
+			mhi++;
+		if ((mhi & 0x1ff) == 0x1ff && mlo + 1 == 0 && ylo + man < man)
+			return false;
+		xhi = mhi;
+		xlo = mlo;
+	}
+	uint64_t msb = xhi >> 63;
+	uint64_t m = xhi >> (msb + 9);
+	e2 -= 1 ^ msb;
+	if (xlo == 0 && (xhi & 0x1ff) == 0 && (m & 3) == 1)
+		return false;
+	m += m & 1;
+	m >>= 1;
+	if (m >> 53) {
+		m >>= 1;
+		e2++;
+	}
+	if (e2 - 1 >= 0x7ff - 1)
+		return false;	/* subnormal or overflow: let strtod decide */
+	bits = e2 << 52 | (m & ((1ull << 52) - 1));
+	if (neg)
+		bits |= 1ull << 63;
+	memcpy(out, &bits, 8);
+	return true;
+}
+
+enum { NUM_OK, NUM_BAD, NUM_SPECIAL };
+
+/* A decimal float token split up: sign, up to 19 significant digits,
+ * exponent; trunc if nonzero digits were dropped. */
+struct decnum {
+	bool neg, trunc;
+	uint64_t w;
+	int exp10;
+	double special;		/* nan / inf when NUM_SPECIAL */
+};
+
+static int scan_float(const char *s, size_t n, struct decnum *d)
+{
+	const char *p = s, *e = s + n;
+	int nd = 0, ex = 0;
+	bool any = false;
+
+	d->neg = false;
+	d->trunc = false;
+	d->w = 0;
+	d->exp10 = 0;
+	if (p < e && (*p == '+' || *p == '-'))
+		d->neg = *p++ == '-';
+	if (p == e)
+		return NUM_BAD;
+	if (!is_digit(*p) && *p != '.') {
+		size_t m = (size_t)(e - p);
+
+		if (eq_nocase(p, m, "nan"))
+			d->special = d->neg ? -NAN : NAN;
+		else if (eq_nocase(p, m, "inf") || eq_nocase(p, m, "infinity"))
+			d->special = d->neg ? -INFINITY : INFINITY;
+		else
+			return NUM_BAD;
+		return NUM_SPECIAL;
+	}
+	while (p < e && *p == '0') {
+		p++;
+		any = true;
+	}
+	for (; p < e && is_digit(*p); p++, any = true) {
+		if (nd < 19) {
+			d->w = d->w * 10 + (uint64_t)(*p - '0');
+			nd++;
+		} else {
+			d->exp10++;
+			d->trunc |= *p != '0';
+		}
+	}
+	if (p < e && *p == '.') {
+		for (p++; p < e && is_digit(*p); p++, any = true) {
+			if (!nd && *p == '0') {
+				d->exp10--;
+			} else if (nd < 19) {
+				d->w = d->w * 10 + (uint64_t)(*p - '0');
+				nd++;
+				d->exp10--;
+			} else {
+				d->trunc |= *p != '0';
+			}
+		}
+	}
+	if (!any)
+		return NUM_BAD;
+	if (p < e && (*p == 'e' || *p == 'E')) {
+		bool eneg = false, edig = false;
+
+		p++;
+		if (p < e && (*p == '+' || *p == '-'))
+			eneg = *p++ == '-';
+		for (; p < e && is_digit(*p); p++) {
+			edig = true;
+			if (ex < 100000)
+				ex = ex * 10 + (*p - '0');
+		}
+		if (!edig)
+			return NUM_BAD;
+		d->exp10 += eneg ? -ex : ex;
+	}
+	return p == e ? NUM_OK : NUM_BAD;
+}
+
+/* The token (already validated by scan_float) through strtod-like fn. */
+static char *tok_cstr(const char *s, size_t n, char *small, size_t size)
+{
+	char *c = n < size ? small : malloc(n + 1);
+
+	if (c) {
+		memcpy(c, s, n);
+		c[n] = '\0';
+	}
+	return c;
+}
+
+static double slow_strtod(const char *s, size_t n)
+{
+	char small[128], *c = tok_cstr(s, n, small, sizeof(small));
+	double v;
+
+	if (!c)
+		return NAN;	/* out of memory: reported as a bad value */
+	v = strtod_l(c, NULL, text_c_locale());
+	if (c != small)
+		free(c);
+	return v;
+}
+
+/* The nearest double to the decimal token in *out.  Returns NUM_OK,
+ * NUM_SPECIAL (nan/inf spelled out) or NUM_BAD. */
+static inline int to_double(const char *s, size_t n, double *out)
+{
+	struct decnum d;
+	double v;
+	int r = scan_float(s, n, &d);
+
+	if (r != NUM_OK) {
+		*out = r == NUM_SPECIAL ? d.special : 0;
+		return r;
+	}
+	if (!d.trunc) {
+		if (d.w <= (1ull << 53) && d.exp10 >= -22 && d.exp10 <= 22) {
+			v = (double)d.w;
+			v = d.exp10 < 0 ? v / pow10_d[-d.exp10] : v * pow10_d[d.exp10];
+			*out = d.neg ? -v : v;
+			return NUM_OK;
+		}
+		if (eisel_lemire(d.w, d.exp10, d.neg, out))
+			return NUM_OK;
+	} else {
+		double v2;
+
+		if (eisel_lemire(d.w, d.exp10, d.neg, &v) &&
+		    eisel_lemire(d.w + 1, d.exp10, d.neg, &v2) && v == v2) {
+			*out = v;
+			return NUM_OK;
+		}
+	}
+	if (d.w == 0 || d.exp10 < -400)
+		*out = d.neg ? -0.0 : 0.0;
+	else
+		*out = slow_strtod(s, n);
+	return NUM_OK;
+}
+
+/* ---- float16 ------------------------------------------------------------- */
+
+/* Round |v| (finite, >= 0) to float16 magnitude bits; dir < 0 / > 0 breaks
+ * an exact tie downward / upward, 0 to even. */
+static uint16_t half_round(double v, int dir)
+{
+	int e;
+	double m = frexp(v, &e);	/* v = m * 2^e, 0.5 <= m < 1 */
+	double scaled, fl;
+	uint64_t q;
+
+	if (v == 0)
+		return 0;
+	/* ulp is 2^(e-11) for normals, 2^-24 below 2^-14 */
+	int ue = e - 11 < -24 ? -24 : e - 11;
+	(void)m;
+	scaled = ldexp(v, -ue);	/* exact: v has 53 bits, scale is a power of 2 */
+	fl = floor(scaled);
+	q = (uint64_t)fl;
+	double rem = scaled - fl;
+	if (rem > 0.5 || (rem == 0.5 && (dir > 0 || (dir == 0 && (q & 1)))))
+		q++;
+	/* value = q * 2^ue; renormalise */
+	if (ue == -24 && q < 0x400)
+		return (uint16_t)q;	/* subnormal */
+	int ex = ue + 25;		/* exponent field if q in [2^10, 2^11) */
+	if (q >= 0x800) {
+		q >>= 1;
+		ex++;
+	}
+	if (ex >= 0x1f)
+		return 0x7c00;		/* overflow */
+	return (uint16_t)(ex << 10 | (q & 0x3ff));
+}
+
+/* ---- scalar converters --------------------------------------------------- */
+
+static int conv_bool(struct tp *t, const char *s, size_t n,
+		     unsigned char *dst, const struct npy_dtype *dt)
+{
+	if ((n == 4 && (!memcmp(s, "True", 4) || !memcmp(s, "true", 4))) ||
+	    (n == 1 && *s == '1'))
+		*dst = 1;
+	else if ((n == 5 && (!memcmp(s, "False", 5) || !memcmp(s, "false", 5))) ||
+		 (n == 1 && *s == '0'))
+		*dst = 0;
+	else
+		return fail_bad(t, s, n, dt);
+	return 0;
+}
+
+/* Decimal integer with optional sign into magnitude + sign.
+ * Returns NUM_OK, NUM_BAD, or NUM_SPECIAL for a magnitude >= 2^64. */
+static int scan_int(const char *s, size_t n, bool *neg, uint64_t *mag)
+{
+	const char *p = s, *e = s + n;
+	uint64_t v = 0;
+	bool big = false;
+
+	*neg = false;
+	if (p < e && (*p == '+' || *p == '-'))
+		*neg = *p++ == '-';
+	if (p == e)
+		return NUM_BAD;
+	for (; p < e; p++) {
+		unsigned d = (unsigned)(*p - '0');
+
+		if (d > 9)
+			return NUM_BAD;
+		if (v > (UINT64_MAX - d) / 10)
+			big = true;
+		else
+			v = v * 10 + d;
+	}
+	*mag = v;
+	return big ? NUM_SPECIAL : NUM_OK;
+}
+
+static void store_uint(unsigned char *dst, uint64_t v, size_t size, bool sw)
+{
+	switch (size) {
+	case 1: *dst = (unsigned char)v; break;
+	case 2: text_st16(dst, (uint16_t)v, sw); break;
+	case 4: text_st32(dst, (uint32_t)v, sw); break;
+	default: text_st64(dst, v, sw); break;
+	}
+}
+
+static int conv_int(struct tp *t, const char *s, size_t n,
+		    unsigned char *dst, const struct npy_dtype *dt)
+{
+	bool neg;
+	uint64_t mag, lim = 1ull << (dt->itemsize * 8 - 1);
+	int r = scan_int(s, n, &neg, &mag);
+
+	if (r == NUM_BAD)
+		return fail_bad(t, s, n, dt);
+	if (r == NUM_SPECIAL || mag > lim || (!neg && mag == lim))
+		return fail_tok(t, s, n, dt, "out of range for");
+	store_uint(dst, neg ? 0 - mag : mag, dt->itemsize, dt->swapped);
+	return 0;
+}
+
+static int conv_uint(struct tp *t, const char *s, size_t n,
+		     unsigned char *dst, const struct npy_dtype *dt)
+{
+	bool neg;
+	uint64_t mag;
+	int r = scan_int(s, n, &neg, &mag);
+
+	if (r == NUM_BAD)
+		return fail_bad(t, s, n, dt);
+	if (r == NUM_SPECIAL || (neg && mag) ||
+	    (dt->itemsize < 8 && mag >> (dt->itemsize * 8)))
+		return fail_tok(t, s, n, dt, "out of range for");
+	store_uint(dst, mag, dt->itemsize, dt->swapped);
+	return 0;
+}
+
+/* One float of `size` bytes (2, 4, 8, 12, 16) from a token. */
+static int parse_float(struct tp *t, const char *s, size_t n,
+		       unsigned char *dst, size_t size,
+		       const struct npy_dtype *dt)
+{
+	bool sw = dt->swapped;
+	double d;
+	int r;
+
+	if (size == 8) {
+		uint64_t b;
+
+		r = to_double(s, n, &d);
+		if (r == NUM_BAD)
+			return fail_bad(t, s, n, dt);
+		if (isinf(d) && r != NUM_SPECIAL)
+			return fail_tok(t, s, n, dt, "out of range for");
+		memcpy(&b, &d, 8);
+		text_st64(dst, b, sw);
+		return 0;
+	}
+	if (size == 4) {
+		float f;
+		uint32_t b;
+
+		r = to_double(s, n, &d);
+		if (r == NUM_BAD)
+			return fail_bad(t, s, n, dt);
+		f = (float)d;
+		if ((double)f != d && !isnan(d)) {
+			/* Exactly between two floats: decide on the decimal. */
+			float g = nextafterf(f, d > f ? INFINITY : -INFINITY);
+			if ((double)g - d == d - (double)f || d - (double)g == (double)f - d) {
+				char small[128], *c = tok_cstr(s, n, small, sizeof(small));
+
+				if (!c)
+					return -ENOMEM;
+				f = strtof_l(c, NULL, text_c_locale());
+				if (c != small)
+					free(c);
+			}
+		}
+		if (isinf(f) && r != NUM_SPECIAL)
+			return fail_tok(t, s, n, dt, "out of range for");
+		memcpy(&b, &f, 4);
+		text_st32(dst, b, sw);
+		return 0;
+	}
+	if (size == 2) {
+		uint16_t h;
+		bool neg;
+
+		r = to_double(s, n, &d);
+		if (r == NUM_BAD)
+			return fail_bad(t, s, n, dt);
+		neg = signbit(d);
+		if (isnan(d)) {
+			h = 0x7e00;
+		} else if (isinf(d)) {
+			if (r != NUM_SPECIAL)
+				return fail_tok(t, s, n, dt, "out of range for");
+			h = 0x7c00;
+		} else {
+			double a = fabs(d);
+			int dir = 0;
+
+			h = half_round(a, 0);
+			if (half_round(a, -1) != half_round(a, 1)) {
+				/* d is a float16 midpoint: is the decimal? */
+				char small[128], *c = tok_cstr(s, n, small, sizeof(small));
+				int mode = fegetround();
+				double lo, hi;
+
+				if (!c)
+					return -ENOMEM;
+				fesetround(FE_DOWNWARD);
+				lo = fabs(strtod_l(c, NULL, text_c_locale()));
+				fesetround(FE_UPWARD);
+				hi = fabs(strtod_l(c, NULL, text_c_locale()));
+				fesetround(mode);
+				if (c != small)
+					free(c);
+				if (lo != hi)	/* inexact: above a if a is the lower bracket */
+					dir = (lo < hi ? lo : hi) == a ? 1 : -1;
+				h = half_round(a, dir);
+			}
+			if ((h & 0x7fff) == 0x7c00)
+				return fail_tok(t, s, n, dt, "out of range for");
+		}
+		if (neg)
+			h |= 0x8000;
+		text_st16(dst, h, sw);
+		return 0;
+	}
+	/* x87 long double in 12 or 16 bytes */
+	{
+		struct decnum dn;
+		char small[128], *c;
+		long double v;
+		unsigned char b[16] = { 0 };
+
+		r = scan_float(s, n, &dn);
+		if (r == NUM_BAD)
+			return fail_bad(t, s, n, dt);
+		c = tok_cstr(s, n, small, sizeof(small));
+		if (!c)
+			return -ENOMEM;
+		v = strtold_l(c, NULL, text_c_locale());
+		if (c != small)
+			free(c);
+		if (isinf(v) && r != NUM_SPECIAL)
+			return fail_tok(t, s, n, dt, "out of range for");
+		memcpy(b, &v, 10);
+		text_copy_swapped(dst, b, size, sw);
+		return 0;
+	}
+}
+
+static int conv_float(struct tp *t, const char *s, size_t n,
+		      unsigned char *dst, const struct npy_dtype *dt)
+{
+	return parse_float(t, s, n, dst, dt->itemsize, dt);
+}
+
+/* Complex "a+bj", "a-bj", "bj", "a" (optionally in parentheses). */
+static bool split_complex(const char *s, size_t n, size_t *re_n,
+			  const char **im, size_t *im_n)
+{
+	size_t i;
+
+	if (n >= 2 && s[0] == '(' && s[n - 1] == ')') {
+		s++;
+		n -= 2;
+	}
+	*im = NULL;
+	*im_n = 0;
+	if (!n || (s[n - 1] != 'j' && s[n - 1] != 'J')) {
+		*re_n = n;
+		return n > 0;
+	}
+	for (i = n - 1; i > 0; i--) {
+		if ((s[i] == '+' || s[i] == '-') && s[i - 1] != 'e' &&
+		    s[i - 1] != 'E')
+			break;
+	}
+	*re_n = i;
+	*im = s + i;
+	*im_n = n - 1 - i;
+	return *im_n > 0;
+}
+
+static int conv_complex(struct tp *t, const char *s, size_t n,
+			unsigned char *dst, const struct npy_dtype *dt)
+{
+	size_t half = dt->itemsize / 2, re_n, im_n;
+	const char *im, *re = s;
+	int ret;
+
+	if (n >= 2 && s[0] == '(' && s[n - 1] == ')')
+		re = s + 1;
+	if (!split_complex(s, n, &re_n, &im, &im_n))
+		return fail_bad(t, s, n, dt);
+	if (re_n) {
+		ret = parse_float(t, re, re_n, dst, half, dt);
+	} else {
+		memset(dst, 0, half);
+		ret = 0;
+	}
+	if (!ret && im) {
+		/* "+" or "-" alone before j is not a number */
+		if (im_n == 1 && (*im == '+' || *im == '-'))
+			return fail_bad(t, s, n, dt);
+		ret = parse_float(t, im, im_n, dst + half, half, dt);
+	} else if (!ret) {
+		memset(dst + half, 0, half);
+	}
+	return ret;
+}
+
+/* ---- datetimes ----------------------------------------------------------- */
+
+static bool take_num(const char **p, const char *e, int digits, int *v)
+{
+	int x = 0;
+
+	for (int i = 0; i < digits; i++) {
+		if (*p >= e || !is_digit(**p))
+			return false;
+		x = x * 10 + (*(*p)++ - '0');
+	}
+	*v = x;
+	return true;
+}
+
+/* hi * mult + lo (0 <= lo < mult) without an intermediate overflow when
+ * hi is negative; false if the result does not fit. */
+static bool combine(int64_t hi, int64_t mult, int64_t lo, int64_t *out)
+{
+	if (hi < 0 && lo) {
+		hi++;
+		lo -= mult;
+	}
+	return !__builtin_mul_overflow(hi, mult, out) &&
+	       !__builtin_add_overflow(*out, lo, out);
+}
+
+/* days -> value checked for overflow: y/m/d may be huge. */
+static bool days_checked(int64_t y, int m, int d, int64_t *days)
+{
+	int64_t era, yoe, doy, doe;
+
+	y -= m <= 2;
+	era = text_floor_div(y, 400);
+	yoe = text_floor_mod(y, 400);
+	doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
+	doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+	return !__builtin_mul_overflow(era, 146097, days) &&
+	       !__builtin_add_overflow(*days, doe - 719468, days);
+}
+
+/* ISO 8601 as numpy writes it, into the dtype's unit (exactly). */
+static int conv_datetime(struct tp *t, const char *s, size_t n,
+			 unsigned char *dst, const struct npy_dtype *dt)
+{
+	const char *p = s, *e = s + n;
+	int64_t y = 0, v, days, sub = 0;
+	int mo = 1, d = 1, hh = 0, mi = 0, ss = 0, level = 0, fd, nf = 0;
+	uint64_t frac = 0;
+	bool neg = false, extra = false;
+
+	if (eq_nocase(s, n, "nat")) {
+		text_st64(dst, (uint64_t)INT64_MIN, dt->swapped);
+		return 0;
+	}
+	if (dt->unit == NPY_UNIT_GENERIC)
+		return fail(t, "datetime64 without a unit holds only NaT");
+	if (p < e && (*p == '-' || *p == '+'))
+		neg = *p++ == '-';
+	if (p == e || !is_digit(*p))
+		goto bad;
+	for (; p < e && is_digit(*p); p++) {
+		if (y > (INT64_MAX - 9) / 10)
+			goto range;
+		y = y * 10 + (*p - '0');
+	}
+	if (neg)
+		y = -y;
+	if (p < e && *p == '-') {
+		p++;
+		if (!take_num(&p, e, 2, &mo) || mo < 1 || mo > 12)
+			goto bad;
+		level = 1;
+		if (p < e && *p == '-') {
+			p++;
+			if (!take_num(&p, e, 2, &d) || d < 1 ||
+			    d > text_month_days(y, mo))
+				goto bad;
+			level = 2;
+			if (p < e && *p == 'T') {
+				p++;
+				if (!take_num(&p, e, 2, &hh) || hh > 23)
+					goto bad;
+				level = 3;
+				if (p < e && *p == ':') {
+					p++;
+					if (!take_num(&p, e, 2, &mi) || mi > 59)
+						goto bad;
+					level = 4;
+					if (p < e && *p == ':') {
+						p++;
+						if (!take_num(&p, e, 2, &ss) || ss > 59)
+							goto bad;
+						level = 5;
+						if (p < e && *p == '.') {
+							p++;
+							if (p == e || !is_digit(*p))
+								goto bad;
+							for (; p < e && is_digit(*p); p++) {
+								if (nf < 18) {
+									frac = frac * 10 + (uint64_t)(*p - '0');
+									nf++;
+								} else if (*p != '0') {
+									extra = true;
+								}
+							}
+						}
+					}
+				}
+			}
+		}
+	}
+	if (p != e)
+		goto bad;
+	(void)level;
+
+	switch (dt->unit) {
+	case NPY_UNIT_Y:
+		if (mo != 1 || d != 1 || hh || mi || ss || frac || extra)
+			goto inexact;
+		if (__builtin_sub_overflow(y, 1970, &v))
+			goto range;
+		break;
+	case NPY_UNIT_M:
+		if (d != 1 || hh || mi || ss || frac || extra)
+			goto inexact;
+		if (__builtin_sub_overflow(y, 1970, &v) ||
+		    __builtin_mul_overflow(v, 12, &v) ||
+		    __builtin_add_overflow(v, mo - 1, &v))
+			goto range;
+		break;
+	default:
+		if (!days_checked(y, mo, d, &days))
+			goto range;
+		switch (dt->unit) {
+		case NPY_UNIT_W:
+			if (hh || mi || ss || frac || extra || days % 7)
+				goto inexact;
+			v = days / 7;
+			break;
+		case NPY_UNIT_D:
+			if (hh || mi || ss || frac || extra)
+				goto inexact;
+			v = days;
+			break;
+		case NPY_UNIT_h:
+			if (mi || ss || frac || extra)
+				goto inexact;
+			if (!combine(days, 24, hh, &v))
+				goto range;
+			break;
+		case NPY_UNIT_m:
+			if (ss || frac || extra)
+				goto inexact;
+			if (!combine(days, 1440, hh * 60 + mi, &v))
+				goto range;
+			break;
+		default:
+			fd = text_unit_frac_digits(dt->unit);
+			if (extra || nf > fd) {
+				/* digits beyond the unit must be zeros */
+				uint64_t p10 = 1;
+
+				if (extra)
+					goto inexact;
+				for (int i = fd; i < nf; i++)
+					p10 *= 10;
+				if (frac % p10)
+					goto inexact;
+				frac /= p10;
+				nf = fd;
+			}
+			for (; nf < fd; nf++)
+				frac *= 10;
+			if (!combine(days, 86400, hh * 3600 + mi * 60 + ss, &v))
+				goto range;
+			sub = 1;
+			for (int i = 0; i < fd; i++)
+				sub *= 10;
+			if (!combine(v, sub, (int64_t)frac, &v))
+				goto range;
+			break;
+		}
+	}
+	if (dt->unit_mult != 1) {
+		if (v % dt->unit_mult)
+			goto inexact;
+		v /= dt->unit_mult;
+	}
+	if (v == INT64_MIN)
+		goto range;
+	text_st64(dst, (uint64_t)v, dt->swapped);
+	return 0;
+
+bad:
+	return fail_bad(t, s, n, dt);
+range:
+	return fail_tok(t, s, n, dt, "out of range for");
+inexact:
+	return fail_tok(t, s, n, dt, "is not a whole number of units of");
+}
+
+static int conv_timedelta(struct tp *t, const char *s, size_t n,
+			  unsigned char *dst, const struct npy_dtype *dt)
+{
+	bool neg;
+	uint64_t mag;
+	int r;
+
+	if (eq_nocase(s, n, "nat")) {
+		text_st64(dst, (uint64_t)INT64_MIN, dt->swapped);
+		return 0;
+	}
+	r = scan_int(s, n, &neg, &mag);
+	if (r == NUM_BAD)
+		return fail_bad(t, s, n, dt);
+	if (r == NUM_SPECIAL || mag > (1ull << 63) || (!neg && mag == (1ull << 63)))
+		return fail_tok(t, s, n, dt, "out of range for");
+	text_st64(dst, neg ? 0 - mag : mag, dt->swapped);
+	return 0;
+}
+
+/* ---- strings ------------------------------------------------------------- */
+
+/* Decode one strict UTF-8 sequence; 0 if invalid. */
+static size_t utf8_get(const unsigned char *s, size_t n, uint32_t *cp)
+{
+	uint32_t c = s[0], min;
+	size_t len, i;
+
+	if (c < 0x80) {
+		*cp = c;
+		return 1;
+	}
+	if (c >= 0xc2 && c <= 0xdf) {
+		len = 2;
+		c &= 0x1f;
+		min = 0x80;
+	} else if (c >= 0xe0 && c <= 0xef) {
+		len = 3;
+		c &= 0x0f;
+		min = 0x800;
+	} else if (c >= 0xf0 && c <= 0xf4) {
+		len = 4;
+		c &= 0x07;
+		min = 0x10000;
+	} else {
+		return 0;
+	}
+	if (n < len)
+		return 0;
+	for (i = 1; i < len; i++) {
+		if ((s[i] & 0xc0) != 0x80)
+			return 0;
+		c = c << 6 | (s[i] & 0x3f);
+	}
+	if (c < min || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff))
+		return 0;
+	*cp = c;
+	return len;
+}
+
+enum str_form { STR_BARE, STR_QUOTED, STR_BYTES };
+
+/* Walk the characters of a string token (quotes and escapes resolved),
+ * calling put(ctx, value) for each.  bytes: the target is S (\u refused,
+ * non-ASCII raw bytes kept as bytes); else U (raw UTF-8 decoded).
+ * Returns 0 or -EINVAL with a message. */
+static int walk_string(struct tp *t, const char *s, size_t n, bool bytes,
+		       int (*put)(void *ctx, uint32_t c), void *ctx)
+{
+	const unsigned char *p = (const unsigned char *)s, *e = p + n;
+	enum str_form form = STR_BARE;
+	uint32_t c;
+	int ret;
+	char q[TOK_MSG + 4];
+
+	if (n >= 3 && p[0] == 'b' && p[1] == '"' && e[-1] == '"') {
+		form = STR_BYTES;
+		p += 2;
+		e--;
+	} else if (n >= 2 && p[0] == '"' && e[-1] == '"') {
+		form = STR_QUOTED;
+		p++;
+		e--;
+	}
+	while (p < e) {
+		if (*p == '\\' && form != STR_BARE) {
+			int len = 0, v;
+
+			if (p + 1 >= e)
+				return fail(t, "bad escape at the end of %s",
+					    quote_tok(s, n, q));
+			switch (p[1]) {
+			case '\\': c = '\\'; break;
+			case '"': c = '"'; break;
+			case '\'': c = '\''; break;
+			case 'n': c = '\n'; break;
+			case 'r': c = '\r'; break;
+			case 't': c = '\t'; break;
+			case '0': c = 0; break;
+			case 'x': len = 2; break;
+			case 'u': len = 4; break;
+			case 'U': len = 8; break;
+			default:
+				return fail(t, "bad escape '\\%c' in %s",
+					    p[1] >= 0x20 && p[1] < 0x7f ? p[1] : '?',
+					    quote_tok(s, n, q));
+			}
+			if (len && (bytes || form == STR_BYTES) && len != 2)
+				return fail(t, "bad escape '\\%c' in bytes %s",
+					    p[1], quote_tok(s, n, q));
+			p += 2;
+			if (len) {
+				c = 0;
+				if (e - p < len)
+					return fail(t, "bad escape in %s",
+						    quote_tok(s, n, q));
+				for (int i = 0; i < len; i++) {
+					v = hexval((char)p[i]);
+					if (v < 0)
+						return fail(t, "bad escape in %s",
+							    quote_tok(s, n, q));
+					c = c << 4 | (uint32_t)v;
+				}
+				p += len;
+			}
+		} else if (*p < 0x80 || bytes || form == STR_BYTES) {
+			c = *p++;
+		} else {
+			size_t k = utf8_get(p, (size_t)(e - p), &c);
+
+			if (!k)
+				return fail(t, "invalid UTF-8 in %s",
+					    quote_tok(s, n, q));
+			p += k;
+		}
+		ret = put(ctx, c);
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
+struct sput {
+	unsigned char *dst;	/* NULL: count only */
+	size_t n, cap;
+	bool sw, bytes;
+};
+
+static int sput_char(void *ctx, uint32_t c)
+{
+	struct sput *sp = ctx;
+
+	if (sp->bytes && c > 0xff)
+		return -ERANGE;
+	if (sp->dst) {
+		if (sp->n >= sp->cap)
+			return -E2BIG;
+		if (sp->bytes)
+			sp->dst[sp->n] = (unsigned char)c;
+		else
+			text_st32(sp->dst + 4 * sp->n, c, sp->sw);
+	}
+	sp->n++;
+	return 0;
+}
+
+static int conv_str(struct tp *t, const char *s, size_t n,
+		    unsigned char *dst, const struct npy_dtype *dt)
+{
+	bool bytes = dt->kind == NPY_BYTES;
+	struct sput sp = { .dst = dst, .sw = dt->swapped, .bytes = bytes,
+			   .cap = bytes ? dt->itemsize : dt->itemsize / 4 };
+	int ret = walk_string(t, s, n, bytes, sput_char, &sp);
+
+	if (ret == -E2BIG)
+		return fail_tok(t, s, n, dt, "too long for");
+	if (ret == -ERANGE)
+		return fail_tok(t, s, n, dt, "does not fit");
+	if (ret)
+		return ret;
+	memset(dst + (bytes ? sp.n : 4 * sp.n), 0,
+	       dt->itemsize - (bytes ? sp.n : 4 * sp.n));
+	return 0;
+}
+
+static int conv_void(struct tp *t, const char *s, size_t n,
+		     unsigned char *dst, const struct npy_dtype *dt)
+{
+	size_t i;
+
+	if (n != 2 + 2 * dt->itemsize || s[0] != '0' || (s[1] | 0x20) != 'x')
+		goto bad;
+	for (i = 0; i < dt->itemsize; i++) {
+		int hi = hexval(s[2 + 2 * i]), lo = hexval(s[3 + 2 * i]);
+
+		if (hi < 0 || lo < 0)
+			goto bad;
+		dst[i] = (unsigned char)(hi << 4 | lo);
+	}
+	return 0;
+bad:
+	{
+		char q[TOK_MSG + 4];
+
+		return fail(t, "bad value '%s' (expected 0x and %zu hex digits)",
+			    quote_tok(s, n, q), 2 * dt->itemsize);
+	}
+}
+
+static conv_fn conv_for(const struct npy_dtype *dt)
+{
+	switch (dt->kind) {
+	case NPY_BOOL: return conv_bool;
+	case NPY_INT: return conv_int;
+	case NPY_UINT: return conv_uint;
+	case NPY_FLOAT: return conv_float;
+	case NPY_COMPLEX: return conv_complex;
+	case NPY_BYTES:
+	case NPY_STR: return conv_str;
+	case NPY_VOID: return conv_void;
+	case NPY_DATETIME: return conv_datetime;
+	case NPY_TIMEDELTA: return conv_timedelta;
+	default: return NULL;
+	}
+}
+
+/* ---- inference ----------------------------------------------------------- */
+
+enum infer { INF_NONE, INF_BOOL, INF_INT, INF_FLOAT, INF_COMPLEX, INF_STR };
+
+struct inferred {
+	enum infer kind;
+	size_t maxlen;		/* strings: longest, in characters */
+	size_t maxnum;		/* longest number token, in case strings follow */
+	bool all_bytes;		/* every string token was b"..." */
+};
+
+static int count_char(void *ctx, uint32_t c)
+{
+	(void)c;
+	(*(size_t *)ctx)++;
+	return 0;
+}
+
+/* Numbers seen before the first string need their length too. */
+static size_t bare_len(const char *s, size_t n)
+{
+	size_t len = 0;
+
+	for (size_t i = 0; i < n; i++)
+		len += ((unsigned char)s[i] & 0xc0) != 0x80;
+	return len;
+}
+
+static int infer_token(struct tp *t, const char *s, size_t n,
+		       struct inferred *inf)
+{
+	enum infer k;
+	struct decnum d;
+	bool neg;
+	uint64_t mag;
+	size_t re_n, im_n;
+	const char *im;
+
+	if ((n == 4 && !memcmp(s, "True", 4)) || (n == 5 && !memcmp(s, "False", 5)))
+		k = INF_BOOL;
+	else if (scan_int(s, n, &neg, &mag) == NUM_OK &&
+		 (neg ? mag <= (1ull << 63) : mag < (1ull << 63)))
+		k = INF_INT;
+	else if (scan_float(s, n, &d) != NUM_BAD)
+		k = INF_FLOAT;
+	else if (split_complex(s, n, &re_n, &im, &im_n) && im &&
+		 !(im_n == 1 && (*im == '+' || *im == '-')) &&
+		 scan_float(im, im_n, &d) != NUM_BAD &&
+		 (!re_n || scan_float(s + (s[0] == '(' ? 1 : 0), re_n, &d) != NUM_BAD))
+		k = INF_COMPLEX;
+	else
+		k = INF_STR;
+	if (k != INF_STR) {
+		size_t bl = bare_len(s, n);
+
+		if (bl > inf->maxnum)
+			inf->maxnum = bl;
+	}
+	if (k != INF_STR && inf->kind == INF_STR) {
+		/* numbers among strings are strings */
+		k = INF_STR;
+	}
+	if (k == INF_STR) {
+		size_t len = 0;
+		bool is_bytes = n >= 3 && s[0] == 'b' && s[1] == '"';
+		int ret = walk_string(t, s, n, false, count_char, &len);
+
+		if (ret)
+			return ret;
+		if (inf->kind != INF_STR) {
+			inf->all_bytes = true;
+			inf->kind = INF_STR;
+		}
+		inf->all_bytes &= is_bytes;
+		if (len > inf->maxlen)
+			inf->maxlen = len;
+		return 0;
+	}
+	if (k > inf->kind)
+		inf->kind = k;
+	return 0;
+}
+
+/* ---- pass 1: layout ------------------------------------------------------ */
+
+/* Blocks of different sizes are only an error when the shape needs them. */
+static void end_block(struct tp *t, uint64_t rows, size_t first_line)
+{
+	if (t->nblocks == 1)
+		t->block_lines = rows;
+	else if (rows != t->block_lines && !t->ragged_block) {
+		t->ragged_block = first_line;
+		t->ragged_rows = rows;
+	}
+}
+
+static int scan_layout(struct tp *t, struct inferred *inf)
+{
+	const char *p = t->text + t->body, *end = t->text + t->len;
+	uint64_t cur = 0;	/* lines in the current block */
+	size_t block_start = 0;
+	bool in_block = false, first_line = true;
+	int ret;
+
+	t->lineno = t->body_lineno;
+	for (; p < end; t->lineno++) {
+		const char *e = memchr(p, '\n', (size_t)(end - p));
+		const char *next;
+		int kind;
+
+		if (!e)
+			e = end;
+		next = e < end ? e + 1 : end;
+		kind = line_kind(p, e);
+		if (kind == L_COMMENT) {
+			p = next;
+			continue;
+		}
+		if (kind != L_DATA) {
+			if (in_block)
+				end_block(t, cur, block_start);
+			in_block = false;
+			p = next;
+			continue;
+		}
+		if (!in_block) {
+			in_block = true;
+			t->nblocks++;
+			cur = 0;
+			block_start = t->lineno;
+		}
+		cur++;
+		t->nlines++;
+
+		/* tokens */
+		uint64_t ntok = 0;
+		const char *q = p;
+		for (;;) {
+			while (q < e && is_ws(*q))
+				q++;
+			if (q >= e)
+				break;
+			const char *te = tok_end(t, q, e);
+			if (!te)
+				return -EINVAL;
+			if (inf) {
+				ret = infer_token(t, q, (size_t)(te - q), inf);
+				if (ret)
+					return ret;
+			}
+			ntok++;
+			q = te;
+		}
+		if (t->record) {
+			if (ntok != t->ncols)
+				return fail(t, "expected %zu values, found %llu",
+					    t->ncols, (unsigned long long)ntok);
+		} else if (first_line) {
+			t->line_values = ntok;
+		} else if (ntok != t->line_values) {
+			return fail(t, "expected %llu values, found %llu (ragged rows)",
+				    (unsigned long long)t->line_values,
+				    (unsigned long long)ntok);
+		}
+		first_line = false;
+		t->nvalues += ntok;
+		p = next;
+	}
+	if (in_block)
+		end_block(t, cur, block_start);
+	if (inf && inf->kind == INF_STR && inf->maxnum > inf->maxlen)
+		inf->maxlen = inf->maxnum;
+	return 0;
+}
+
+/* ---- shape --------------------------------------------------------------- */
+
+static int ragged_blocks(struct tp *t)
+{
+	t->lineno = t->ragged_block;
+	return fail(t, "block has %llu rows, expected %llu",
+		    (unsigned long long)t->ragged_rows,
+		    (unsigned long long)t->block_lines);
+}
+
+/* The shape: ref's (the header line's, else base's) when its count matches,
+ * else from the layout, keeping ref's number of dimensions where it can.
+ * Blank-line separated blocks count only for 0-d/new arrays and ndim >= 3. */
+static int decide_shape(struct tp *t, const struct npy_header *ref,
+			int *ndim, uint64_t *shape)
+{
+	uint64_t N = t->record ? t->nlines : t->nvalues;
+	uint64_t B = t->nblocks, L = t->block_lines, T = t->line_values;
+	uint64_t lines = t->nlines;
+	int d = ref ? ref->ndim : -1, i;
+
+	if (t->record && !t->ncols && ref)
+		N = ref->count;		/* records without columns: lines are empty */
+	if (ref && ref->count == N) {
+		*ndim = ref->ndim;
+		memcpy(shape, ref->shape, sizeof(uint64_t) * (size_t)ref->ndim);
+		return 0;
+	}
+	if (t->record) {
+		*ndim = 1;
+		shape[0] = N;
+		return 0;
+	}
+	if (!N) {
+		*ndim = d >= 1 ? d : 1;
+		if (d >= 1)
+			memcpy(shape, ref->shape, sizeof(uint64_t) * (size_t)d);
+		shape[0] = 0;
+		return 0;
+	}
+	if (d == 1 || d == 2 || B <= 1) {
+		/* rows are all the data lines, whatever blank lines say */
+		if (d >= 3) {
+			*ndim = d;
+			for (i = 0; i < d - 2; i++)
+				shape[i] = 1;
+			shape[d - 2] = lines;
+			shape[d - 1] = T;
+		} else if (d != 2 && (lines == 1 || T == 1)) {
+			*ndim = 1;
+			shape[0] = N;
+		} else {
+			*ndim = 2;
+			shape[0] = lines;
+			shape[1] = T;
+		}
+		return 0;
+	}
+	if (t->ragged_block)
+		return ragged_blocks(t);
+	if (d <= 3) {
+		*ndim = 3;
+		shape[0] = B;
+		shape[1] = L;
+		shape[2] = T;
+		return 0;
+	}
+	/* keep the leading dimensions when they still multiply to B */
+	uint64_t prod = 1;
+	for (i = 0; i < d - 2; i++)
+		prod = ref->shape[i] && prod <= UINT64_MAX / ref->shape[i] ?
+		       prod * ref->shape[i] : 0;
+	*ndim = d;
+	for (i = 0; i < d - 2; i++)
+		shape[i] = prod == B ? ref->shape[i] : (i ? 1 : B);
+	shape[d - 2] = L;
+	shape[d - 1] = T;
+	return 0;
+}
+
+/* ---- output -------------------------------------------------------------- */
+
+static int flush_band(struct tp *t);
+
+static int out_flush(struct tp *t)
+{
+	int ret = 0;
+
+	if (!t->n)
+		return 0;
+	if (t->fortran) {
+		ret = flush_band(t);
+	} else if (t->isz) {
+		ret = t->out->write_at(t->out->ctx, t->cbuf, t->n * t->isz,
+				       t->done * t->isz);
+	}
+	t->done += t->n;
+	t->n = 0;
+	return ret;
+}
+
+/* Write the C-order elements in cbuf (whole first-axis indices, or one
+ * element in the fallback) at their Fortran offsets. */
+static int flush_band(struct tp *t)
+{
+	const struct npy_header *h = t->hdr;
+	size_t isz = t->isz;
+	uint64_t idx[NPY_MAXDIMS], fs[NPY_MAXDIMS];
+	int nd = h->ndim, j, ret = 0;
+
+	if (!isz)
+		return 0;
+	if (!t->fbuf) {
+		/* fallback: single elements at their F offset */
+		for (size_t e = 0; e < t->n && !ret; e++) {
+			uint64_t c = t->done + e, off = 0, stride = 1;
+
+			for (j = nd - 1; j >= 0; j--) {
+				idx[j] = c % h->shape[j];
+				c /= h->shape[j];
+			}
+			for (j = 0; j < nd; j++) {
+				off += idx[j] * stride;
+				stride *= h->shape[j];
+			}
+			ret = t->out->write_at(t->out->ctx, t->cbuf + e * isz, isz,
+					       off * isz);
+		}
+		return ret;
+	}
+	uint64_t d0 = h->shape[0], a = t->done / t->rest;
+	size_t k = t->n / t->rest;
+
+	fs[1] = 1;
+	for (j = 2; j < nd; j++)
+		fs[j] = fs[j - 1] * h->shape[j - 1];
+	const unsigned char *src = t->cbuf;
+	for (size_t i0 = 0; i0 < k; i0++) {
+		uint64_t r = 0;
+
+		memset(idx, 0, sizeof(idx));
+		for (uint64_t c = 0; c < t->rest; c++) {
+			memcpy(t->fbuf + (r * k + i0) * isz, src, isz);
+			src += isz;
+			for (j = nd - 1; j >= 1; j--) {
+				r += fs[j];
+				if (++idx[j] < h->shape[j])
+					break;
+				r -= fs[j] * h->shape[j];
+				idx[j] = 0;
+			}
+		}
+	}
+	if (k == d0)
+		return t->out->write_at(t->out->ctx, t->fbuf, k * t->rest * isz, 0);
+	for (uint64_t r = 0; r < t->rest && !ret; r++)
+		ret = t->out->write_at(t->out->ctx, t->fbuf + r * k * isz, k * isz,
+				       (a + r * d0) * isz);
+	return ret;
+}
+
+static int out_setup(struct tp *t)
+{
+	const struct npy_header *h = t->hdr;
+	size_t isz = t->isz ? t->isz : 1;
+
+	t->fortran = h->fortran_order && h->ndim >= 2 && h->count > 0;
+	if (t->fortran) {
+		t->rest = h->count / h->shape[0];
+		if (t->isz && t->rest <= text_band_bytes / t->isz) {
+			uint64_t band = text_band_bytes / (t->isz * t->rest);
+
+			if (band > h->shape[0])
+				band = h->shape[0];
+			t->cap = (size_t)(band * t->rest);
+			t->fbuf = malloc(t->cap * isz);
+			if (!t->fbuf)
+				return -ENOMEM;
+		} else {
+			t->cap = OUT_BLOCK / isz ? OUT_BLOCK / isz : 1;
+		}
+	} else {
+		t->cap = OUT_BLOCK / isz ? OUT_BLOCK / isz : 1;
+	}
+	if (t->cap > h->count)
+		t->cap = h->count ? (size_t)h->count : 1;
+	t->cbuf = malloc(t->cap * isz);
+	return t->cbuf ? 0 : -ENOMEM;
+}
+
+/* ---- pass 2: values ------------------------------------------------------ */
+
+static int convert(struct tp *t)
+{
+	const char *p = t->text + t->body, *end = t->text + t->len;
+	size_t col = 0, ncols = t->ncols;
+	const struct col *cols = t->cols;
+	unsigned char *elem = NULL;
+	int ret;
+
+	if (!t->record && !t->nvalues)
+		return 0;
+	t->lineno = t->body_lineno;
+	for (; p < end; t->lineno++) {
+		const char *e = memchr(p, '\n', (size_t)(end - p));
+		const char *next;
+
+		if (!e)
+			e = end;
+		next = e < end ? e + 1 : end;
+		if (line_kind(p, e) != L_DATA) {
+			p = next;
+			continue;
+		}
+		for (const char *q = p;;) {
+			while (q < e && is_ws(*q))
+				q++;
+			if (q >= e)
+				break;
+			const char *te = tok_end(t, q, e);
+
+			if (!te)
+				return -EINVAL;
+			if (!col) {
+				if (t->n == t->cap) {
+					ret = out_flush(t);
+					if (ret)
+						return ret;
+				}
+				elem = t->cbuf + t->n * t->isz;
+				if (t->record)
+					memset(elem, 0, t->isz);
+			}
+			ret = cols[col].conv(t, q, (size_t)(te - q),
+					     elem + cols[col].offset, cols[col].dt);
+			if (ret)
+				return ret;
+			if (++col == ncols) {
+				col = 0;
+				t->n++;
+			}
+			q = te;
+		}
+		p = next;
+	}
+	return out_flush(t);
+}
+
+/* ---- entry --------------------------------------------------------------- */
+
+static int make_dtype(const char *str, struct npy_dtype *dt)
+{
+	return npy_dtype_parse_str(str, strlen(str), dt, NULL) ? -EINVAL : 0;
+}
+
+static int setup_cols(struct tp *t, const struct npy_dtype *dt)
+{
+	struct text_leaf *leaves = NULL;
+	size_t n, i;
+	int ret;
+
+	t->dt = dt;
+	t->isz = dt->itemsize;
+	t->record = dt->kind == NPY_RECORD;
+	if (!t->record) {
+		t->cols = calloc(1, sizeof(*t->cols));
+		if (!t->cols)
+			return -ENOMEM;
+		t->cols[0].conv = conv_for(dt);
+		t->cols[0].dt = dt;
+		t->ncols = 1;
+		return 0;
+	}
+	ret = text_leaves(dt, &leaves, &n);
+	if (ret) {
+		if (ret == -EINVAL)
+			npz_err_set(t->err, "too many columns");
+		return ret;
+	}
+	t->cols = calloc(n ? n : 1, sizeof(*t->cols));
+	if (!t->cols) {
+		free(leaves);
+		return -ENOMEM;
+	}
+	for (i = 0; i < n; i++) {
+		t->cols[i].conv = conv_for(leaves[i].dt);
+		t->cols[i].dt = leaves[i].dt;
+		t->cols[i].offset = leaves[i].offset;
+	}
+	t->ncols = n;
+	free(leaves);
+	return 0;
+}
+
+/* Fill major/minor/header_len as npy_header_format() decides them. */
+static int header_sizes(struct npy_header *h)
+{
+	struct buf b = BUF_INIT;
+	int ret = npy_header_format(h, &b);
+
+	if (!ret) {
+		h->major = (unsigned char)b.data[6];
+		h->minor = 0;
+		h->header_len = b.len;
+	}
+	buf_release(&b);
+	return ret;
+}
+
+int text_parse(const char *text, size_t len, const struct npy_header *base,
+	       struct npy_header *hdr, const struct text_out *out,
+	       struct npz_err *err)
+{
+	struct tp t = { .text = text, .len = len, .err = err, .out = out };
+	struct npy_header hl = { 0 };	/* from the header line */
+	struct npy_dtype inferred = { 0 };
+	const struct npy_header *ref = NULL;
+	const struct npy_dtype *dt;
+	struct inferred inf = { INF_NONE, 0, 0, false };
+	uint64_t shape[NPY_MAXDIMS];
+	int ndim = 0, ret;
+	bool have_hl = false;
+
+	memset(hdr, 0, sizeof(*hdr));
+	t.body_lineno = 1;
+
+	/* line 1: "# {...}" */
+	{
+		const char *e = memchr(text, '\n', len);
+		const char *p = text, *le = e ? e : text + len;
+
+		while (p < le && is_ws(*p))
+			p++;
+		if (p < le && *p == '#') {
+			for (p++; p < le && is_ws(*p); p++)
+				;
+			if (p < le && *p == '{') {
+				while (le > p && is_ws(le[-1]))
+					le--;
+				ret = npy_header_parse_dict(p, (size_t)(le - p), &hl, err);
+				if (ret) {
+					npz_err_prefix(err, "line 1: bad header");
+					return ret;
+				}
+				have_hl = true;
+				t.body = e ? (size_t)(e - text) + 1 : len;
+				t.body_lineno = 2;
+			}
+		}
+	}
+	if (have_hl)
+		ref = &hl;
+	else if (base)
+		ref = base;
+
+	if (ref) {
+		dt = &ref->dtype;
+	} else {
+		/* infer: a first scan with classification */
+		struct tp s = t;
+
+		s.ncols = 1;
+		ret = scan_layout(&s, &inf);
+		if (ret)
+			return ret;
+		char str[32];
+		switch (inf.kind) {
+		case INF_BOOL: strcpy(str, "|b1"); break;
+		case INF_INT: strcpy(str, "<i8"); break;
+		case INF_NONE:
+		case INF_FLOAT: strcpy(str, "<f8"); break;
+		case INF_COMPLEX: strcpy(str, "<c16"); break;
+		default:
+			snprintf(str, sizeof(str), inf.all_bytes ? "|S%zu" : "<U%zu",
+				 inf.maxlen ? inf.maxlen : 1);
+			break;
+		}
+		ret = make_dtype(str, &inferred);
+		if (ret) {
+			npz_err_set(err, "strings too long");
+			return ret;
+		}
+		dt = &inferred;
+	}
+	ret = text_check_dtype(dt, 0, err);
+	if (ret)
+		goto out_release;
+	ret = setup_cols(&t, dt);
+	if (ret)
+		goto out_release;
+	ret = scan_layout(&t, NULL);
+	if (ret)
+		goto out_release;
+
+	ret = decide_shape(&t, ref, &ndim, shape);
+	if (ret)
+		goto out_release;
+	if (have_hl && ndim == hl.ndim &&
+	    !memcmp(shape, hl.shape, sizeof(uint64_t) * (size_t)ndim)) {
+		*hdr = hl;
+		memset(&hl, 0, sizeof(hl));
+		ret = header_sizes(hdr);
+	} else {
+		ret = npy_header_init(hdr, dt, ndim, shape,
+				      have_hl && hl.fortran_order);
+		if (ret == -EINVAL)
+			npz_err_set(err, "array too large");
+	}
+	if (ret)
+		goto out_release;
+	/* the columns pointed into hl, which may have moved into hdr */
+	free(t.cols);
+	t.cols = NULL;
+	ret = setup_cols(&t, &hdr->dtype);
+	if (ret)
+		goto out_release;
+	{
+		uint64_t have = t.record ? t.nlines : t.nvalues;
+
+		if (t.record && !t.ncols) {
+			have = hdr->count;
+			if (hdr->data_len > TEXT_MAX_ITEMSIZE) {
+				npz_err_set(err, "array too large");
+				ret = -EINVAL;
+				goto out_release;
+			}
+		}
+		if (have != hdr->count) {
+			npz_err_set(err, "%llu values do not fill shape of %llu",
+				    (unsigned long long)have,
+				    (unsigned long long)hdr->count);
+			ret = -EINVAL;
+			goto out_release;
+		}
+	}
+	t.hdr = hdr;
+	ret = out_setup(&t);
+	if (ret)
+		goto out_release;
+	ret = out->begin(out->ctx, hdr);
+	if (ret)
+		goto out_release;
+	if (t.record && !t.ncols) {
+		/* records without columns (padding only): all zeros */
+		memset(t.cbuf, 0, t.cap * (t.isz ? t.isz : 1));
+		while (t.isz && t.done < hdr->count && !ret) {
+			t.n = hdr->count - t.done < t.cap ?
+			      (size_t)(hdr->count - t.done) : t.cap;
+			ret = out_flush(&t);
+		}
+	} else {
+		ret = convert(&t);
+	}
+
+out_release:
+	free(t.cols);
+	free(t.cbuf);
+	free(t.fbuf);
+	npy_header_release(&hl);
+	npy_dtype_release(&inferred);
+	if (ret)
+		npy_header_release(hdr);
+	return ret;
+}
