@@ -1,22 +1,35 @@
-/* tree.h - the mount's namespace: path -> node, per-array state (parsed npy
- * header, rendered text view) and open files.
+/* tree.h - the mount's namespace, the archive's entries, open files, and
+ * the write path (edits, validation, commits).
  *
- * Node kinds: directories; FILE nodes show one archive member's bytes
- * (NAME.npy or any other member); VIEW nodes are the text view NAME.txt of
- * the FILE node NAME.npy.  A real member always wins over a view of the
- * same name; object arrays have no visible view.
+ * What the mount shows: directories; for every archive member a file with
+ * its bytes (NAME.npy, or any other name); for every NAME.npy member a text
+ * view NAME.txt unless a member of that path exists or the array holds
+ * objects; files created by the user: new arrays (NAME.npy / NAME.txt,
+ * added to the archive when first written and closed) and scratch files
+ * (any other name: kept out of the archive until unmount, or until renamed
+ * onto an array name).
  *
- * Text views are rendered lazily (stat renders views of arrays with at most
- * TREE_STAT_RENDER_MAX bytes of data; open renders any) into one shared,
- * unlinked cache file, so RAM does not grow with the archive.
+ * Writes are buffered per file in a wbuf (memory, then a spill file).  A
+ * file written since its last commit is validated and committed at flush,
+ * fsync and release: a .npy must be a valid npy, a .txt must parse; the
+ * archive is then rewritten (archive_commit) and swapped in.  Rejected
+ * content: -EINVAL, the edit is dropped, the reason is logged and kept in
+ * user.npzfs.error.  A failed commit keeps the edit for a retry.
+ * Namespace changes (unlink, rename of array names) commit at once and are
+ * undone in the mount when the commit fails.
  *
- * Threads.  Lock order: tree->lock, then array->lock, then tree->cache_lock.
- *  - tree->lock (rwlock) protects: the path hash map and directory child
- *    lists (read-locked by lookups; the namespace is fixed for now).
- *  - array->lock (mutex) protects: header state and view rendering state of
- *    one array.
- *  - tree->cache_lock (mutex) protects: the cache file's end offset (appends).
- * Nodes live as long as the tree; open files hold a reference (refs).
+ * Text views are rendered lazily into one shared, unlinked cache file: stat
+ * renders views of arrays with at most TREE_STAT_RENDER_MAX bytes of data;
+ * open renders any.
+ *
+ * Threads.  Lock order: tree->lock, then node->lock, then entry->lock, then
+ * tree->cache_lock.
+ *  - tree->lock (rwlock) protects: the namespace (hash map, kids lists,
+ *    node paths and kinds), the entry list, t->ar.  Written by namespace
+ *    changes and commits; read by everything else.
+ *  - node->lock (mutex) protects: the node's edit, write-open count, refs.
+ *  - entry->lock (mutex) protects: the parsed header and rendered-view state.
+ *  - tree->cache_lock (mutex) protects: the text cache file's end offset.
  */
 #ifndef NPZFS_TREE_H
 #define NPZFS_TREE_H
@@ -33,10 +46,18 @@
 
 #define TREE_STAT_RENDER_MAX (64ull << 20)
 
+enum tree_compress { TREE_KEEP, TREE_STORE, TREE_DEFLATE };
+
+struct tree_opts {
+	bool ro;			/* refuse every change with -EROFS */
+	enum tree_compress compress;	/* method of changed and new members */
+	int level;			/* deflate level, -1 = zlib default */
+};
+
 struct tree;
 struct tree_file;
 
-enum tree_kind { TREE_DIR, TREE_FILE, TREE_VIEW };
+enum tree_kind { TREE_DIR, TREE_FILE };
 
 struct tree_stat {
 	enum tree_kind kind;
@@ -44,10 +65,18 @@ struct tree_stat {
 	time_t mtime;
 };
 
-/* Build the namespace of an open archive (the tree does not own it).
- * Returns 0 and *out, or -ENOMEM / -EIO (no cache file) with a message. */
-int tree_new(struct archive *ar, time_t dir_mtime, struct tree **out,
-	     struct npz_err *err);
+/* Build the namespace of an open archive.  On success the tree owns ar
+ * (it replaces it after each commit and closes it in tree_free).  Returns
+ * 0 and *out, or -ENOMEM / -EIO (no cache file) with a message. */
+int tree_new(struct archive *ar, const struct tree_opts *opts,
+	     struct tree **out, struct npz_err *err);
+
+/* The last work at unmount: commit files still dirty, store scratch files
+ * as plain members (hidden names and backups ending in '~' are dropped with
+ * a log line).  Returns 0 or the failed commit's -errno (logged). */
+int tree_unmount(struct tree *t);
+
+/* Free everything, closing the archive. NULL is a no-op. */
 void tree_free(struct tree *t);
 
 /* Stat a path ("/", "/a/x.npy").  Returns 0 or -ENOENT. */
@@ -61,18 +90,47 @@ int tree_readdir(struct tree *t, const char *path,
 			     const struct tree_stat *st),
 		 void *ctx);
 
-/* Open a file for reading (flags as in open(2); write access: -EROFS for
- * now).  A text view is rendered here if it was not yet; a damaged array
- * gives -EIO and one log line naming the member.  Returns 0 and *out, or
- * -errno.  Close with tree_release(). */
+/* Open an existing file (flags as in open(2)); O_TRUNC empties the file's
+ * edit without marking it written.  A text view is rendered here if it was
+ * not yet; a damaged array gives -EIO (logged once, naming the member).
+ * Returns 0 and *out, or -errno.  Close with tree_release(). */
 int tree_open(struct tree *t, const char *path, int flags,
 	      struct tree_file **out);
 
-/* Read from an open file: bytes read (short only at end of file) or -errno. */
+/* Create and open a new file: -EEXIST if it exists and O_EXCL, else like
+ * tree_open with O_TRUNC when it exists. */
+int tree_create(struct tree *t, const char *path, int flags,
+		struct tree_file **out);
+
+/* Read: bytes read (short only at end of file) or -errno. */
 ssize_t tree_read(struct tree *t, struct tree_file *f, void *buf, size_t len,
 		  uint64_t off);
 
-void tree_release(struct tree *t, struct tree_file *f);
+/* Write into the file's edit: len or -errno. */
+ssize_t tree_write(struct tree *t, struct tree_file *f, const void *buf,
+		   size_t len, uint64_t off);
+
+/* Set the size, through an open file (f) or by path (f == NULL: a path
+ * truncate of a file nobody has open commits at once). */
+int tree_truncate(struct tree *t, const char *path, struct tree_file *f,
+		  uint64_t size);
+
+/* Commit f's file if it was written since its last commit: 0 or -errno
+ * (-EINVAL for invalid content).  tree_flush and tree_fsync are the same
+ * commit; both may run many times. */
+int tree_flush(struct tree *t, struct tree_file *f);
+int tree_fsync(struct tree *t, struct tree_file *f);
+
+/* Close: commits what is still dirty (writes through a shared mmap arrive
+ * after close), then frees f.  Returns the commit's result (for logging). */
+int tree_release(struct tree *t, struct tree_file *f);
+
+int tree_unlink(struct tree *t, const char *path);
+/* flags: 0 or RENAME_NOREPLACE (RENAME_EXCHANGE: -EINVAL). */
+int tree_rename(struct tree *t, const char *from, const char *to,
+		unsigned int flags);
+int tree_mkdir(struct tree *t, const char *path);
+int tree_rmdir(struct tree *t, const char *path);
 
 /* Extended attributes user.npzfs.{dtype,shape,compression,error}.
  * tree_getxattr appends the value to out: 0, -ENODATA, -ENOENT.
@@ -80,5 +138,8 @@ void tree_release(struct tree *t, struct tree_file *f);
 int tree_getxattr(struct tree *t, const char *path, const char *name,
 		  struct buf *out);
 int tree_listxattr(struct tree *t, const char *path, struct buf *out);
+
+/* The archive's path (for statfs). */
+const char *tree_archive_path(struct tree *t);
 
 #endif

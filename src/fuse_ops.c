@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include "npzfs.h"
@@ -12,15 +13,29 @@ static struct npzfs *fs(void)
 	return fuse_get_context()->private_data;
 }
 
+static struct tree_file *file_of(const struct fuse_file_info *fi)
+{
+	return (struct tree_file *)(uintptr_t)fi->fh;
+}
+
 static void *npzfs_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
 {
-	(void)conn;
+	if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC)
+		conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
 	cfg->use_ino = 0;
 	cfg->entry_timeout = 1.0;
 	cfg->negative_timeout = 0;
-	/* Sizes of text views change when they are rendered: never cache. */
+	/* Sizes change when views are rendered and files written: no caching. */
 	cfg->attr_timeout = 0;
+	cfg->hard_remove = 1;	/* unlink means unlink, no .fuse_hidden files */
 	return fs();
+}
+
+static void npzfs_destroy(void *data)
+{
+	struct npzfs *n = data;
+
+	tree_unmount(n->tree);
 }
 
 static void fill_stat(const struct npzfs *n, const struct tree_stat *ts,
@@ -95,19 +110,123 @@ static int npzfs_open(const char *path, struct fuse_file_info *fi)
 	return ret;
 }
 
+static int npzfs_create(const char *path, mode_t mode,
+			struct fuse_file_info *fi)
+{
+	struct tree_file *f;
+	int ret;
+
+	(void)mode;
+	ret = tree_create(fs()->tree, path, fi->flags, &f);
+	if (!ret)
+		fi->fh = (uint64_t)(uintptr_t)f;
+	return ret;
+}
+
 static int npzfs_read(const char *path, char *buf, size_t size, off_t off,
 		      struct fuse_file_info *fi)
 {
 	(void)path;
-	return (int)tree_read(fs()->tree, (struct tree_file *)(uintptr_t)fi->fh,
-			      buf, size, (uint64_t)off);
+	return (int)tree_read(fs()->tree, file_of(fi), buf, size,
+			      (uint64_t)off);
+}
+
+static int npzfs_write(const char *path, const char *buf, size_t size,
+		       off_t off, struct fuse_file_info *fi)
+{
+	(void)path;
+	return (int)tree_write(fs()->tree, file_of(fi), buf, size,
+			       (uint64_t)off);
+}
+
+static int npzfs_truncate(const char *path, off_t size,
+			  struct fuse_file_info *fi)
+{
+	if (size < 0)
+		return -EINVAL;
+	return tree_truncate(fs()->tree, path, fi ? file_of(fi) : NULL,
+			     (uint64_t)size);
+}
+
+static int npzfs_flush(const char *path, struct fuse_file_info *fi)
+{
+	(void)path;
+	return tree_flush(fs()->tree, file_of(fi));
+}
+
+static int npzfs_fsync(const char *path, int datasync,
+		       struct fuse_file_info *fi)
+{
+	(void)path;
+	(void)datasync;
+	return tree_fsync(fs()->tree, file_of(fi));
 }
 
 static int npzfs_release(const char *path, struct fuse_file_info *fi)
 {
 	(void)path;
-	tree_release(fs()->tree, (struct tree_file *)(uintptr_t)fi->fh);
+	tree_release(fs()->tree, file_of(fi));	/* errors are logged */
 	return 0;
+}
+
+static int npzfs_unlink(const char *path)
+{
+	return tree_unlink(fs()->tree, path);
+}
+
+static int npzfs_rename(const char *from, const char *to, unsigned int flags)
+{
+	return tree_rename(fs()->tree, from, to, flags);
+}
+
+static int npzfs_mkdir(const char *path, mode_t mode)
+{
+	(void)mode;
+	return tree_mkdir(fs()->tree, path);
+}
+
+static int npzfs_rmdir(const char *path)
+{
+	return tree_rmdir(fs()->tree, path);
+}
+
+/* Modes, owners and times are fixed by the archive: accept and ignore, so
+ * that cp -p, tar, rsync and editors can finish their work. */
+static int exists_or_rofs(const char *path)
+{
+	struct tree_stat ts;
+
+	if (fs()->opts.ro)
+		return -EROFS;
+	return tree_stat(fs()->tree, path, &ts);
+}
+
+static int npzfs_chmod(const char *path, mode_t mode,
+		       struct fuse_file_info *fi)
+{
+	(void)mode;
+	return fi ? 0 : exists_or_rofs(path);
+}
+
+static int npzfs_chown(const char *path, uid_t uid, gid_t gid,
+		       struct fuse_file_info *fi)
+{
+	(void)uid;
+	(void)gid;
+	return fi ? 0 : exists_or_rofs(path);
+}
+
+static int npzfs_utimens(const char *path, const struct timespec tv[2],
+			 struct fuse_file_info *fi)
+{
+	(void)tv;
+	return fi ? 0 : exists_or_rofs(path);
+}
+
+static int npzfs_statfs(const char *path, struct statvfs *st)
+{
+	(void)path;
+	return statvfs(tree_archive_path(fs()->tree), st) ? -errno : 0;
 }
 
 /* Copy a value into the caller's buffer the way getxattr(2) wants. */
@@ -144,13 +263,47 @@ static int npzfs_listxattr(const char *path, char *list, size_t size)
 	return ret;
 }
 
+static int npzfs_setxattr(const char *path, const char *name,
+			  const char *value, size_t size, int flags)
+{
+	(void)path;
+	(void)name;
+	(void)value;
+	(void)size;
+	(void)flags;
+	return -ENOTSUP;
+}
+
+static int npzfs_removexattr(const char *path, const char *name)
+{
+	(void)path;
+	(void)name;
+	return -ENOTSUP;
+}
+
 const struct fuse_operations npzfs_ops = {
 	.init		= npzfs_init,
+	.destroy	= npzfs_destroy,
 	.getattr	= npzfs_getattr,
 	.readdir	= npzfs_readdir,
 	.open		= npzfs_open,
+	.create		= npzfs_create,
 	.read		= npzfs_read,
+	.write		= npzfs_write,
+	.truncate	= npzfs_truncate,
+	.flush		= npzfs_flush,
+	.fsync		= npzfs_fsync,
 	.release	= npzfs_release,
+	.unlink		= npzfs_unlink,
+	.rename		= npzfs_rename,
+	.mkdir		= npzfs_mkdir,
+	.rmdir		= npzfs_rmdir,
+	.chmod		= npzfs_chmod,
+	.chown		= npzfs_chown,
+	.utimens	= npzfs_utimens,
+	.statfs		= npzfs_statfs,
 	.getxattr	= npzfs_getxattr,
 	.listxattr	= npzfs_listxattr,
+	.setxattr	= npzfs_setxattr,
+	.removexattr	= npzfs_removexattr,
 };

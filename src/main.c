@@ -174,6 +174,7 @@ int main(int argc, char *argv[])
 	struct fuse_cmdline_opts co;
 	struct npzfs state;
 	struct npz_err err = { "" };
+	struct tree_opts topts;
 	struct stat st;
 	int ret = 1;
 
@@ -216,17 +217,22 @@ int main(int argc, char *argv[])
 		ret = 1;
 		goto out_args;
 	}
-	ret = tree_new(state.ar, archive_mtime(state.ar), &state.tree, &err);
+	topts.ro = state.opts.ro;
+	topts.level = state.opts.level;
+	topts.compress = !strcmp(state.opts.compress, "store") ? TREE_STORE :
+			 !strcmp(state.opts.compress, "deflate") ? TREE_DEFLATE :
+			 TREE_KEEP;
+	ret = tree_new(state.ar, &topts, &state.tree, &err);
 	if (ret) {
 		fail("%s: %s", state.opts.archive,
 		     err.msg[0] ? err.msg : strerror(-ret));
+		archive_close(state.ar);
 		ret = 1;
-		goto out_archive;
+		goto out_args;
 	}
+	state.ar = NULL;	/* the tree owns it now */
 	ret = serve(&args, &co, &state);
 	tree_free(state.tree);
-out_archive:
-	archive_close(state.ar);
 out_args:
 	free(co.mountpoint);
 	free(state.opts.archive);

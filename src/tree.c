@@ -1,9 +1,14 @@
-/* tree.c - the mount's namespace, per-array state and open files.
+/* tree.c - the mount's namespace, the archive's entries, open files and the
+ * write path.  See tree.h for the model and the locks.
  *
- * Invariants: every node is reachable from the path hash map under its
- * full path; a directory's kids are exactly the nodes whose parent it is;
- * a VIEW node exists only where no member of the same path exists.
- * Locking is described in tree.h.
+ * Invariants:
+ *  - every live node is in the path hash map under its full path and in
+ *    its parent's kids; dead nodes (unlinked while open) are in neither and
+ *    are freed by the last tree_release;
+ *  - t->entries holds one entry per member of t->ar (in_archive, member ==
+ *    its index) plus the entries a running commit adds; an entry's raw and
+ *    view nodes point back at it;
+ *  - a VIEW node exists only where no other node has its path.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -13,18 +18,41 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "convert.h"
 #include "npy.h"
 #include "text.h"
 #include "tree.h"
+#include "wbuf.h"
 
 #define XATTR_PREFIX "user.npzfs."
 #define HEAD_PEEK 4096
+#define COPY_BLOCK (1u << 20)
 
 enum array_state { ARRAY_UNKNOWN, ARRAY_OK, ARRAY_BAD };
 
-struct array {
-	size_t member;
-	pthread_mutex_t lock;	/* protects everything below */
+enum nkind {
+	N_DIR,
+	N_MEMBER,	/* an entry's bytes */
+	N_VIEW,		/* an array entry's text view */
+	N_NEW,		/* a created NAME.npy / NAME.txt not yet committed */
+	N_SCRATCH,	/* any other created file */
+};
+
+struct node;
+
+struct entry {
+	char *mname;		/* member name in the archive */
+	bool in_archive;	/* member is valid */
+	size_t member;		/* index in t->ar */
+	uint64_t seq;		/* position in the archive's member order */
+	bool is_array;		/* mname ends in ".npy" */
+	bool doomed;		/* left out of the running commit */
+	struct node *raw;	/* N_MEMBER node, or NULL when not shown */
+	struct node *view;	/* N_VIEW node, or NULL */
+	struct wbuf *pending;	/* new content for the running commit */
+	time_t mtime;
+	char *error;		/* last rejected write (tree->lock) */
+	pthread_mutex_t lock;	/* protects: state .. text_len */
 	enum array_state state;
 	struct npy_header hdr;	/* valid when state == ARRAY_OK */
 	bool rendered;
@@ -35,24 +63,33 @@ struct array {
 struct node {
 	char *path;		/* "/a/b.npy"; "/" for the root */
 	const char *name;	/* last component, inside path */
-	enum tree_kind kind;
+	enum nkind kind;
 	struct node *parent;
-	struct node **kids;	/* TREE_DIR */
+	struct node **kids;	/* N_DIR */
 	size_t nkids, kids_cap;
-	size_t member;		/* TREE_FILE: archive index */
-	struct array *array;	/* .npy TREE_FILE and its TREE_VIEW, else NULL */
+	struct entry *e;	/* N_MEMBER, N_VIEW; N_DIR: its "dir/" member */
 	time_t mtime;
 	struct node *hnext;	/* hash chain */
+	bool dead;		/* out of the namespace (tree->lock) */
+	char *error;		/* N_NEW / N_SCRATCH: last rejected content */
+	pthread_mutex_t lock;	/* protects: edit, dirty, wopens, refs */
+	struct wbuf *edit;	/* content being written, or NULL */
+	bool dirty;		/* written since the last commit */
+	unsigned int wopens;	/* open files with write access */
+	unsigned int refs;	/* open files */
 };
 
 struct tree {
 	struct archive *ar;
-	pthread_rwlock_t lock;	/* protects: buckets, kids lists */
+	struct tree_opts opts;
+	pthread_rwlock_t lock;	/* see tree.h */
 	struct node **buckets;
 	size_t nbuckets;
 	size_t count;
 	struct node *root;
-	time_t dir_mtime;
+	struct entry **entries;
+	size_t nentries, entries_cap;
+	uint64_t next_seq;
 	pthread_mutex_t cache_lock;	/* protects: cache_end */
 	int cache_fd;
 	uint64_t cache_end;
@@ -60,7 +97,10 @@ struct tree {
 
 struct tree_file {
 	struct node *node;
+	bool writable;
 };
+
+/* ---- Namespace -------------------------------------------------------- */
 
 static uint64_t path_hash(const char *s, size_t len)
 {
@@ -79,7 +119,7 @@ static struct node *find_len(const struct tree *t, const char *path,
 	struct node *n = t->buckets[path_hash(path, len) & (t->nbuckets - 1)];
 
 	for (; n; n = n->hnext)
-		if (strlen(n->path) == len && !memcmp(n->path, path, len))
+		if (!strncmp(n->path, path, len) && n->path[len] == '\0')
 			return n;
 	return NULL;
 }
@@ -89,27 +129,46 @@ static struct node *find(const struct tree *t, const char *path)
 	return find_len(t, path, strlen(path));
 }
 
+static void hash_insert(struct tree *t, struct node *n)
+{
+	size_t h = path_hash(n->path, strlen(n->path)) & (t->nbuckets - 1);
+
+	n->hnext = t->buckets[h];
+	t->buckets[h] = n;
+}
+
+static void hash_remove(struct tree *t, struct node *n)
+{
+	size_t h = path_hash(n->path, strlen(n->path)) & (t->nbuckets - 1);
+	struct node **p = &t->buckets[h];
+
+	while (*p && *p != n)
+		p = &(*p)->hnext;
+	if (*p)
+		*p = n->hnext;
+	n->hnext = NULL;
+}
+
 static int hash_grow(struct tree *t)
 {
 	size_t nb = t->nbuckets ? t->nbuckets * 2 : 1024;
+	struct node **old = t->buckets;
+	size_t oldn = t->nbuckets;
 	struct node **b = calloc(nb, sizeof(*b));
 
 	if (!b)
 		return -ENOMEM;
-	for (size_t i = 0; i < t->nbuckets; i++) {
-		struct node *n = t->buckets[i], *next;
-
-		for (; n; n = next) {
-			size_t h = path_hash(n->path, strlen(n->path)) & (nb - 1);
-
-			next = n->hnext;
-			n->hnext = b[h];
-			b[h] = n;
-		}
-	}
-	free(t->buckets);
 	t->buckets = b;
 	t->nbuckets = nb;
+	for (size_t i = 0; i < oldn; i++) {
+		struct node *n = old[i], *next;
+
+		for (; n; n = next) {
+			next = n->hnext;
+			hash_insert(t, n);
+		}
+	}
+	free(old);
 	return 0;
 }
 
@@ -128,12 +187,36 @@ static int kids_add(struct node *dir, struct node *kid)
 	return 0;
 }
 
+static void kids_remove(struct node *dir, struct node *kid)
+{
+	for (size_t i = 0; i < dir->nkids; i++) {
+		if (dir->kids[i] == kid) {
+			memmove(dir->kids + i, dir->kids + i + 1,
+				(dir->nkids - i - 1) * sizeof(*dir->kids));
+			dir->nkids--;
+			return;
+		}
+	}
+}
+
+static void node_free(struct node *n)
+{
+	if (n->edit) {
+		wbuf_release(n->edit);
+		free(n->edit);
+	}
+	pthread_mutex_destroy(&n->lock);
+	free(n->error);
+	free(n->kids);
+	free(n->path);
+	free(n);
+}
+
 /* Create a node at path (len bytes) under parent and index it. */
 static int node_add(struct tree *t, struct node *parent, const char *path,
-		    size_t len, enum tree_kind kind, struct node **out)
+		    size_t len, enum nkind kind, struct node **out)
 {
 	struct node *n;
-	size_t h;
 	int ret;
 
 	if (t->count + 1 > t->nbuckets / 2) {
@@ -149,23 +232,65 @@ static int node_add(struct tree *t, struct node *parent, const char *path,
 		free(n);
 		return -ENOMEM;
 	}
-	n->name = strrchr(n->path, '/') + 1;
+	pthread_mutex_init(&n->lock, NULL);
+	n->name = len == 1 ? n->path : strrchr(n->path, '/') + 1;
 	n->kind = kind;
 	n->parent = parent;
-	n->mtime = t->dir_mtime;
+	n->mtime = parent ? parent->mtime : archive_mtime(t->ar);
 	if (parent) {
 		ret = kids_add(parent, n);
 		if (ret) {
-			free(n->path);
-			free(n);
+			node_free(n);
 			return ret;
 		}
 	}
-	h = path_hash(n->path, len) & (t->nbuckets - 1);
-	n->hnext = t->buckets[h];
-	t->buckets[h] = n;
+	hash_insert(t, n);
 	t->count++;
 	*out = n;
+	return 0;
+}
+
+/* Take n out of the namespace; free it unless an open file holds it. */
+static void node_detach(struct tree *t, struct node *n)
+{
+	bool busy;
+
+	hash_remove(t, n);
+	if (n->parent)
+		kids_remove(n->parent, n);
+	t->count--;
+	n->dead = true;
+	n->e = NULL;
+	pthread_mutex_lock(&n->lock);
+	busy = n->refs > 0;
+	pthread_mutex_unlock(&n->lock);
+	if (!busy)
+		node_free(n);
+}
+
+/* Give n a new path under a new parent. */
+static int node_move(struct tree *t, struct node *n, struct node *parent,
+		     const char *path)
+{
+	char *p = strdup(path);
+	int ret;
+
+	if (!p)
+		return -ENOMEM;
+	if (parent != n->parent) {
+		ret = kids_add(parent, n);
+		if (ret) {
+			free(p);
+			return ret;
+		}
+		kids_remove(n->parent, n);
+		n->parent = parent;
+	}
+	hash_remove(t, n);
+	free(n->path);
+	n->path = p;
+	n->name = strrchr(p, '/') + 1;
+	hash_insert(t, n);
 	return 0;
 }
 
@@ -185,7 +310,7 @@ static int dir_get(struct tree *t, const char *path, size_t len,
 	n = find_len(t, path, len);
 	if (n) {
 		*out = n;
-		return n->kind == TREE_DIR ? 0 : -ENOTDIR;
+		return n->kind == N_DIR ? 0 : -ENOTDIR;
 	}
 	plen = len;
 	while (plen > 0 && path[plen - 1] != '/')
@@ -193,7 +318,19 @@ static int dir_get(struct tree *t, const char *path, size_t len,
 	ret = dir_get(t, path, plen ? plen - 1 : 0, &parent);
 	if (ret)
 		return ret;
-	return node_add(t, parent, path, len, TREE_DIR, out);
+	return node_add(t, parent, path, len, N_DIR, out);
+}
+
+/* The existing parent directory of path: 0, -ENOENT or -ENOTDIR. */
+static int parent_of(struct tree *t, const char *path, struct node **out)
+{
+	size_t len = strrchr(path, '/') - path;
+	struct node *d = len ? find_len(t, path, len) : t->root;
+
+	if (!d)
+		return -ENOENT;
+	*out = d;
+	return d->kind == N_DIR ? 0 : -ENOTDIR;
 }
 
 /* Member name -> "/a/b" in out, without empty or "." components.
@@ -227,17 +364,118 @@ static bool ends_with(const char *s, const char *suffix)
 {
 	size_t n = strlen(s), m = strlen(suffix);
 
-	return n > m && !memcmp(s + n - m, suffix, m);
+	return n > m && !memcmp(s + n - m, suffix, m) && s[n - m - 1] != '/';
 }
+
+/* 'n' for NAME.npy, 't' for NAME.txt, 0 for other names. */
+static char array_name(const char *path)
+{
+	if (ends_with(path, ".npy"))
+		return 'n';
+	if (ends_with(path, ".txt"))
+		return 't';
+	return 0;
+}
+
+/* ---- Entries ---------------------------------------------------------- */
+
+static struct entry *entry_new(const char *mname)
+{
+	struct entry *e = calloc(1, sizeof(*e));
+
+	if (!e)
+		return NULL;
+	e->mname = strdup(mname);
+	if (!e->mname) {
+		free(e);
+		return NULL;
+	}
+	e->is_array = ends_with(mname, ".npy");
+	pthread_mutex_init(&e->lock, NULL);
+	return e;
+}
+
+static void entry_free(struct entry *e)
+{
+	npy_header_release(&e->hdr);
+	pthread_mutex_destroy(&e->lock);
+	free(e->error);
+	free(e->mname);
+	free(e);
+}
+
+static int entries_add(struct tree *t, struct entry *e)
+{
+	if (t->nentries == t->entries_cap) {
+		size_t cap = t->entries_cap ? t->entries_cap * 2 : 64;
+		struct entry **p = realloc(t->entries, cap * sizeof(*p));
+
+		if (!p)
+			return -ENOMEM;
+		t->entries = p;
+		t->entries_cap = cap;
+	}
+	t->entries[t->nentries++] = e;
+	return 0;
+}
+
+static struct entry *entry_by_mname(struct tree *t, const char *mname)
+{
+	for (size_t i = 0; i < t->nentries; i++)
+		if (!strcmp(t->entries[i]->mname, mname))
+			return t->entries[i];
+	return NULL;
+}
+
+/* The member name for a mount path: without the leading '/'. */
+static const char *mname_of(const char *path)
+{
+	return path + 1;
+}
+
+static void set_error(char **slot, const char *msg)
+{
+	free(*slot);
+	*slot = strdup(msg);
+}
+
+/* Forget the parsed header and rendered text: the content changed. */
+static void entry_reset(struct tree *t, struct entry *e)
+{
+	pthread_mutex_lock(&e->lock);
+	npy_header_release(&e->hdr);
+	e->state = ARRAY_UNKNOWN;
+	if (e->rendered && e->text_len)
+		fallocate(t->cache_fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+			  (off_t)e->text_off, (off_t)e->text_len);
+	e->rendered = false;
+	e->text_len = 0;
+	pthread_mutex_unlock(&e->lock);
+}
+
+/* ---- Building the tree at mount -------------------------------------- */
 
 static int add_member(struct tree *t, size_t i, struct buf *path)
 {
 	const struct archive_member *m = archive_member(t->ar, i);
 	struct node *parent, *n;
+	struct entry *e;
 	bool is_dir;
 	size_t plen;
 	int ret;
 
+	e = entry_new(m->name);
+	if (!e)
+		return -ENOMEM;
+	e->in_archive = true;
+	e->member = i;
+	e->seq = i;
+	e->mtime = m->mtime;
+	ret = entries_add(t, e);
+	if (ret) {
+		entry_free(e);
+		return ret;
+	}
 	ret = member_path(m->name, path, &is_dir);
 	if (ret == -EINVAL) {
 		npz_log("member '%s': unsafe name, not shown", m->name);
@@ -246,7 +484,10 @@ static int add_member(struct tree *t, size_t i, struct buf *path)
 	if (ret)
 		return ret;
 	if (is_dir) {
+		e->is_array = false;
 		ret = dir_get(t, path->data, path->len, &n);
+		if (!ret && !n->e && n != t->root)
+			n->e = e;
 		if (ret == -ENOTDIR) {
 			npz_log("member '%s': clashes with a file, not shown",
 				m->name);
@@ -266,61 +507,45 @@ static int add_member(struct tree *t, size_t i, struct buf *path)
 	}
 	if (ret)
 		return ret;
-	ret = node_add(t, parent, path->data, path->len, TREE_FILE, &n);
+	ret = node_add(t, parent, path->data, path->len, N_MEMBER, &n);
 	if (ret)
 		return ret;
-	n->member = i;
+	n->e = e;
 	n->mtime = m->mtime;
-	if (ends_with(n->name, ".npy")) {
-		n->array = calloc(1, sizeof(*n->array));
-		if (!n->array)
-			return -ENOMEM;
-		n->array->member = i;
-		pthread_mutex_init(&n->array->lock, NULL);
-	}
+	e->raw = n;
 	return 0;
 }
 
-/* Add NAME.txt beside every NAME.npy unless that path is taken. */
-static int add_views(struct tree *t, struct buf *path)
+/* Add the view NAME.txt of an array entry shown as NAME.npy, unless that
+ * path is taken. */
+static int add_view(struct tree *t, struct entry *e)
 {
-	size_t nb = t->nbuckets;
+	struct node *raw = e->raw, *v;
+	size_t len;
+	char *p;
 	int ret;
 
-	/* Views are collected first: adding nodes may rehash the buckets. */
-	struct node **files = malloc((t->count + 1) * sizeof(*files));
-	size_t nfiles = 0;
-
-	if (!files)
+	if (!raw || !e->is_array || e->view || !ends_with(raw->path, ".npy"))
+		return 0;
+	len = strlen(raw->path);
+	p = strdup(raw->path);
+	if (!p)
 		return -ENOMEM;
-	for (size_t b = 0; b < nb; b++)
-		for (struct node *n = t->buckets[b]; n; n = n->hnext)
-			if (n->kind == TREE_FILE && n->array)
-				files[nfiles++] = n;
-	for (size_t i = 0; i < nfiles; i++) {
-		struct node *f = files[i], *v;
-		size_t len = strlen(f->path) - 4;
-
-		buf_reset(path);
-		ret = buf_add(path, f->path, len);
-		if (!ret)
-			ret = buf_adds(path, ".txt");
-		if (ret)
-			goto out_free;
-		if (find_len(t, path->data, path->len))
-			continue;
-		ret = node_add(t, f->parent, path->data, path->len, TREE_VIEW,
-			       &v);
-		if (ret)
-			goto out_free;
-		v->member = f->member;
-		v->array = f->array;
-		v->mtime = f->mtime;
-	}
+	memcpy(p + len - 4, ".txt", 4);
 	ret = 0;
-out_free:
-	free(files);
-	return ret;
+	if (!find_len(t, p, len))
+		ret = node_add(t, raw->parent, p, len, N_VIEW, &v);
+	if (!find_len(t, p, len) || ret) {
+		free(p);
+		return ret;
+	}
+	free(p);
+	if (v->kind == N_VIEW && !v->e) {
+		v->e = e;
+		v->mtime = e->mtime;
+		e->view = v;
+	}
+	return 0;
 }
 
 static int cache_open(struct tree *t, struct npz_err *err)
@@ -334,7 +559,7 @@ static int cache_open(struct tree *t, struct npz_err *err)
 	if (t->cache_fd >= 0)
 		return 0;
 	snprintf(tmpl, sizeof(tmpl), "%s/npzfs-text-XXXXXX", dir);
-	t->cache_fd = mkstemp(tmpl);
+	t->cache_fd = mkostemp(tmpl, O_CLOEXEC);
 	if (t->cache_fd < 0) {
 		npz_err_set(err, "cannot create a cache file in %s: %s", dir,
 			    strerror(errno));
@@ -344,8 +569,8 @@ static int cache_open(struct tree *t, struct npz_err *err)
 	return 0;
 }
 
-int tree_new(struct archive *ar, time_t dir_mtime, struct tree **out,
-	     struct npz_err *err)
+int tree_new(struct archive *ar, const struct tree_opts *opts,
+	     struct tree **out, struct npz_err *err)
 {
 	struct buf path = BUF_INIT;
 	struct tree *t;
@@ -356,25 +581,25 @@ int tree_new(struct archive *ar, time_t dir_mtime, struct tree **out,
 	if (!t)
 		return -ENOMEM;
 	t->ar = ar;
-	t->dir_mtime = dir_mtime;
+	t->opts = *opts;
 	t->cache_fd = -1;
+	t->next_seq = n;
 	pthread_rwlock_init(&t->lock, NULL);
 	pthread_mutex_init(&t->cache_lock, NULL);
 	ret = hash_grow(t);
 	if (!ret)
-		ret = node_add(t, NULL, "/", 1, TREE_DIR, &t->root);
-	if (!ret) {
-		t->root->name = t->root->path;	/* "/" has no last component */
+		ret = node_add(t, NULL, "/", 1, N_DIR, &t->root);
+	if (!ret)
 		ret = cache_open(t, err);
-	}
 	for (size_t i = 0; !ret && i < n; i++)
 		ret = add_member(t, i, &path);
-	if (!ret)
-		ret = add_views(t, &path);
+	for (size_t i = 0; !ret && i < t->nentries; i++)
+		ret = add_view(t, t->entries[i]);
 	buf_release(&path);
 	if (ret) {
 		if (ret == -ENOMEM)
 			npz_err_set(err, "out of memory");
+		t->ar = NULL;	/* the caller still owns ar */
 		tree_free(t);
 		return ret;
 	}
@@ -391,23 +616,22 @@ void tree_free(struct tree *t)
 
 		for (; n; n = next) {
 			next = n->hnext;
-			if (n->kind == TREE_FILE && n->array) {
-				npy_header_release(&n->array->hdr);
-				pthread_mutex_destroy(&n->array->lock);
-				free(n->array);
-			}
-			free(n->kids);
-			free(n->path);
-			free(n);
+			node_free(n);
 		}
 	}
+	for (size_t i = 0; i < t->nentries; i++)
+		entry_free(t->entries[i]);
+	free(t->entries);
 	free(t->buckets);
 	if (t->cache_fd >= 0)
 		close(t->cache_fd);
+	archive_close(t->ar);
 	pthread_rwlock_destroy(&t->lock);
 	pthread_mutex_destroy(&t->cache_lock);
 	free(t);
 }
+
+/* ---- Arrays: header and text view ------------------------------------- */
 
 /* Read exactly len bytes of member data at off: 0 or -EIO. */
 static int member_read_full(struct tree *t, size_t member, void *buf,
@@ -431,16 +655,16 @@ static int member_read_full(struct tree *t, size_t member, void *buf,
 	return 0;
 }
 
-static int array_parse(struct tree *t, struct array *a, struct npz_err *err)
+static int array_parse(struct tree *t, struct entry *e, struct npz_err *err)
 {
-	const struct archive_member *m = archive_member(t->ar, a->member);
+	const struct archive_member *m = archive_member(t->ar, e->member);
 	char head[HEAD_PEEK];
 	size_t got = m->size < sizeof(head) ? (size_t)m->size : sizeof(head);
 	size_t total;
 	char *big;
 	int ret;
 
-	ret = member_read_full(t, a->member, head, got, 0, err);
+	ret = member_read_full(t, e->member, head, got, 0, err);
 	if (ret)
 		return ret;
 	ret = npy_header_size(head, got, &total, err);
@@ -452,62 +676,62 @@ static int array_parse(struct tree *t, struct array *a, struct npz_err *err)
 		return -EINVAL;
 	}
 	if (total <= got)
-		return npy_header_parse(head, got, &a->hdr, err);
+		return npy_header_parse(head, got, &e->hdr, err);
 	big = malloc(total);
 	if (!big)
 		return -ENOMEM;
-	ret = member_read_full(t, a->member, big, total, 0, err);
+	ret = member_read_full(t, e->member, big, total, 0, err);
 	if (!ret)
-		ret = npy_header_parse(big, total, &a->hdr, err);
+		ret = npy_header_parse(big, total, &e->hdr, err);
 	free(big);
 	return ret;
 }
 
-/* Parse the array's header once.  Called with a->lock held.  Returns 0 or
+/* Parse the array's header once.  Called with e->lock held.  Returns 0 or
  * -EIO (logged once, naming the member). */
-static int array_load(struct tree *t, struct array *a)
+static int array_load(struct tree *t, struct entry *e)
 {
 	const struct archive_member *m;
 	struct npz_err err = { "" };
 	int ret;
 
-	if (a->state == ARRAY_OK)
+	if (e->state == ARRAY_OK)
 		return 0;
-	if (a->state == ARRAY_BAD)
+	if (e->state == ARRAY_BAD || !e->in_archive)
 		return -EIO;
-	m = archive_member(t->ar, a->member);
-	ret = array_parse(t, a, &err);
-	if (!ret && a->hdr.header_len + a->hdr.data_len > m->size) {
-		npz_err_set(&err, "data length %llu does not match header (%llu bytes of data)",
-			    (unsigned long long)(m->size - a->hdr.header_len),
-			    (unsigned long long)a->hdr.data_len);
-		npy_header_release(&a->hdr);
+	m = archive_member(t->ar, e->member);
+	ret = array_parse(t, e, &err);
+	if (!ret && e->hdr.header_len + e->hdr.data_len > m->size) {
+		npz_err_set(&err, "data length %llu does not match the header (%llu bytes)",
+			    (unsigned long long)(m->size - e->hdr.header_len),
+			    (unsigned long long)e->hdr.data_len);
+		npy_header_release(&e->hdr);
 		ret = -EINVAL;
 	}
 	if (ret) {
-		a->state = ARRAY_BAD;
+		e->state = ARRAY_BAD;
 		npz_log("member '%s': bad npy: %s", m->name,
 			err.msg[0] ? err.msg : strerror(-ret));
 		return -EIO;
 	}
-	a->state = ARRAY_OK;
+	e->state = ARRAY_OK;
 	return 0;
 }
 
 /* A view is hidden when its array holds objects. */
-static bool view_visible(struct tree *t, struct node *v)
+static bool view_visible(struct tree *t, struct entry *e)
 {
 	bool visible;
 
-	pthread_mutex_lock(&v->array->lock);
-	visible = array_load(t, v->array) || text_viewable(&v->array->hdr);
-	pthread_mutex_unlock(&v->array->lock);
+	pthread_mutex_lock(&e->lock);
+	visible = array_load(t, e) || text_viewable(&e->hdr);
+	pthread_mutex_unlock(&e->lock);
 	return visible;
 }
 
 struct render_ctx {
 	struct tree *t;
-	struct array *a;
+	struct entry *e;
 	uint64_t pos;		/* next write offset in the cache file */
 	struct npz_err *err;
 };
@@ -516,81 +740,117 @@ static int render_src_read(void *ctx, void *buf, size_t len, uint64_t off)
 {
 	struct render_ctx *rc = ctx;
 
-	return member_read_full(rc->t, rc->a->member, buf, len,
-				rc->a->hdr.header_len + off, rc->err);
+	return member_read_full(rc->t, rc->e->member, buf, len,
+				rc->e->hdr.header_len + off, rc->err);
+}
+
+static int pwrite_all(int fd, const void *buf, size_t len, uint64_t off)
+{
+	const char *p = buf;
+
+	while (len) {
+		ssize_t w = pwrite(fd, p, len, (off_t)off);
+
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		p += w;
+		len -= (size_t)w;
+		off += (uint64_t)w;
+	}
+	return 0;
 }
 
 static int render_sink_write(void *ctx, const void *buf, size_t len)
 {
 	struct render_ctx *rc = ctx;
-	const char *p = buf;
+	int ret = pwrite_all(rc->t->cache_fd, buf, len, rc->pos);
 
-	while (len) {
-		ssize_t w = pwrite(rc->t->cache_fd, p, len, (off_t)rc->pos);
-
-		if (w < 0) {
-			if (errno == EINTR)
-				continue;
-			npz_err_set(rc->err, "cache file: %s", strerror(errno));
-			return -EIO;
-		}
-		p += w;
-		len -= (size_t)w;
-		rc->pos += (uint64_t)w;
+	if (ret) {
+		npz_err_set(rc->err, "cache file: %s", strerror(-ret));
+		return -EIO;
 	}
+	rc->pos += len;
 	return 0;
 }
 
-/* Render the view into the cache file once.  Called with a->lock held,
+/* Render the view into the cache file once.  Called with e->lock held,
  * after a successful array_load.  Returns 0 or -EIO (logged). */
-static int array_render(struct tree *t, struct array *a)
+static int array_render(struct tree *t, struct entry *e)
 {
 	struct npz_err err = { "" };
-	struct render_ctx rc = { t, a, 0, &err };
+	struct render_ctx rc = { t, e, 0, &err };
 	struct text_src src = { render_src_read, &rc };
 	struct text_sink sink = { render_sink_write, &rc };
 	int ret;
 
-	if (a->rendered)
+	if (e->rendered)
 		return 0;
 	pthread_mutex_lock(&t->cache_lock);
 	rc.pos = t->cache_end;
-	ret = text_format(&a->hdr, &src, &sink, &err);
+	ret = text_format(&e->hdr, &src, &sink, &err);
 	if (!ret) {
-		a->text_off = t->cache_end;
-		a->text_len = rc.pos - t->cache_end;
-		a->rendered = true;
+		e->text_off = t->cache_end;
+		e->text_len = rc.pos - t->cache_end;
+		e->rendered = true;
 		/* keep each view page-aligned in the cache file */
 		t->cache_end = (rc.pos + 4095) & ~4095ull;
 	}
 	pthread_mutex_unlock(&t->cache_lock);
 	if (ret) {
-		npz_log("member '%s': cannot render text view: %s",
-			archive_member(t->ar, a->member)->name,
+		npz_log("member '%s': cannot render text view: %s", e->mname,
 			err.msg[0] ? err.msg : strerror(-ret));
 		return -EIO;
 	}
 	return 0;
 }
 
+/* Load and render the view of e: 0 or -EIO. */
+static int view_ready(struct tree *t, struct entry *e)
+{
+	int ret;
+
+	pthread_mutex_lock(&e->lock);
+	ret = array_load(t, e);
+	if (!ret)
+		ret = array_render(t, e);
+	pthread_mutex_unlock(&e->lock);
+	return ret;
+}
+
+/* ---- Reading and sizes ------------------------------------------------ */
+
+/* The size of n's content.  t->lock held; takes n->lock. */
+static uint64_t node_size(struct tree *t, struct node *n)
+{
+	uint64_t size = 0;
+	struct entry *e = n->e;
+
+	pthread_mutex_lock(&n->lock);
+	if (n->edit) {
+		size = n->edit->size;
+	} else if (n->kind == N_MEMBER && e && e->in_archive) {
+		size = archive_member(t->ar, e->member)->size;
+	} else if (n->kind == N_VIEW && e) {
+		pthread_mutex_lock(&e->lock);
+		if (!array_load(t, e) && !e->rendered &&
+		    e->hdr.data_len <= TREE_STAT_RENDER_MAX)
+			array_render(t, e);
+		if (e->rendered)
+			size = e->text_len;
+		pthread_mutex_unlock(&e->lock);
+	}
+	pthread_mutex_unlock(&n->lock);
+	return size;
+}
+
 static void node_stat(struct tree *t, struct node *n, struct tree_stat *st)
 {
-	st->kind = n->kind;
+	st->kind = n->kind == N_DIR ? TREE_DIR : TREE_FILE;
 	st->mtime = n->mtime;
-	st->size = 0;
-	if (n->kind == TREE_FILE) {
-		st->size = archive_member(t->ar, n->member)->size;
-	} else if (n->kind == TREE_VIEW) {
-		struct array *a = n->array;
-
-		pthread_mutex_lock(&a->lock);
-		if (!array_load(t, a) && !a->rendered &&
-		    a->hdr.data_len <= TREE_STAT_RENDER_MAX)
-			array_render(t, a);
-		if (a->rendered)
-			st->size = a->text_len;
-		pthread_mutex_unlock(&a->lock);
-	}
+	st->size = n->kind == N_DIR ? 0 : node_size(t, n);
 }
 
 /* The visible node at path, or NULL.  Called with t->lock held. */
@@ -598,7 +858,7 @@ static struct node *lookup(struct tree *t, const char *path)
 {
 	struct node *n = find(t, path);
 
-	if (n && n->kind == TREE_VIEW && !view_visible(t, n))
+	if (n && n->kind == N_VIEW && !view_visible(t, n->e))
 		return NULL;
 	return n;
 }
@@ -630,16 +890,18 @@ int tree_readdir(struct tree *t, const char *path,
 	d = find(t, path);
 	if (!d)
 		ret = -ENOENT;
-	else if (d->kind != TREE_DIR)
+	else if (d->kind != N_DIR)
 		ret = -ENOTDIR;
 	for (size_t i = 0; !ret && i < d->nkids; i++) {
 		struct node *k = d->kids[i];
-		struct tree_stat st = { k->kind, 0, k->mtime };
+		struct tree_stat st = { TREE_FILE, 0, k->mtime };
 
-		if (k->kind == TREE_VIEW && !view_visible(t, k))
+		if (k->kind == N_VIEW && !view_visible(t, k->e))
 			continue;
-		if (k->kind == TREE_FILE)
-			st.size = archive_member(t->ar, k->member)->size;
+		if (k->kind == N_DIR)
+			st.kind = TREE_DIR;
+		else if (k->kind == N_MEMBER && !k->edit)
+			st.size = archive_member(t->ar, k->e->member)->size;
 		if (fill(ctx, k->name, &st))
 			break;
 	}
@@ -647,59 +909,33 @@ int tree_readdir(struct tree *t, const char *path,
 	return ret;
 }
 
-int tree_open(struct tree *t, const char *path, int flags,
-	      struct tree_file **out)
+/* Read n's content when it has no edit.  t->lock held. */
+static ssize_t content_read(struct tree *t, struct node *n, void *buf,
+			    size_t len, uint64_t off)
 {
-	struct tree_file *f;
-	struct node *n;
-	int ret = 0;
-
-	pthread_rwlock_rdlock(&t->lock);
-	n = lookup(t, path);
-	if (!n)
-		ret = -ENOENT;
-	else if (n->kind == TREE_DIR)
-		ret = -EISDIR;
-	else if ((flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC))
-		ret = -EROFS;
-	else if (n->kind == TREE_VIEW) {
-		pthread_mutex_lock(&n->array->lock);
-		ret = array_load(t, n->array);
-		if (!ret)
-			ret = array_render(t, n->array);
-		pthread_mutex_unlock(&n->array->lock);
-	}
-	pthread_rwlock_unlock(&t->lock);
-	if (ret)
-		return ret;
-	f = calloc(1, sizeof(*f));
-	if (!f)
-		return -ENOMEM;
-	f->node = n;
-	*out = f;
-	return 0;
-}
-
-ssize_t tree_read(struct tree *t, struct tree_file *f, void *buf, size_t len,
-		  uint64_t off)
-{
-	struct node *n = f->node;
-	struct array *a = n->array;
+	struct entry *e = n->e;
 	uint64_t text_off, text_len;
 	ssize_t r;
 
-	if (n->kind == TREE_FILE) {
+	if (!e)
+		return 0;	/* removed while open */
+	if (n->kind == N_MEMBER) {
 		struct npz_err err = { "" };
 
-		r = archive_member_read(t->ar, n->member, buf, len, off, &err);
+		r = archive_member_read(t->ar, e->member, buf, len, off, &err);
 		if (r < 0 && err.msg[0])
 			npz_log("%s", err.msg);
 		return r;
 	}
-	pthread_mutex_lock(&a->lock);
-	text_off = a->text_off;
-	text_len = a->text_len;
-	pthread_mutex_unlock(&a->lock);
+	pthread_mutex_lock(&e->lock);
+	r = array_load(t, e);
+	if (!r)
+		r = array_render(t, e);
+	text_off = e->text_off;
+	text_len = e->text_len;
+	pthread_mutex_unlock(&e->lock);
+	if (r)
+		return r;
 	if (off >= text_len)
 		return 0;
 	if (len > text_len - off)
@@ -708,31 +944,1066 @@ ssize_t tree_read(struct tree *t, struct tree_file *f, void *buf, size_t len,
 	return r < 0 ? -errno : r;
 }
 
-void tree_release(struct tree *t, struct tree_file *f)
+ssize_t tree_read(struct tree *t, struct tree_file *f, void *buf, size_t len,
+		  uint64_t off)
 {
-	(void)t;
-	free(f);
+	struct node *n = f->node;
+	ssize_t r;
+
+	pthread_rwlock_rdlock(&t->lock);
+	pthread_mutex_lock(&n->lock);
+	if (n->edit) {
+		r = wbuf_pread(n->edit, buf, len, off);
+		pthread_mutex_unlock(&n->lock);
+	} else {
+		pthread_mutex_unlock(&n->lock);
+		r = content_read(t, n, buf, len, off);
+	}
+	pthread_rwlock_unlock(&t->lock);
+	return r;
 }
 
-static const char *const xattr_names[] = { "dtype", "shape", "compression" };
+/* ---- Edits ------------------------------------------------------------ */
+
+/* A copy of what n shows now, in a new wbuf.  t->lock and n->lock held. */
+static int snapshot(struct tree *t, struct node *n, struct wbuf **out)
+{
+	struct wbuf *w = malloc(sizeof(*w));
+	char *block = malloc(COPY_BLOCK);
+	uint64_t off = 0;
+	int ret = w && block ? 0 : -ENOMEM;
+
+	if (w)
+		wbuf_init(w);
+	while (!ret) {
+		ssize_t r = n->edit ? wbuf_pread(n->edit, block, COPY_BLOCK, off)
+				    : content_read(t, n, block, COPY_BLOCK, off);
+
+		if (r <= 0) {
+			ret = (int)r;
+			break;
+		}
+		ret = wbuf_pwrite(w, block, (size_t)r, off);
+		off += (uint64_t)r;
+	}
+	free(block);
+	if (ret && w) {
+		wbuf_release(w);
+		free(w);
+	}
+	if (!ret)
+		*out = w;
+	return ret;
+}
+
+/* Start editing n: its edit holds a copy of the current content (or
+ * nothing when empty).  t->lock and n->lock held. */
+static int edit_begin(struct tree *t, struct node *n, bool empty)
+{
+	struct wbuf *w;
+
+	if (n->edit)
+		return empty ? wbuf_truncate(n->edit, 0) : 0;
+	if (empty || !n->e || (n->kind != N_MEMBER && n->kind != N_VIEW)) {
+		w = malloc(sizeof(*w));
+		if (!w)
+			return -ENOMEM;
+		wbuf_init(w);
+		n->edit = w;
+		return 0;
+	}
+	return snapshot(t, n, &n->edit);
+}
+
+/* Drop n's edit when nobody writes it any more.  n->lock held. */
+static void edit_end_if_idle(struct node *n)
+{
+	if (n->edit && !n->dirty && n->wopens == 0 &&
+	    (n->kind == N_MEMBER || n->kind == N_VIEW)) {
+		wbuf_release(n->edit);
+		free(n->edit);
+		n->edit = NULL;
+	}
+}
+
+static int file_new(struct node *n, int flags, struct tree_file **out)
+{
+	struct tree_file *f = calloc(1, sizeof(*f));
+
+	if (!f)
+		return -ENOMEM;
+	f->node = n;
+	f->writable = (flags & O_ACCMODE) != O_RDONLY;
+	n->refs++;
+	if (f->writable)
+		n->wopens++;
+	*out = f;
+	return 0;
+}
+
+/* Open node n.  t->lock held. */
+static int open_node(struct tree *t, struct node *n, int flags,
+		     struct tree_file **out)
+{
+	bool writable = (flags & O_ACCMODE) != O_RDONLY;
+	int ret = 0;
+
+	if (n->kind == N_DIR)
+		return -EISDIR;
+	if ((writable || (flags & O_TRUNC)) && t->opts.ro)
+		return -EROFS;
+	if (n->kind == N_VIEW && !(flags & O_TRUNC)) {
+		ret = view_ready(t, n->e);
+		if (ret)
+			return ret;
+	}
+	pthread_mutex_lock(&n->lock);
+	if (flags & O_TRUNC)
+		ret = edit_begin(t, n, true);
+	if (!ret)
+		ret = file_new(n, flags, out);
+	pthread_mutex_unlock(&n->lock);
+	return ret;
+}
+
+int tree_open(struct tree *t, const char *path, int flags,
+	      struct tree_file **out)
+{
+	struct node *n;
+	int ret;
+
+	pthread_rwlock_rdlock(&t->lock);
+	n = lookup(t, path);
+	ret = n ? open_node(t, n, flags, out) : -ENOENT;
+	pthread_rwlock_unlock(&t->lock);
+	return ret;
+}
+
+int tree_create(struct tree *t, const char *path, int flags,
+		struct tree_file **out)
+{
+	struct node *n, *parent;
+	int ret;
+
+	if (t->opts.ro)
+		return -EROFS;
+	pthread_rwlock_wrlock(&t->lock);
+	n = lookup(t, path);
+	if (n && (flags & O_EXCL)) {
+		ret = -EEXIST;
+	} else if (n) {
+		ret = open_node(t, n, flags | O_TRUNC, out);
+	} else {
+		ret = parent_of(t, path, &parent);
+		if (!ret) {
+			/* a hidden view's path is taken by the view node */
+			struct node *hidden = find(t, path);
+
+			if (hidden)
+				ret = -EEXIST;
+		}
+		if (!ret)
+			ret = node_add(t, parent, path, strlen(path),
+				       array_name(path) ? N_NEW : N_SCRATCH, &n);
+		if (!ret) {
+			n->mtime = time(NULL);
+			pthread_mutex_lock(&n->lock);
+			ret = edit_begin(t, n, true);
+			if (!ret)
+				ret = file_new(n, flags, out);
+			pthread_mutex_unlock(&n->lock);
+			if (ret)
+				node_detach(t, n);
+		}
+	}
+	pthread_rwlock_unlock(&t->lock);
+	return ret;
+}
+
+ssize_t tree_write(struct tree *t, struct tree_file *f, const void *buf,
+		   size_t len, uint64_t off)
+{
+	struct node *n = f->node;
+	int ret;
+
+	if (t->opts.ro)
+		return -EROFS;
+	pthread_rwlock_rdlock(&t->lock);
+	pthread_mutex_lock(&n->lock);
+	ret = edit_begin(t, n, false);
+	if (!ret)
+		ret = wbuf_pwrite(n->edit, buf, len, off);
+	if (!ret) {
+		n->dirty = true;
+		n->mtime = time(NULL);
+	}
+	pthread_mutex_unlock(&n->lock);
+	pthread_rwlock_unlock(&t->lock);
+	return ret ? ret : (ssize_t)len;
+}
+
+/* ---- Commits ---------------------------------------------------------- */
+
+static int seq_cmp(const void *a, const void *b)
+{
+	const struct entry *x = *(struct entry *const *)a;
+	const struct entry *y = *(struct entry *const *)b;
+
+	return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+static bool archive_has_deflated(const struct archive *ar)
+{
+	for (size_t i = 0; i < archive_count(ar); i++)
+		if (archive_member(ar, i)->method == ARCHIVE_DEFLATE)
+			return true;
+	return false;
+}
+
+/* The method for new content of e under the compress= rule. */
+static uint16_t method_for(struct tree *t, const struct entry *e)
+{
+	if (t->opts.compress == TREE_STORE)
+		return ARCHIVE_STORE;
+	if (t->opts.compress == TREE_DEFLATE)
+		return ARCHIVE_DEFLATE;
+	if (e->in_archive)
+		return archive_member(t->ar, e->member)->method ==
+			ARCHIVE_DEFLATE ? ARCHIVE_DEFLATE : ARCHIVE_STORE;
+	return archive_has_deflated(t->ar) ? ARCHIVE_DEFLATE : ARCHIVE_STORE;
+}
+
+/* Write the archive anew from the entries (doomed ones left out, pending
+ * content for the others that have it) and swap it in.  t->lock held for
+ * writing.  On success doomed entries are freed (their nodes detached) and
+ * pending content is dropped; on failure nothing in the tree changed and
+ * the caller undoes its own preparations. */
+static int commit(struct tree *t, struct npz_err *err)
+{
+	struct archive_change *ch;
+	struct entry **list;
+	struct archive *nar;
+	size_t n = 0, keep = 0;
+	time_t now = time(NULL);
+	int ret;
+
+	list = malloc((t->nentries + 1) * sizeof(*list));
+	ch = calloc(t->nentries + 1, sizeof(*ch));
+	if (!list || !ch) {
+		free(list);
+		free(ch);
+		npz_err_set(err, "out of memory");
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < t->nentries; i++)
+		if (!t->entries[i]->doomed)
+			list[n++] = t->entries[i];
+	qsort(list, n, sizeof(*list), seq_cmp);
+	for (size_t i = 0; i < n; i++) {
+		struct entry *e = list[i];
+
+		ch[i].name = e->mname;
+		ch[i].from = -1;
+		if (!e->pending) {
+			ch[i].from = (ssize_t)e->member;
+			continue;
+		}
+		ch[i].fd = wbuf_fd(e->pending);
+		if (ch[i].fd < 0) {
+			ret = ch[i].fd;
+			npz_err_set(err, "spill file: %s", strerror(-ret));
+			goto out_free;
+		}
+		ch[i].size = e->pending->size;
+		ch[i].method = method_for(t, e);
+		ch[i].level = t->opts.level;
+		ch[i].mtime = now;
+	}
+	ret = archive_commit(t->ar, ch, n, &nar, err);
+	if (ret)
+		goto out_free;
+	archive_close(t->ar);
+	t->ar = nar;
+	for (size_t i = 0; i < t->nentries; i++) {
+		struct entry *e = t->entries[i];
+
+		if (e->doomed) {
+			if (e->raw)
+				node_detach(t, e->raw);
+			if (e->view)
+				node_detach(t, e->view);
+			entry_free(e);
+			continue;
+		}
+		t->entries[keep++] = e;
+	}
+	t->nentries = keep;
+	for (size_t i = 0; i < n; i++) {
+		struct entry *e = list[i];
+
+		e->in_archive = true;
+		e->member = i;
+		e->seq = i;
+		if (e->pending) {
+			e->mtime = now;
+			e->pending = NULL;	/* owned by the caller */
+			entry_reset(t, e);
+			if (e->raw)
+				e->raw->mtime = now;
+			if (e->view)
+				e->view->mtime = now;
+		}
+	}
+	t->next_seq = n;
+	ret = 0;
+out_free:
+	free(list);
+	free(ch);
+	return ret;
+}
+
+/* Report a rejected or failed write: log, keep in user.npzfs.error. */
+static void report(struct tree *t, struct node *n, struct entry *e,
+		   const char *what, int ret, const struct npz_err *err)
+{
+	char msg[NPZ_ERR_MSG_MAX + 64];
+
+	(void)t;
+	snprintf(msg, sizeof(msg), "%s: %s", what,
+		 err->msg[0] ? err->msg : strerror(-ret));
+	npz_log("%s", msg);
+	if (e)
+		set_error(&e->error, msg);
+	else if (n)
+		set_error(&n->error, msg);
+}
+
+/* Turn `content` (what was written to a file named like `path`) into the
+ * new bytes of array entry e: a .txt is parsed (e's current array as the
+ * base), a .npy checked.  *npy is content itself or a new wbuf (owned).
+ * Returns 0 or -EINVAL with err. */
+static int make_npy(struct tree *t, struct entry *e, char kind,
+		    struct wbuf *content, struct wbuf **npy,
+		    struct npz_err *err)
+{
+	const struct npy_header *base = NULL;
+	struct wbuf *out;
+	int ret;
+
+	if (kind == 'n') {
+		*npy = content;
+		return convert_check_npy(content, err);
+	}
+	out = malloc(sizeof(*out));
+	if (!out)
+		return -ENOMEM;
+	wbuf_init(out);
+	if (e) {
+		pthread_mutex_lock(&e->lock);
+		if (e->in_archive && !array_load(t, e))
+			base = &e->hdr;
+		ret = convert_text_to_npy(content, base, out, err);
+		pthread_mutex_unlock(&e->lock);
+	} else {
+		ret = convert_text_to_npy(content, NULL, out, err);
+	}
+	if (ret) {
+		wbuf_release(out);
+		free(out);
+		return ret;
+	}
+	*npy = out;
+	return 0;
+}
+
+static void npy_free(struct wbuf *npy, struct wbuf *content)
+{
+	if (npy && npy != content) {
+		wbuf_release(npy);
+		free(npy);
+	}
+}
+
+/* "/d/x.txt" or "/d/x.npy" -> member name "d/x.npy" (heap). */
+static char *array_mname(const char *path)
+{
+	char *m = strdup(mname_of(path));
+
+	if (m)
+		memcpy(m + strlen(m) - 4, ".npy", 4);
+	return m;
+}
+
+/* Show a newly committed array entry: its .npy node (reusing `n` when it
+ * is the .npy path) and its view (reusing `n` when it is the .txt path). */
+static int show_entry(struct tree *t, struct entry *e, struct node *n)
+{
+	struct node *parent, *raw;
+	char *path;
+	int ret;
+
+	if (n && array_name(n->path) == 'n') {
+		n->kind = N_MEMBER;
+		n->e = e;
+		e->raw = n;
+		return add_view(t, e);
+	}
+	if (n) {
+		n->kind = N_VIEW;
+		n->e = e;
+		e->view = n;
+	}
+	if (e->raw)
+		return 0;
+	if (asprintf(&path, "/%s", e->mname) < 0)
+		return -ENOMEM;
+	ret = -EEXIST;
+	if (!find(t, path)) {
+		ret = parent_of(t, path, &parent);
+		if (!ret)
+			ret = node_add(t, parent, path, strlen(path), N_MEMBER,
+				       &raw);
+		if (!ret) {
+			raw->e = e;
+			raw->mtime = e->mtime;
+			e->raw = raw;
+		}
+	}
+	free(path);
+	if (!ret && !e->view)
+		ret = add_view(t, e);
+	return ret == -EEXIST ? 0 : ret;
+}
+
+/* Commit new content for the array or member at `path`.  `content` is what
+ * was written (text for a .txt path, bytes otherwise); target is the entry
+ * it replaces, or NULL to add a new entry.  `n` is the node to show the
+ * result through (or NULL).  t->lock held for writing.  Returns 0 or
+ * -errno, with err set; on failure nothing changed. */
+static int commit_content(struct tree *t, const char *path,
+			  struct entry *target, struct wbuf *content,
+			  struct node *n, struct npz_err *err)
+{
+	char kind = target ? (target->is_array ? 'n' : 0) : array_name(path);
+	struct entry *e = target;
+	struct wbuf *npy = content;
+	char *mname = NULL;
+	bool added = false;
+	int ret;
+
+	if (target && target->view && n == target->view)
+		kind = 't';
+	if (!target && kind) {
+		mname = array_mname(path);
+		if (!mname)
+			return -ENOMEM;
+		e = entry_by_mname(t, mname);	/* a hidden member */
+	}
+	if (kind) {
+		ret = make_npy(t, e, kind, content, &npy, err);
+		if (ret)
+			goto out;
+	}
+	if (!e) {
+		e = entry_new(mname ? mname : mname_of(path));
+		ret = e ? entries_add(t, e) : -ENOMEM;
+		if (ret) {
+			if (e)
+				entry_free(e);
+			goto out_npy;
+		}
+		e->seq = t->next_seq++;
+		added = true;
+	}
+	e->pending = npy;
+	ret = commit(t, err);
+	e->pending = NULL;
+	if (ret && added) {
+		t->nentries--;
+		entry_free(e);
+	}
+	if (!ret && (added || (n && n->kind == N_NEW)))
+		ret = show_entry(t, e, n);
+out_npy:
+	npy_free(npy, content);
+out:
+	free(mname);
+	return ret;
+}
+
+/* Commit n's edit if it was written since its last commit.  t->lock held
+ * for writing; takes n->lock. */
+static int commit_node(struct tree *t, struct node *n)
+{
+	struct npz_err err = { "" };
+	struct entry *e = n->e;
+	int ret = 0;
+
+	pthread_mutex_lock(&n->lock);
+	if (!n->dirty || n->dead || n->kind == N_SCRATCH || !n->edit) {
+		if (n->kind == N_SCRATCH)
+			n->dirty = false;
+		pthread_mutex_unlock(&n->lock);
+		return 0;
+	}
+	if (n->kind == N_NEW)
+		ret = commit_content(t, n->path, NULL, n->edit, n, &err);
+	else
+		ret = commit_content(t, n->path, e, n->edit, n, &err);
+	if (!ret) {
+		n->dirty = false;
+		free(n->error);
+		n->error = NULL;
+		if (n->e) {
+			free(n->e->error);
+			n->e->error = NULL;
+		}
+	} else if (ret == -EINVAL && n->kind != N_NEW) {
+		/* rejected: the file shows the unchanged array again */
+		n->dirty = false;
+		wbuf_release(n->edit);
+		free(n->edit);
+		n->edit = NULL;
+	} else if (ret == -EINVAL) {
+		n->dirty = false;
+	}
+	pthread_mutex_unlock(&n->lock);
+	if (ret)
+		report(t, n, n->e, n->path + 1, ret, &err);
+	return ret;
+}
+
+static bool node_dirty(struct node *n)
+{
+	bool dirty;
+
+	pthread_mutex_lock(&n->lock);
+	dirty = n->dirty;
+	pthread_mutex_unlock(&n->lock);
+	return dirty;
+}
+
+int tree_flush(struct tree *t, struct tree_file *f)
+{
+	int ret;
+
+	if (!node_dirty(f->node))
+		return 0;
+	pthread_rwlock_wrlock(&t->lock);
+	ret = commit_node(t, f->node);
+	pthread_rwlock_unlock(&t->lock);
+	return ret;
+}
+
+int tree_fsync(struct tree *t, struct tree_file *f)
+{
+	return tree_flush(t, f);
+}
+
+int tree_release(struct tree *t, struct tree_file *f)
+{
+	struct node *n = f->node;
+	bool gone;
+	int ret = 0;
+
+	if (node_dirty(n)) {
+		pthread_rwlock_wrlock(&t->lock);
+		ret = commit_node(t, n);
+		pthread_rwlock_unlock(&t->lock);
+	}
+	pthread_rwlock_rdlock(&t->lock);
+	pthread_mutex_lock(&n->lock);
+	n->refs--;
+	if (f->writable)
+		n->wopens--;
+	edit_end_if_idle(n);
+	gone = n->dead && n->refs == 0;
+	pthread_mutex_unlock(&n->lock);
+	pthread_rwlock_unlock(&t->lock);
+	if (gone)
+		node_free(n);
+	free(f);
+	return ret;
+}
+
+int tree_truncate(struct tree *t, const char *path, struct tree_file *f,
+		  uint64_t size)
+{
+	struct node *n;
+	int ret;
+
+	if (t->opts.ro)
+		return -EROFS;
+	pthread_rwlock_wrlock(&t->lock);
+	n = f ? f->node : lookup(t, path);
+	if (!n) {
+		ret = -ENOENT;
+		goto out;
+	}
+	if (n->kind == N_DIR) {
+		ret = -EISDIR;
+		goto out;
+	}
+	if (n->kind == N_VIEW && !n->edit) {
+		ret = view_ready(t, n->e);
+		if (ret)
+			goto out;
+	}
+	pthread_mutex_lock(&n->lock);
+	ret = edit_begin(t, n, size == 0);
+	if (!ret)
+		ret = wbuf_truncate(n->edit, size);
+	if (!ret) {
+		n->dirty = true;
+		n->mtime = time(NULL);
+	}
+	pthread_mutex_unlock(&n->lock);
+	/* A path truncate of a file nobody has open has no close to wait for. */
+	if (!ret && !f && n->wopens == 0) {
+		ret = commit_node(t, n);
+		pthread_mutex_lock(&n->lock);
+		edit_end_if_idle(n);
+		pthread_mutex_unlock(&n->lock);
+	}
+out:
+	pthread_rwlock_unlock(&t->lock);
+	return ret;
+}
+
+/* ---- Namespace changes ------------------------------------------------ */
+
+/* Remove entry e from the archive (and its nodes from the mount). */
+static int remove_entry(struct tree *t, struct entry *e)
+{
+	struct npz_err err = { "" };
+	int ret;
+
+	e->doomed = true;
+	ret = commit(t, &err);
+	if (ret) {
+		e->doomed = false;
+		report(t, NULL, NULL, e->mname, ret, &err);
+	}
+	return ret;
+}
+
+int tree_unlink(struct tree *t, const char *path)
+{
+	struct node *n;
+	int ret = 0;
+
+	if (t->opts.ro)
+		return -EROFS;
+	pthread_rwlock_wrlock(&t->lock);
+	n = lookup(t, path);
+	if (!n)
+		ret = -ENOENT;
+	else if (n->kind == N_DIR)
+		ret = -EISDIR;
+	else if (n->kind == N_MEMBER || n->kind == N_VIEW)
+		ret = remove_entry(t, n->e);
+	else
+		node_detach(t, n);
+	pthread_rwlock_unlock(&t->lock);
+	return ret;
+}
+
+/* What a node shows now, as a new wbuf (for moving a view's text out to a
+ * scratch file).  t->lock held. */
+static int node_copy(struct tree *t, struct node *n, struct wbuf **out)
+{
+	int ret;
+
+	if (n->kind == N_VIEW && !n->edit) {
+		ret = view_ready(t, n->e);
+		if (ret)
+			return ret;
+	}
+	pthread_mutex_lock(&n->lock);
+	ret = snapshot(t, n, out);
+	pthread_mutex_unlock(&n->lock);
+	return ret;
+}
+
+/* Make a scratch file at path holding content (ownership taken on success). */
+static int scratch_add(struct tree *t, const char *path, struct wbuf *content)
+{
+	struct node *parent, *s;
+	int ret = parent_of(t, path, &parent);
+
+	if (!ret)
+		ret = node_add(t, parent, path, strlen(path), N_SCRATCH, &s);
+	if (ret)
+		return ret;
+	s->edit = content;
+	s->mtime = time(NULL);
+	return 0;
+}
+
+/* Rename array entry e to the array named by path `to` (NAME.npy or
+ * NAME.txt): the entry's member becomes NAME.npy, replacing any other
+ * entry of that name. */
+static int rename_array(struct tree *t, struct entry *e, const char *to)
+{
+	struct npz_err err = { "" };
+	char *mname = array_mname(to), *old;
+	struct entry *victim;
+	struct node *parent;
+	char *path;
+	int ret;
+
+	if (!mname)
+		return -ENOMEM;
+	if (!strcmp(mname, e->mname)) {
+		free(mname);
+		return 0;
+	}
+	ret = parent_of(t, to, &parent);
+	if (ret) {
+		free(mname);
+		return ret;
+	}
+	victim = entry_by_mname(t, mname);
+	if (victim)
+		victim->doomed = true;
+	old = e->mname;
+	e->mname = mname;
+	ret = commit(t, &err);
+	if (ret) {
+		e->mname = old;
+		if (victim)
+			victim->doomed = false;
+		free(mname);
+		report(t, NULL, e, to + 1, ret, &err);
+		return ret;
+	}
+	free(old);
+	/* move the nodes: NAME.npy, and the view if its path is free */
+	if (asprintf(&path, "/%s", mname) < 0)
+		return -ENOMEM;
+	if (e->view) {
+		node_detach(t, e->view);
+		e->view = NULL;
+	}
+	ret = 0;
+	if (e->raw) {
+		struct node *clash = find(t, path);
+
+		if (clash && clash != e->raw)
+			node_detach(t, clash);
+		ret = node_move(t, e->raw, parent, path);
+	}
+	free(path);
+	if (!ret) {
+		struct node *clash;
+
+		path = strdup(to);
+		if (!path)
+			return -ENOMEM;
+		memcpy(path + strlen(path) - 4, ".txt", 4);
+		clash = find(t, path);
+		if (clash && (clash->kind == N_NEW || clash->kind == N_SCRATCH))
+			node_detach(t, clash);
+		free(path);
+		ret = add_view(t, e);
+	}
+	return ret;
+}
+
+/* Rename member entry e (shown by node n) to the plain or array name `to`. */
+static int rename_member(struct tree *t, struct node *n, const char *to,
+			 struct node *dst)
+{
+	struct npz_err err = { "" };
+	struct entry *e = n->e, *victim = dst ? dst->e : NULL;
+	bool dst_scratch = dst && (dst->kind == N_NEW || dst->kind == N_SCRATCH);
+	struct node *parent;
+	char *mname = strdup(mname_of(to)), *old;
+	bool was_array = e->is_array;
+	int ret;
+
+	if (!mname)
+		return -ENOMEM;
+	ret = parent_of(t, to, &parent);
+	if (ret) {
+		free(mname);
+		return ret;
+	}
+	if (victim && victim != e)
+		victim->doomed = true;
+	old = e->mname;
+	e->mname = mname;
+	e->is_array = ends_with(mname, ".npy");
+	ret = commit(t, &err);
+	if (ret) {
+		e->mname = old;
+		e->is_array = was_array;
+		if (victim)
+			victim->doomed = false;
+		free(mname);
+		report(t, NULL, e, to + 1, ret, &err);
+		return ret;
+	}
+	free(old);
+	if (dst_scratch)
+		node_detach(t, dst);
+	if (e->view) {
+		node_detach(t, e->view);
+		e->view = NULL;
+	}
+	entry_reset(t, e);
+	ret = node_move(t, n, parent, to);
+	if (!ret)
+		ret = add_view(t, e);
+	return ret;
+}
+
+int tree_rename(struct tree *t, const char *from, const char *to,
+		unsigned int flags)
+{
+	struct npz_err err = { "" };
+	struct node *src, *dst, *parent;
+	char tkind = array_name(to);
+	struct wbuf *text;
+	int ret = 0;
+
+	if (t->opts.ro)
+		return -EROFS;
+	if (flags & ~1u)	/* only RENAME_NOREPLACE */
+		return -EINVAL;
+	pthread_rwlock_wrlock(&t->lock);
+	src = lookup(t, from);
+	dst = lookup(t, to);
+	if (!src) {
+		ret = -ENOENT;
+		goto out;
+	}
+	if (src == dst || !strcmp(from, to))
+		goto out;
+	if (dst && (flags & 1u)) {
+		ret = -EEXIST;
+		goto out;
+	}
+	ret = parent_of(t, to, &parent);
+	if (ret)
+		goto out;
+	if (src->kind == N_DIR) {
+		ret = -EXDEV;	/* mv copies a directory, then removes it */
+		goto out;
+	}
+	if (dst && dst->kind == N_DIR) {
+		ret = -EISDIR;
+		goto out;
+	}
+	switch (src->kind) {
+	case N_NEW:
+	case N_SCRATCH:
+		if (dst && (dst->kind == N_MEMBER || dst->kind == N_VIEW)) {
+			ret = commit_content(t, to, dst->e, src->edit, dst, &err);
+		} else if (tkind) {
+			if (dst)
+				node_detach(t, dst);
+			ret = commit_content(t, to, NULL, src->edit, NULL, &err);
+		} else {
+			if (dst)
+				node_detach(t, dst);
+			ret = node_move(t, src, parent, to);
+			if (!ret)
+				src->kind = N_SCRATCH;
+			goto out;
+		}
+		if (ret) {
+			report(t, src, NULL, to + 1, ret, &err);
+			if (ret == -EINVAL && dst && dst->e)
+				set_error(&dst->e->error, src->error);
+		} else {
+			node_detach(t, src);
+		}
+		break;
+	case N_VIEW:
+		if (tkind && !(dst && dst->kind == N_MEMBER && !dst->e->is_array)) {
+			ret = rename_array(t, src->e, to);
+			break;
+		}
+		/* the text moves out to a scratch file; the array stays */
+		ret = node_copy(t, src, &text);
+		if (ret)
+			break;
+		if (dst && dst->kind == N_MEMBER) {
+			ret = commit_content(t, to, dst->e, text, dst, &err);
+			wbuf_release(text);
+			free(text);
+			break;
+		}
+		if (dst)
+			node_detach(t, dst);
+		ret = scratch_add(t, to, text);
+		if (ret) {
+			wbuf_release(text);
+			free(text);
+		}
+		break;
+	case N_MEMBER:
+		if (src->e->is_array && tkind &&
+		    !(dst && dst->kind == N_MEMBER && !dst->e->is_array)) {
+			ret = rename_array(t, src->e, to);
+			break;
+		}
+		ret = rename_member(t, src, to, dst);
+		break;
+	case N_DIR:
+		break;
+	}
+out:
+	pthread_rwlock_unlock(&t->lock);
+	return ret;
+}
+
+int tree_mkdir(struct tree *t, const char *path)
+{
+	struct node *n, *parent;
+	int ret;
+
+	if (t->opts.ro)
+		return -EROFS;
+	pthread_rwlock_wrlock(&t->lock);
+	if (find(t, path))
+		ret = -EEXIST;
+	else
+		ret = parent_of(t, path, &parent);
+	if (!ret)
+		ret = node_add(t, parent, path, strlen(path), N_DIR, &n);
+	if (!ret)
+		n->mtime = time(NULL);
+	pthread_rwlock_unlock(&t->lock);
+	return ret;
+}
+
+int tree_rmdir(struct tree *t, const char *path)
+{
+	struct node *n;
+	int ret = 0;
+
+	if (t->opts.ro)
+		return -EROFS;
+	pthread_rwlock_wrlock(&t->lock);
+	n = find(t, path);
+	if (!n)
+		ret = -ENOENT;
+	else if (n->kind != N_DIR)
+		ret = -ENOTDIR;
+	else if (n == t->root)
+		ret = -EBUSY;
+	else if (n->nkids)
+		ret = -ENOTEMPTY;
+	if (!ret && n->e) {
+		struct entry *e = n->e;
+
+		ret = remove_entry(t, e);	/* its "dir/" member */
+		if (!ret)
+			n = find(t, path);
+	}
+	if (!ret && n)
+		node_detach(t, n);
+	pthread_rwlock_unlock(&t->lock);
+	return ret;
+}
+
+/* ---- Unmount ---------------------------------------------------------- */
+
+static bool is_backup_name(const char *name)
+{
+	size_t n = strlen(name);
+
+	return name[0] == '.' || (n && name[n - 1] == '~');
+}
+
+int tree_unmount(struct tree *t)
+{
+	struct npz_err err = { "" };
+	struct node **nodes;
+	size_t nn = 0;
+	bool store = false;
+	int ret = 0;
+
+	pthread_rwlock_wrlock(&t->lock);
+	nodes = malloc((t->count + 1) * sizeof(*nodes));
+	if (!nodes) {
+		pthread_rwlock_unlock(&t->lock);
+		return -ENOMEM;
+	}
+	for (size_t b = 0; b < t->nbuckets; b++)
+		for (struct node *n = t->buckets[b]; n; n = n->hnext)
+			nodes[nn++] = n;
+	for (size_t i = 0; i < nn; i++) {
+		struct node *n = nodes[i];
+		struct entry *e;
+
+		if (n->kind == N_MEMBER || n->kind == N_VIEW) {
+			if (n->dirty)
+				commit_node(t, n);
+			continue;
+		}
+		if (n->kind == N_NEW) {
+			npz_log("%s: never written, not stored", n->path + 1);
+			continue;
+		}
+		if (n->kind != N_SCRATCH)
+			continue;
+		if (is_backup_name(n->name)) {
+			npz_log("%s: editor scratch file, dropped", n->path + 1);
+			continue;
+		}
+		e = entry_new(mname_of(n->path));
+		if (!e || entries_add(t, e)) {
+			if (e)
+				entry_free(e);
+			ret = -ENOMEM;
+			break;
+		}
+		e->seq = t->next_seq++;
+		e->pending = n->edit;
+		store = true;
+	}
+	if (!ret && store) {
+		ret = commit(t, &err);
+		if (ret)
+			npz_log("storing scratch files failed, they are lost: %s",
+				err.msg);
+	}
+	free(nodes);
+	pthread_rwlock_unlock(&t->lock);
+	return ret;
+}
+
+/* ---- Extended attributes ---------------------------------------------- */
+
+static const char *const xattr_names[] = {
+	"dtype", "shape", "compression", "error"
+};
 
 /* Append attribute `name` (without prefix) of node n: 0 or -ENODATA. */
 static int node_xattr(struct tree *t, struct node *n, const char *name,
 		      struct buf *out)
 {
-	struct array *a = n->array;
+	struct entry *e = n->e;
 	int ret = -ENODATA;
 
-	if (n->kind == TREE_DIR)
+	if (!strcmp(name, "error")) {
+		const char *msg = e ? e->error : n->error;
+
+		return msg ? buf_adds(out, msg) : -ENODATA;
+	}
+	if (n->kind == N_DIR || !e || !e->in_archive)
 		return -ENODATA;
 	if (!strcmp(name, "compression"))
 		return buf_adds(out, archive_method_name(
-				archive_member(t->ar, n->member)->method));
-	if (!a)
+				archive_member(t->ar, e->member)->method));
+	if (!e->is_array)
 		return -ENODATA;
-	pthread_mutex_lock(&a->lock);
-	if (array_load(t, a) == 0) {
-		const char *d = a->hdr.descr;
+	pthread_mutex_lock(&e->lock);
+	if (array_load(t, e) == 0) {
+		const char *d = e->hdr.descr;
 		size_t len = strlen(d);
 
 		if (!strcmp(name, "dtype") && len >= 2 && d[0] == '\'')
@@ -740,9 +2011,9 @@ static int node_xattr(struct tree *t, struct node *n, const char *name,
 		else if (!strcmp(name, "dtype"))
 			ret = buf_add(out, d, len);
 		else if (!strcmp(name, "shape"))
-			ret = npy_shape_format(a->hdr.ndim, a->hdr.shape, out);
+			ret = npy_shape_format(e->hdr.ndim, e->hdr.shape, out);
 	}
-	pthread_mutex_unlock(&a->lock);
+	pthread_mutex_unlock(&e->lock);
 	return ret;
 }
 
@@ -774,7 +2045,7 @@ int tree_listxattr(struct tree *t, const char *path, struct buf *out)
 	n = lookup(t, path);
 	if (!n)
 		ret = -ENOENT;
-	for (size_t i = 0; n && !ret && i < 3; i++) {
+	for (size_t i = 0; n && !ret && i < 4; i++) {
 		buf_reset(&val);
 		if (node_xattr(t, n, xattr_names[i], &val))
 			continue;
@@ -785,4 +2056,9 @@ int tree_listxattr(struct tree *t, const char *path, struct buf *out)
 	pthread_rwlock_unlock(&t->lock);
 	buf_release(&val);
 	return ret;
+}
+
+const char *tree_archive_path(struct tree *t)
+{
+	return archive_path(t->ar);
 }

@@ -1,0 +1,87 @@
+/* convert.c - validate written .npy bytes; parse written text into .npy. */
+#include <errno.h>
+#include <stdlib.h>
+
+#include "buf.h"
+#include "convert.h"
+#include "text.h"
+
+int convert_check_npy(struct wbuf *w, struct npz_err *err)
+{
+	struct npy_header hdr;
+	const char *p;
+	size_t total;
+	int ret;
+
+	ret = wbuf_map(w, &p);
+	if (ret)
+		return ret;
+	if (w->size == 0) {
+		npz_err_set(err, "empty file is not a .npy");
+		return -EINVAL;
+	}
+	ret = npy_header_size(p, (size_t)w->size, &total, err);
+	if (ret)
+		return ret;
+	if (total > w->size) {
+		npz_err_set(err, "header length %zu past end of file (%llu bytes)",
+			    total, (unsigned long long)w->size);
+		return -EINVAL;
+	}
+	ret = npy_header_parse(p, total, &hdr, err);
+	if (ret)
+		return ret;
+	if (w->size - total != hdr.data_len) {
+		npz_err_set(err, "data length %llu does not match the header (%llu bytes for shape and dtype)",
+			    (unsigned long long)(w->size - total),
+			    (unsigned long long)hdr.data_len);
+		ret = -EINVAL;
+	}
+	npy_header_release(&hdr);
+	return ret;
+}
+
+struct npy_out {
+	struct wbuf *out;
+	uint64_t data_off;	/* header length */
+};
+
+static int out_begin(void *ctx, const struct npy_header *hdr)
+{
+	struct npy_out *o = ctx;
+	struct buf b = BUF_INIT;
+	int ret = npy_header_format(hdr, &b);
+
+	if (!ret)
+		ret = wbuf_pwrite(o->out, b.data, b.len, 0);
+	o->data_off = b.len;
+	if (!ret)	/* the full size at once: no zero-filled holes later */
+		ret = wbuf_truncate(o->out, b.len + hdr->data_len);
+	buf_release(&b);
+	return ret;
+}
+
+static int out_write_at(void *ctx, const void *buf, size_t len, uint64_t off)
+{
+	struct npy_out *o = ctx;
+
+	return wbuf_pwrite(o->out, buf, len, o->data_off + off);
+}
+
+int convert_text_to_npy(struct wbuf *text, const struct npy_header *base,
+			struct wbuf *out, struct npz_err *err)
+{
+	struct npy_out o = { out, 0 };
+	struct text_out to = { out_begin, out_write_at, &o };
+	struct npy_header hdr;
+	const char *p;
+	int ret;
+
+	ret = wbuf_map(text, &p);
+	if (ret)
+		return ret;
+	ret = text_parse(p, (size_t)text->size, base, &hdr, &to, err);
+	if (!ret)
+		npy_header_release(&hdr);
+	return ret;
+}
