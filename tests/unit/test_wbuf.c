@@ -1,0 +1,125 @@
+/* test_wbuf.c - written content in memory and spilled; conversions. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "buf.h"
+#include "convert.h"
+#include "npy.h"
+#include "test.h"
+#include "wbuf.h"
+
+static void test_memory_and_spill(void)
+{
+	struct wbuf w;
+	char out[64];
+	char *big = malloc(WBUF_MEM_MAX + 100);
+	const char *map;
+
+	wbuf_init(&w);
+	test_cond("empty read", wbuf_pread(&w, out, 10, 0) == 0);
+	test_cond("write", wbuf_pwrite(&w, "hello", 5, 0) == 0 && w.size == 5);
+	test_cond("hole write", wbuf_pwrite(&w, "X", 1, 10) == 0 && w.size == 11);
+	test_cond("read back", wbuf_pread(&w, out, 64, 0) == 11 &&
+		  !memcmp(out, "hello\0\0\0\0\0X", 11));
+	test_cond("in memory", w.fd < 0);
+	test_cond("truncate down", wbuf_truncate(&w, 3) == 0 && w.size == 3);
+	test_cond("truncate up zero-fills", wbuf_truncate(&w, 6) == 0 &&
+		  wbuf_pread(&w, out, 64, 0) == 6 && !memcmp(out, "hel\0\0\0", 6));
+	memset(big, 'a', WBUF_MEM_MAX + 100);
+	test_cond("big write spills", wbuf_pwrite(&w, big, WBUF_MEM_MAX + 100, 2) == 0 &&
+		  w.fd >= 0 && w.size == WBUF_MEM_MAX + 102);
+	test_cond("spilled read", wbuf_pread(&w, out, 4, 0) == 4 &&
+		  !memcmp(out, "heaa", 4));
+	test_cond("spilled tail", wbuf_pread(&w, out, 64, WBUF_MEM_MAX + 100) == 2);
+	test_cond("map", wbuf_map(&w, &map) == 0 && map[0] == 'h' &&
+		  map[WBUF_MEM_MAX + 101] == 'a');
+	test_cond("write after map", wbuf_pwrite(&w, "Z", 1, 0) == 0 &&
+		  wbuf_map(&w, &map) == 0 && map[0] == 'Z');
+	test_cond("spilled truncate", wbuf_truncate(&w, 1) == 0 && w.size == 1);
+	test_cond("fd", wbuf_fd(&w) >= 0);
+	test_cond("overflow", wbuf_pwrite(&w, "x", 1, UINT64_MAX) == -EFBIG);
+	wbuf_release(&w);
+	free(big);
+
+	wbuf_init(&w);
+	test_cond("map empty", wbuf_map(&w, &map) == 0 && map != NULL);
+	test_cond("fd of memory content", wbuf_pwrite(&w, "ab", 2, 0) == 0 &&
+		  wbuf_fd(&w) >= 0 && wbuf_pread(&w, out, 8, 0) == 2);
+	wbuf_release(&w);
+}
+
+static void put(struct wbuf *w, const char *s)
+{
+	wbuf_truncate(w, 0);
+	wbuf_pwrite(w, s, strlen(s), 0);
+}
+
+static void test_convert(void)
+{
+	struct npz_err err = { "" };
+	struct npy_header hdr, base;
+	struct wbuf text, out;
+	struct buf b = BUF_INIT;
+	uint64_t shape[1] = { 3 };
+	struct npy_dtype dt;
+	const char *p;
+	double v[3];
+
+	wbuf_init(&text);
+	wbuf_init(&out);
+	put(&text, "1.5\n2.5\n-3\n");
+	test_cond("text to npy", convert_text_to_npy(&text, NULL, &out, &err) == 0);
+	test_cond("result is npy", convert_check_npy(&out, &err) == 0);
+	wbuf_map(&out, &p);
+	test_cond("parse result", npy_header_parse(p, (size_t)out.size, &hdr, &err) == 0 &&
+		  hdr.dtype.kind == NPY_FLOAT && hdr.count == 3);
+	memcpy(v, p + hdr.header_len, sizeof(v));
+	test_cond("values", v[0] == 1.5 && v[1] == 2.5 && v[2] == -3.0);
+	npy_header_release(&hdr);
+
+	/* the base array's dtype wins when there is no header line */
+	test_cond("dtype parse", npy_dtype_parse_str("|u1", 3, &dt, NULL) == 0);
+	test_cond("base", npy_header_init(&base, &dt, 1, shape, false) == 0);
+	put(&text, "1\n2\n300\n");
+	wbuf_release(&out);
+	wbuf_init(&out);
+	test_cond("out of range for base", convert_text_to_npy(&text, &base, &out, &err) == -EINVAL &&
+		  strstr(err.msg, "line 3"));
+	npy_header_release(&base);
+	npy_dtype_release(&dt);
+
+	put(&text, "1 2\n3\n");
+	test_cond("ragged", convert_text_to_npy(&text, NULL, &out, &err) == -EINVAL &&
+		  strstr(err.msg, "line 2"));
+
+	/* npy checks */
+	put(&out, "");
+	test_cond("empty npy", convert_check_npy(&out, &err) == -EINVAL);
+	put(&out, "garbage that is not npy");
+	test_cond("garbage npy", convert_check_npy(&out, &err) == -EINVAL);
+	test_cond("dtype parse f8", npy_dtype_parse_str("<f8", 3, &dt, NULL) == 0);
+	test_cond("hdr", npy_header_init(&hdr, &dt, 1, shape, false) == 0);
+	test_cond("format", npy_header_format(&hdr, &b) == 0);
+	wbuf_truncate(&out, 0);
+	wbuf_pwrite(&out, b.data, b.len, 0);
+	wbuf_pwrite(&out, v, 16, b.len);
+	test_cond("short data", convert_check_npy(&out, &err) == -EINVAL &&
+		  strstr(err.msg, "data length 16"));
+	wbuf_pwrite(&out, v, 24, b.len);
+	test_cond("exact data", convert_check_npy(&out, &err) == 0);
+	wbuf_pwrite(&out, v, 1, b.len + 24);
+	test_cond("long data", convert_check_npy(&out, &err) == -EINVAL);
+	npy_header_release(&hdr);
+	npy_dtype_release(&dt);
+	buf_release(&b);
+	wbuf_release(&text);
+	wbuf_release(&out);
+}
+
+int main(void)
+{
+	test_memory_and_spill();
+	test_convert();
+	return test_report();
+}
