@@ -900,8 +900,8 @@ int tree_readdir(struct tree *t, const char *path,
 			continue;
 		if (k->kind == N_DIR)
 			st.kind = TREE_DIR;
-		else if (k->kind == N_MEMBER && !k->edit)
-			st.size = archive_member(t->ar, k->e->member)->size;
+		else if (k->kind != N_VIEW)	/* views: rendered by stat */
+			st.size = node_size(t, k);
 		if (fill(ctx, k->name, &st))
 			break;
 	}
