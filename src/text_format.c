@@ -719,7 +719,7 @@ static void c_locale_init(void)
 locale_t text_c_locale(void)
 {
 	pthread_once(&c_locale_once, c_locale_init);
-	return c_locale_obj;
+	return c_locale_obj ? c_locale_obj : LC_GLOBAL_LOCALE;
 }
 
 static int add_leaves(const struct npy_dtype *dt, size_t base,
@@ -1154,9 +1154,8 @@ static char *fmt_ld(char *o, long double v)
 			} else {
 				dd[i]++;
 			}
-			n = snprintf(alt, sizeof(alt), "%c.%.*se%d", dd[0],
-				     m - 1, dd + 1, e2);
-			(void)n;
+			snprintf(alt, sizeof(alt), "%c.%.*se%d", dd[0], m - 1,
+				 dd + 1, e2);
 			if (strtold(alt, NULL) == v) {
 				memcpy(tmp, alt, sizeof(alt));
 				break;
@@ -1872,10 +1871,10 @@ static int header_lines(struct fmt *f)
 	ret = buf_adds(&b, "# ");
 	if (!ret)
 		ret = dict_line(f->hdr, &b);
-	/* line breaks can only be whitespace between tokens of the dict
-	 * (npy refuses them inside strings): keep the dict on one line */
+	/* a newline can only be whitespace between tokens of the dict (npy
+	 * refuses it inside strings): keep the dict on one line */
 	for (size_t i = 2; i < b.len; i++)
-		if (b.data[i] == '\n' || b.data[i] == '\r')
+		if (b.data[i] == '\n')
 			b.data[i] = ' ';
 	if (!ret)
 		ret = buf_addch(&b, '\n');

@@ -422,16 +422,15 @@ static inline int to_double(const char *s, size_t n, double *out)
  * an exact tie downward / upward, 0 to even. */
 static uint16_t half_round(double v, int dir)
 {
-	int e;
-	double m = frexp(v, &e);	/* v = m * 2^e, 0.5 <= m < 1 */
+	int e, ue;
 	double scaled, fl;
 	uint64_t q;
 
 	if (v == 0)
 		return 0;
+	frexp(v, &e);		/* 2^(e-1) <= v < 2^e */
 	/* ulp is 2^(e-11) for normals, 2^-24 below 2^-14 */
-	int ue = e - 11 < -24 ? -24 : e - 11;
-	(void)m;
+	ue = e - 11 < -24 ? -24 : e - 11;
 	scaled = ldexp(v, -ue);	/* exact: v has 53 bits, scale is a power of 2 */
 	fl = floor(scaled);
 	q = (uint64_t)fl;
@@ -761,7 +760,7 @@ static int conv_datetime(struct tp *t, const char *s, size_t n,
 {
 	const char *p = s, *e = s + n;
 	int64_t y = 0, v, days, sub = 0;
-	int mo = 1, d = 1, hh = 0, mi = 0, ss = 0, level = 0, fd, nf = 0;
+	int mo = 1, d = 1, hh = 0, mi = 0, ss = 0, fd, nf = 0;
 	uint64_t frac = 0;
 	bool neg = false, extra = false;
 
@@ -786,28 +785,23 @@ static int conv_datetime(struct tp *t, const char *s, size_t n,
 		p++;
 		if (!take_num(&p, e, 2, &mo) || mo < 1 || mo > 12)
 			goto bad;
-		level = 1;
 		if (p < e && *p == '-') {
 			p++;
 			if (!take_num(&p, e, 2, &d) || d < 1 ||
 			    d > text_month_days(y, mo))
 				goto bad;
-			level = 2;
 			if (p < e && *p == 'T') {
 				p++;
 				if (!take_num(&p, e, 2, &hh) || hh > 23)
 					goto bad;
-				level = 3;
 				if (p < e && *p == ':') {
 					p++;
 					if (!take_num(&p, e, 2, &mi) || mi > 59)
 						goto bad;
-					level = 4;
 					if (p < e && *p == ':') {
 						p++;
 						if (!take_num(&p, e, 2, &ss) || ss > 59)
 							goto bad;
-						level = 5;
 						if (p < e && *p == '.') {
 							p++;
 							if (p == e || !is_digit(*p))
@@ -828,7 +822,6 @@ static int conv_datetime(struct tp *t, const char *s, size_t n,
 	}
 	if (p != e)
 		goto bad;
-	(void)level;
 
 	switch (dt->unit) {
 	case NPY_UNIT_Y:
@@ -1190,7 +1183,8 @@ static int infer_token(struct tp *t, const char *s, size_t n,
 	else if (split_complex(s, n, &re_n, &im, &im_n) && im &&
 		 !(im_n == 1 && (*im == '+' || *im == '-')) &&
 		 scan_float(im, im_n, &d) != NUM_BAD &&
-		 (!re_n || scan_float(s + (s[0] == '(' ? 1 : 0), re_n, &d) != NUM_BAD))
+		 (!re_n || scan_float(s + (n >= 2 && s[0] == '(' && s[n - 1] == ')'),
+				      re_n, &d) != NUM_BAD))
 		k = INF_COMPLEX;
 	else
 		k = INF_STR;
@@ -1641,6 +1635,8 @@ int text_parse(const char *text, size_t len, const struct npy_header *base,
 	bool have_hl = false;
 
 	memset(hdr, 0, sizeof(*hdr));
+	if (!len)
+		t.text = text = "";	/* an empty file may come as NULL */
 	t.body_lineno = 1;
 
 	/* line 1: "# {...}" */
