@@ -1,0 +1,107 @@
+"""test_crash.py - every commit is atomic, also when the daemon is killed
+(SPEC.md "Writing": "at any instant, also after kill -9 of the daemon ...
+the archive on disk opens in numpy as either the old or the new version").
+
+A ~200 MB stored archive (a big float array and a small one); in each round
+a writer process replaces the small array through its text view while the
+daemon is killed with SIGKILL after a random delay of 0-300 ms, i.e. before,
+during or after the commit that rewrites the 200 MB.  After each kill the
+dead mount is detached and the archive must open in numpy, with the big
+array intact and the small one either the old or the new version (the new
+one if the writer's close() succeeded)."""
+import os
+import random
+import subprocess
+import time
+import zipfile
+
+import numpy as np
+
+from conftest import SLOW, sanitizer_report
+from writeutil import Daemon
+
+ROUNDS = 20
+BIG = 25_000_000                  # float64: 200 MB
+MAX_DELAY = 0.3
+
+WRITER = r"""
+import os, sys
+path, text = sys.argv[1], sys.argv[2]
+try:
+    fd = os.open(path, os.O_WRONLY | os.O_TRUNC)
+    try:
+        os.write(fd, text.encode())
+    finally:
+        os.close(fd)
+except OSError as e:
+    print(e.errno, e)
+    sys.exit(3)
+"""
+
+
+def small_for(k):
+    """The small array a round writes: different length and values per round."""
+    return np.arange(k % 5 + 1, dtype=np.float64) + k * 10 + 0.5
+
+
+def text_of(arr):
+    return "".join("%r\n" % float(v) for v in arr)
+
+
+def test_kill_9_during_commits(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    arc = data / "a.npz"
+    big = np.arange(BIG, dtype=np.float64)
+    state = np.array([-1.0, -2.0])
+    np.savez(arc, big=big, small=state)
+    with zipfile.ZipFile(arc) as z:
+        big_crc = z.getinfo("big.npy").CRC
+    mnt, log = tmp_path / "mnt", tmp_path / "npzfs.log"
+    rng = random.Random(os.getpid())
+    outcomes = {"old": 0, "new": 0, "writer_ok": 0, "temp_files": 0}
+    started = time.monotonic()
+
+    for k in range(ROUNDS):
+        new = small_for(k)
+        daemon = Daemon(arc, mnt, log)
+        writer = None
+        try:
+            writer = subprocess.Popen(["/usr/bin/python3", "-c", WRITER, str(mnt / "small.txt"),
+                                       text_of(new)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+            time.sleep(rng.uniform(0, MAX_DELAY) * SLOW)     # the random moment of the crash
+            daemon.kill()
+            out, _ = writer.communicate(timeout=30 * SLOW)
+        finally:
+            if writer and writer.poll() is None:
+                writer.kill()
+                writer.wait()
+            daemon.close()
+        assert not sanitizer_report(daemon.stderr()), daemon.stderr()
+        assert writer.returncode in (0, 3), out
+
+        # The archive opens in numpy as the old or the new version.
+        with zipfile.ZipFile(arc) as z:
+            assert [i.filename for i in z.infolist()] == ["big.npy", "small.npy"], k
+            assert z.getinfo("big.npy").CRC == big_crc
+        with np.load(arc) as z:
+            got = z["small"]
+            assert np.array_equal(z["big"], big), "round %d: big array damaged" % k
+        assert got.dtype == np.float64
+        if writer.returncode == 0:
+            # close() returned: the archive on disk held the change.
+            outcomes["writer_ok"] += 1
+            assert np.array_equal(got, new), (k, got, new)
+        else:
+            assert np.array_equal(got, state) or np.array_equal(got, new), (k, got, state, new)
+        outcomes["new" if np.array_equal(got, new) else "old"] += 1
+        state = got
+
+        # A killed commit may leave its temporary file; it never replaces
+        # the archive.  Clear it for the next round.
+        for name in os.listdir(data):
+            if name != "a.npz":
+                outcomes["temp_files"] += 1
+                os.unlink(data / name)
+
+    print("kill -9 rounds:", outcomes, "%.1fs" % (time.monotonic() - started))
