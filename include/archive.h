@@ -122,6 +122,11 @@ int archive_commit(struct archive *a, const struct archive_change *changes,
 /* The path a was opened from, resolved by realpath(). */
 const char *archive_path(const struct archive *a);
 
+/* Remove the temporary files a commit killed part-way (kill -9, power
+ * loss) left beside the archive at path.  Returns how many were removed.
+ * Call before mounting: not while another commit on the archive runs. */
+int archive_clean_temps(const char *path);
+
 /* The archive file's modification time when it was opened. */
 time_t archive_mtime(const struct archive *a);
 

@@ -24,6 +24,8 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <dirent.h>
+#include <libgen.h>
 #include <limits.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -1125,6 +1127,37 @@ const char *archive_path(const struct archive *a)
 time_t archive_mtime(const struct archive *a)
 {
 	return a->st.st_mtime;
+}
+
+int archive_clean_temps(const char *path)
+{
+	char dcopy[PATH_MAX], bcopy[PATH_MAX], prefix[256];
+	const char *dir, *base;
+	struct dirent *d;
+	size_t plen;
+	DIR *dp;
+	int removed = 0;
+
+	if (strlen(path) >= PATH_MAX)
+		return 0;
+	strcpy(dcopy, path);
+	strcpy(bcopy, path);
+	dir = dirname(dcopy);
+	base = basename(bcopy);
+	snprintf(prefix, sizeof(prefix), ".%.200s.npzfs-", base);
+	plen = strlen(prefix);
+	dp = opendir(dir);
+	if (!dp)
+		return 0;
+	while ((d = readdir(dp))) {
+		if (strncmp(d->d_name, prefix, plen) ||
+		    strlen(d->d_name) != plen + 6)
+			continue;
+		if (!unlinkat(dirfd(dp), d->d_name, 0))
+			removed++;
+	}
+	closedir(dp);
+	return removed;
 }
 
 /* ---- Writing: archive_commit() ----------------------------------------

@@ -210,6 +210,10 @@ int main(int argc, char *argv[])
 		     strerror(stat(co.mountpoint, &st) ? errno : ENOTDIR));
 		goto out_args;
 	}
+	ret = archive_clean_temps(state.opts.archive);
+	if (ret > 0)
+		fprintf(stderr, "npzfs: removed %d temporary file(s) of an interrupted commit beside %s\n",
+			ret, state.opts.archive);
 	ret = archive_open(state.opts.archive, &state.ar, &err);
 	if (ret) {
 		fail("%s: %s", state.opts.archive,

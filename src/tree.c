@@ -27,6 +27,7 @@
 #define XATTR_PREFIX "user.npzfs."
 #define HEAD_PEEK 4096
 #define COPY_BLOCK (1u << 20)
+#define TOMBS 256
 
 enum array_state { ARRAY_UNKNOWN, ARRAY_OK, ARRAY_BAD };
 
@@ -47,6 +48,8 @@ struct entry {
 	uint64_t seq;		/* position in the archive's member order */
 	bool is_array;		/* mname ends in ".npy" */
 	bool doomed;		/* left out of the running commit */
+	bool shadowed;		/* an earlier member of a duplicate name: not
+				   shown, dropped at the first commit */
 	struct node *raw;	/* N_MEMBER node, or NULL when not shown */
 	struct node *view;	/* N_VIEW node, or NULL */
 	struct wbuf *pending;	/* new content for the running commit */
@@ -75,6 +78,9 @@ struct node {
 	pthread_mutex_t lock;	/* protects: edit, dirty, wopens, refs */
 	struct wbuf *edit;	/* content being written, or NULL */
 	bool dirty;		/* written since the last commit */
+	bool rejected;		/* the edit was rejected: files opened since
+				   see the archive's content again */
+	uint64_t reject_gen;	/* counts rejections */
 	unsigned int wopens;	/* open files with write access */
 	unsigned int refs;	/* open files */
 };
@@ -87,6 +93,8 @@ struct tree {
 	size_t nbuckets;
 	size_t count;
 	struct node *root;
+	char *tombs[TOMBS];	/* views removed with their array (for rm -r) */
+	size_t ntombs;
 	struct entry **entries;
 	size_t nentries, entries_cap;
 	uint64_t next_seq;
@@ -98,6 +106,8 @@ struct tree {
 struct tree_file {
 	struct node *node;
 	bool writable;
+	bool wrote;		/* written through this file since open */
+	uint64_t gen;		/* node->reject_gen at open */
 };
 
 /* ---- Namespace -------------------------------------------------------- */
@@ -421,9 +431,12 @@ static int entries_add(struct tree *t, struct entry *e)
 
 static struct entry *entry_by_mname(struct tree *t, const char *mname)
 {
-	for (size_t i = 0; i < t->nentries; i++)
-		if (!strcmp(t->entries[i]->mname, mname))
-			return t->entries[i];
+	for (size_t i = 0; i < t->nentries; i++) {
+		struct entry *e = t->entries[i];
+
+		if (!e->shadowed && !e->doomed && !strcmp(e->mname, mname))
+			return e;
+	}
 	return NULL;
 }
 
@@ -495,8 +508,19 @@ static int add_member(struct tree *t, size_t i, struct buf *path)
 		}
 		return ret;
 	}
-	if (find_len(t, path->data, path->len)) {
-		npz_log("member '%s': duplicate name, not shown", m->name);
+	n = find_len(t, path->data, path->len);
+	if (n && n->kind == N_MEMBER && !strcmp(n->e->mname, m->name)) {
+		/* a duplicate name: the later member wins, as in numpy */
+		n->e->raw = NULL;
+		n->e->shadowed = true;
+		n->e = e;
+		n->mtime = m->mtime;
+		e->raw = n;
+		return 0;
+	}
+	if (n) {
+		npz_log("member '%s': name clashes with another member, not shown",
+			m->name);
 		return 0;
 	}
 	plen = strrchr(path->data, '/') - path->data;
@@ -523,7 +547,7 @@ static int add_view(struct tree *t, struct entry *e)
 	struct node *raw = e->raw, *v;
 	size_t len;
 	char *p;
-	int ret;
+	int ret = 0;
 
 	if (!raw || !e->is_array || e->view || !ends_with(raw->path, ".npy"))
 		return 0;
@@ -532,20 +556,16 @@ static int add_view(struct tree *t, struct entry *e)
 	if (!p)
 		return -ENOMEM;
 	memcpy(p + len - 4, ".txt", 4);
-	ret = 0;
-	if (!find_len(t, p, len))
+	if (!find_len(t, p, len)) {
 		ret = node_add(t, raw->parent, p, len, N_VIEW, &v);
-	if (!find_len(t, p, len) || ret) {
-		free(p);
-		return ret;
+		if (!ret) {
+			v->e = e;
+			v->mtime = e->mtime;
+			e->view = v;
+		}
 	}
 	free(p);
-	if (v->kind == N_VIEW && !v->e) {
-		v->e = e;
-		v->mtime = e->mtime;
-		e->view = v;
-	}
-	return 0;
+	return ret;
 }
 
 static int cache_open(struct tree *t, struct npz_err *err)
@@ -621,6 +641,8 @@ void tree_free(struct tree *t)
 	}
 	for (size_t i = 0; i < t->nentries; i++)
 		entry_free(t->entries[i]);
+	for (size_t i = 0; i < t->ntombs; i++)
+		free(t->tombs[i]);
 	free(t->entries);
 	free(t->buckets);
 	if (t->cache_fd >= 0)
@@ -829,7 +851,7 @@ static uint64_t node_size(struct tree *t, struct node *n)
 	struct entry *e = n->e;
 
 	pthread_mutex_lock(&n->lock);
-	if (n->edit) {
+	if (n->edit && !n->rejected) {
 		size = n->edit->size;
 	} else if (n->kind == N_MEMBER && e && e->in_archive) {
 		size = archive_member(t->ar, e->member)->size;
@@ -952,7 +974,7 @@ ssize_t tree_read(struct tree *t, struct tree_file *f, void *buf, size_t len,
 
 	pthread_rwlock_rdlock(&t->lock);
 	pthread_mutex_lock(&n->lock);
-	if (n->edit) {
+	if (n->edit && (!n->rejected || f->gen < n->reject_gen)) {
 		r = wbuf_pread(n->edit, buf, len, off);
 		pthread_mutex_unlock(&n->lock);
 	} else {
@@ -1023,7 +1045,22 @@ static void edit_end_if_idle(struct node *n)
 		wbuf_release(n->edit);
 		free(n->edit);
 		n->edit = NULL;
+		n->rejected = false;
 	}
+}
+
+/* Before f writes: a rejected edit is continued by the files that wrote
+ * it, and thrown away by files opened since.  n->lock held. */
+static void edit_claim(struct node *n, const struct tree_file *f)
+{
+	if (!n->rejected)
+		return;
+	n->rejected = false;
+	if (f && f->gen < n->reject_gen)
+		return;
+	wbuf_release(n->edit);
+	free(n->edit);
+	n->edit = NULL;
 }
 
 static int file_new(struct node *n, int flags, struct tree_file **out)
@@ -1034,6 +1071,7 @@ static int file_new(struct node *n, int flags, struct tree_file **out)
 		return -ENOMEM;
 	f->node = n;
 	f->writable = (flags & O_ACCMODE) != O_RDONLY;
+	f->gen = n->reject_gen;
 	n->refs++;
 	if (f->writable)
 		n->wopens++;
@@ -1058,8 +1096,10 @@ static int open_node(struct tree *t, struct node *n, int flags,
 			return ret;
 	}
 	pthread_mutex_lock(&n->lock);
-	if (flags & O_TRUNC)
+	if (flags & O_TRUNC) {
+		edit_claim(n, NULL);
 		ret = edit_begin(t, n, true);
+	}
 	if (!ret)
 		ret = file_new(n, flags, out);
 	pthread_mutex_unlock(&n->lock);
@@ -1130,11 +1170,13 @@ ssize_t tree_write(struct tree *t, struct tree_file *f, const void *buf,
 		return -EROFS;
 	pthread_rwlock_rdlock(&t->lock);
 	pthread_mutex_lock(&n->lock);
+	edit_claim(n, f);
 	ret = edit_begin(t, n, false);
 	if (!ret)
 		ret = wbuf_pwrite(n->edit, buf, len, off);
 	if (!ret) {
 		n->dirty = true;
+		f->wrote = true;
 		n->mtime = time(NULL);
 	}
 	pthread_mutex_unlock(&n->lock);
@@ -1196,7 +1238,7 @@ static int commit(struct tree *t, struct npz_err *err)
 		return -ENOMEM;
 	}
 	for (size_t i = 0; i < t->nentries; i++)
-		if (!t->entries[i]->doomed)
+		if (!t->entries[i]->doomed && !t->entries[i]->shadowed)
 			list[n++] = t->entries[i];
 	qsort(list, n, sizeof(*list), seq_cmp);
 	for (size_t i = 0; i < n; i++) {
@@ -1227,7 +1269,10 @@ static int commit(struct tree *t, struct npz_err *err)
 	for (size_t i = 0; i < t->nentries; i++) {
 		struct entry *e = t->entries[i];
 
-		if (e->doomed) {
+		if (e->doomed || e->shadowed) {
+			if (e->shadowed)
+				npz_log("member '%s': earlier duplicate of that name dropped",
+					e->mname);
 			if (e->raw)
 				node_detach(t, e->raw);
 			if (e->view)
@@ -1459,11 +1504,13 @@ static int commit_node(struct tree *t, struct node *n)
 			n->e->error = NULL;
 		}
 	} else if (ret == -EINVAL && n->kind != N_NEW) {
-		/* rejected: the file shows the unchanged array again */
+		/* rejected: files opened from now on show the unchanged array
+		 * again; the files that wrote it may still finish their edit
+		 * (a child closing a shared descriptor also flushes) */
 		n->dirty = false;
-		wbuf_release(n->edit);
-		free(n->edit);
-		n->edit = NULL;
+		n->rejected = true;
+		n->reject_gen++;
+		edit_end_if_idle(n);
 	} else if (ret == -EINVAL) {
 		n->dirty = false;
 	}
@@ -1483,11 +1530,12 @@ static bool node_dirty(struct node *n)
 	return dirty;
 }
 
-int tree_flush(struct tree *t, struct tree_file *f)
+/* Commit f's node when it is dirty (and, unless `any`, f wrote to it). */
+static int commit_file(struct tree *t, struct tree_file *f, bool any)
 {
 	int ret;
 
-	if (!node_dirty(f->node))
+	if (!(any || f->wrote) || !node_dirty(f->node))
 		return 0;
 	pthread_rwlock_wrlock(&t->lock);
 	ret = commit_node(t, f->node);
@@ -1495,9 +1543,14 @@ int tree_flush(struct tree *t, struct tree_file *f)
 	return ret;
 }
 
+int tree_flush(struct tree *t, struct tree_file *f)
+{
+	return commit_file(t, f, false);
+}
+
 int tree_fsync(struct tree *t, struct tree_file *f)
 {
-	return tree_flush(t, f);
+	return commit_file(t, f, true);
 }
 
 int tree_release(struct tree *t, struct tree_file *f)
@@ -1506,11 +1559,7 @@ int tree_release(struct tree *t, struct tree_file *f)
 	bool gone;
 	int ret = 0;
 
-	if (node_dirty(n)) {
-		pthread_rwlock_wrlock(&t->lock);
-		ret = commit_node(t, n);
-		pthread_rwlock_unlock(&t->lock);
-	}
+	ret = commit_file(t, f, false);
 	pthread_rwlock_rdlock(&t->lock);
 	pthread_mutex_lock(&n->lock);
 	n->refs--;
@@ -1550,11 +1599,14 @@ int tree_truncate(struct tree *t, const char *path, struct tree_file *f,
 			goto out;
 	}
 	pthread_mutex_lock(&n->lock);
+	edit_claim(n, f);
 	ret = edit_begin(t, n, size == 0);
 	if (!ret)
 		ret = wbuf_truncate(n->edit, size);
 	if (!ret) {
 		n->dirty = true;
+		if (f)
+			f->wrote = true;
 		n->mtime = time(NULL);
 	}
 	pthread_mutex_unlock(&n->lock);
@@ -1587,23 +1639,66 @@ static int remove_entry(struct tree *t, struct entry *e)
 	return ret;
 }
 
+/* Remember that the view at path went away with its array, so that its own
+ * unlink (rm x.npy x.txt, rm -r) succeeds.  t->lock held for writing. */
+static void tomb_add(struct tree *t, const char *path)
+{
+	char *p = strdup(path);
+
+	if (!p)
+		return;
+	if (t->ntombs == TOMBS) {
+		free(t->tombs[0]);
+		memmove(t->tombs, t->tombs + 1, (TOMBS - 1) * sizeof(*t->tombs));
+		t->ntombs--;
+	}
+	t->tombs[t->ntombs++] = p;
+}
+
+/* Forget path's tombstone; true if it had one. */
+static bool tomb_take(struct tree *t, const char *path)
+{
+	for (size_t i = 0; i < t->ntombs; i++) {
+		if (!strcmp(t->tombs[i], path)) {
+			free(t->tombs[i]);
+			memmove(t->tombs + i, t->tombs + i + 1,
+				(t->ntombs - i - 1) * sizeof(*t->tombs));
+			t->ntombs--;
+			return true;
+		}
+	}
+	return false;
+}
+
 int tree_unlink(struct tree *t, const char *path)
 {
-	struct node *n;
+	struct node *n, *sibling;
+	char *spath = NULL;
 	int ret = 0;
 
 	if (t->opts.ro)
 		return -EROFS;
 	pthread_rwlock_wrlock(&t->lock);
 	n = lookup(t, path);
-	if (!n)
-		ret = -ENOENT;
-	else if (n->kind == N_DIR)
+	if (!n) {
+		ret = tomb_take(t, path) ? 0 : -ENOENT;
+	} else if (n->kind == N_DIR) {
 		ret = -EISDIR;
-	else if (n->kind == N_MEMBER || n->kind == N_VIEW)
-		ret = remove_entry(t, n->e);
-	else
+	} else if (n->kind == N_MEMBER || n->kind == N_VIEW) {
+		sibling = n == n->e->raw ? n->e->view : n->e->raw;
+		if (sibling) {
+			spath = strdup(sibling->path);
+			if (!spath)
+				ret = -ENOMEM;
+		}
+		if (!ret)
+			ret = remove_entry(t, n->e);
+		if (!ret && spath)
+			tomb_add(t, spath);
+		free(spath);
+	} else {
 		node_detach(t, n);
+	}
 	pthread_rwlock_unlock(&t->lock);
 	return ret;
 }

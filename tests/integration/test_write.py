@@ -326,10 +326,19 @@ def test_cp_r_dir_in(case, tmp_path):
 
 def test_cp_r_mount_copy_back_in(case, tmp_path):
     """cp -r mnt out; cp -r out mnt/copy: the copy holds both views of each
-    array, as any copy of a mount does; every array arrives once."""
+    array, as any copy of a mount does; every array arrives once.
+
+    Known limit (README): cp -r into a NEW directory opens every file with
+    O_EXCL, and once the first view of an array is copied its sibling view
+    exists, so the kernel refuses the second with EEXIST before npzfs sees
+    the request.  cp then reports 'File exists' for exactly those files; the
+    arrays are all there."""
     out = tmp_path / "out"
     run(["cp", "-r", case.m.path, out])
-    run(["cp", "-r", out, case / "copy"])
+    r = run(["cp", "-r", out, case / "copy"], ok=False)
+    complaints = [l for l in r.stderr.decode().splitlines() if l]
+    assert all(l.endswith("File exists") for l in complaints), complaints
+    assert len(complaints) == len(case.a)
     case.finish(added={"copy/" + n: a for n, a in case.a.items()})
 
 
