@@ -26,6 +26,7 @@ struct npzfs_opts {
 
 struct npzfs {
 	struct npzfs_opts opts;
+	bool singlethread;	/* -s: the kernel may not cache attributes */
 	struct archive *ar;
 	struct tree *tree;
 };

@@ -82,12 +82,15 @@ void tree_free(struct tree *t);
 /* Stat a path ("/", "/a/x.npy").  Returns 0 or -ENOENT. */
 int tree_stat(struct tree *t, const char *path, struct tree_stat *st);
 
-/* Call fill(ctx, name, st) for each visible entry of directory path (not
- * "." and ".."); stops early when fill returns non-zero.  Returns 0,
- * -ENOENT, or -ENOTDIR. */
-int tree_readdir(struct tree *t, const char *path,
+/* Call fill(ctx, name, st, next) for each visible entry of directory path
+ * (not "." and "..") from position `start` on; `next` is the position to
+ * resume after that entry.  Stops early when fill returns non-zero.
+ * st->size is set only when `sizes` (as tree_stat would: small views are
+ * rendered).  Returns 0, -ENOENT, or -ENOTDIR. */
+int tree_readdir(struct tree *t, const char *path, bool sizes,
+		 uint64_t start,
 		 int (*fill)(void *ctx, const char *name,
-			     const struct tree_stat *st),
+			     const struct tree_stat *st, uint64_t next),
 		 void *ctx);
 
 /* Open an existing file (flags as in open(2)); O_TRUNC empties the file's
@@ -138,6 +141,13 @@ int tree_rmdir(struct tree *t, const char *path);
 int tree_getxattr(struct tree *t, const char *path, const char *name,
 		  struct buf *out);
 int tree_listxattr(struct tree *t, const char *path, struct buf *out);
+
+/* Register fn(ctx, path), called (with no tree lock held) for every path
+ * whose size or existence changed behind the kernel's back: a sibling view
+ * after a commit, a view rendered at open, a removed view.  The FUSE layer
+ * uses it to drop the kernel's cached attributes.  Call before serving. */
+void tree_set_invalidate(struct tree *t,
+			 void (*fn)(void *ctx, const char *path), void *ctx);
 
 /* The archive's path (for statfs). */
 const char *tree_archive_path(struct tree *t);

@@ -18,17 +18,37 @@ static struct tree_file *file_of(const struct fuse_file_info *fi)
 	return (struct tree_file *)(uintptr_t)fi->fh;
 }
 
+static void invalidate(void *ctx, const char *path)
+{
+	fuse_invalidate_path(ctx, path);	/* -ENOENT: the kernel never saw it */
+}
+
 static void *npzfs_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
 {
+	struct npzfs *n = fs();
+
 	if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC)
 		conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
+	if (conn->capable & FUSE_CAP_READDIRPLUS)
+		conn->want |= FUSE_CAP_READDIRPLUS;
+	/* Big requests: 1 MiB reads and writes (max_pages follows max_write). */
+	conn->max_write = 1u << 20;
+	conn->max_readahead = 1u << 20;
 	cfg->use_ino = 0;
 	cfg->entry_timeout = 1.0;
 	cfg->negative_timeout = 0;
-	/* Sizes change when views are rendered and files written: no caching. */
-	cfg->attr_timeout = 0;
 	cfg->hard_remove = 1;	/* unlink means unlink, no .fuse_hidden files */
-	return fs();
+	/* The kernel caches attributes; the tree reports every size that
+	 * changes behind its back (a view rendered at open, a sibling changed
+	 * by a commit) and we invalidate them.  Single-threaded, invalidating
+	 * could wait on a read only this thread can serve: no caching then. */
+	if (n->singlethread) {
+		cfg->attr_timeout = 0;
+	} else {
+		cfg->attr_timeout = 1.0;
+		tree_set_invalidate(n->tree, invalidate, fuse_get_context()->fuse);
+	}
+	return n;
 }
 
 static void npzfs_destroy(void *data)
@@ -74,30 +94,42 @@ struct dir_fill {
 	struct npzfs *fs;
 	void *buf;
 	fuse_fill_dir_t filler;
+	enum fuse_fill_dir_flags flags;
 };
 
+/* Directory offsets: 1 after ".", 2 after "..", 2 + n after the tree's
+ * entry n - 1, so libfuse need not buffer (and rescan) big directories. */
+#define DIR_FIRST 2
+
 static int dir_fill_one(void *ctx, const char *name,
-			const struct tree_stat *ts)
+			const struct tree_stat *ts, uint64_t next)
 {
 	struct dir_fill *d = ctx;
 	struct stat st;
 
 	fill_stat(d->fs, ts, &st);
-	return d->filler(d->buf, name, &st, 0, 0);
+	return d->filler(d->buf, name, &st, (off_t)(DIR_FIRST + next),
+			 d->flags);
 }
 
 static int npzfs_readdir(const char *path, void *buf, fuse_fill_dir_t filler,
 			 off_t offset, struct fuse_file_info *fi,
 			 enum fuse_readdir_flags flags)
 {
-	struct dir_fill d = { fs(), buf, filler };
+	struct dir_fill d = { fs(), buf, filler,
+			      flags & FUSE_READDIR_PLUS ? FUSE_FILL_DIR_PLUS : 0 };
+	struct stat st;
 
-	(void)offset;
 	(void)fi;
-	(void)flags;
-	filler(buf, ".", NULL, 0, 0);
-	filler(buf, "..", NULL, 0, 0);
-	return tree_readdir(fs()->tree, path, dir_fill_one, &d);
+	memset(&st, 0, sizeof(st));
+	st.st_mode = S_IFDIR;
+	if (offset < 1 && filler(buf, ".", &st, 1, 0))
+		return 0;
+	if (offset < 2 && filler(buf, "..", &st, 2, 0))
+		return 0;
+	return tree_readdir(fs()->tree, path, d.flags != 0,
+			    offset > DIR_FIRST ? (uint64_t)(offset - DIR_FIRST) : 0,
+			    dir_fill_one, &d);
 }
 
 static int npzfs_open(const char *path, struct fuse_file_info *fi)
@@ -244,7 +276,13 @@ static int npzfs_getxattr(const char *path, const char *name, char *value,
 			  size_t size)
 {
 	struct buf b = BUF_INIT;
-	int ret = tree_getxattr(fs()->tree, path, name, &b);
+	int ret;
+
+	/* Only user.* attributes exist here.  ENOTSUP (not ENODATA) for the
+	 * others lets ls and cp stop asking for SELinux labels and ACLs. */
+	if (strncmp(name, "user.", 5))
+		return -ENOTSUP;
+	ret = tree_getxattr(fs()->tree, path, name, &b);
 
 	if (!ret)
 		ret = xattr_reply(&b, value, size);

@@ -235,6 +235,7 @@ int main(int argc, char *argv[])
 		goto out_args;
 	}
 	state.ar = NULL;	/* the tree owns it now */
+	state.singlethread = co.singlethread;
 	ret = serve(&args, &co, &state);
 	tree_free(state.tree);
 out_args:

@@ -57,7 +57,8 @@ struct entry {
 	char *error;		/* last rejected write (tree->lock) */
 	pthread_mutex_t lock;	/* protects: state .. text_len */
 	enum array_state state;
-	struct npy_header hdr;	/* valid when state == ARRAY_OK */
+	bool viewable;		/* state == ARRAY_OK: no objects inside */
+	uint64_t data_len;	/* state == ARRAY_OK: bytes of array data */
 	bool rendered;
 	uint64_t text_off;	/* rendered text in the cache file */
 	uint64_t text_len;
@@ -101,6 +102,11 @@ struct tree {
 	pthread_mutex_t cache_lock;	/* protects: cache_end */
 	int cache_fd;
 	uint64_t cache_end;
+	pthread_mutex_t inval_lock;	/* protects: inval; a leaf lock */
+	struct buf inval;		/* paths whose kernel attributes are
+					   stale, NUL-separated */
+	void (*inval_fn)(void *ctx, const char *path);
+	void *inval_ctx;
 };
 
 struct tree_file {
@@ -109,6 +115,44 @@ struct tree_file {
 	bool wrote;		/* written through this file since open */
 	uint64_t gen;		/* node->reject_gen at open */
 };
+
+/* ---- Kernel attribute invalidation ------------------------------------ */
+
+/* Queue path: the kernel's cached attributes of it are stale.  Any lock may
+ * be held. */
+static void inval_add(struct tree *t, const char *path)
+{
+	if (!t->inval_fn)
+		return;
+	pthread_mutex_lock(&t->inval_lock);
+	buf_add(&t->inval, path, strlen(path) + 1);
+	pthread_mutex_unlock(&t->inval_lock);
+}
+
+/* Tell the kernel about the queued paths (but `skip`).  Called with no tree
+ * lock held: the kernel may wait for reads that need it. */
+static void inval_flush(struct tree *t, const char *skip)
+{
+	struct buf b;
+
+	if (!t->inval_fn)
+		return;
+	pthread_mutex_lock(&t->inval_lock);
+	b = t->inval;
+	buf_init(&t->inval);
+	pthread_mutex_unlock(&t->inval_lock);
+	for (size_t i = 0; i < b.len; i += strlen(b.data + i) + 1)
+		if (!skip || strcmp(b.data + i, skip))
+			t->inval_fn(t->inval_ctx, b.data + i);
+	buf_release(&b);
+}
+
+void tree_set_invalidate(struct tree *t,
+			 void (*fn)(void *ctx, const char *path), void *ctx)
+{
+	t->inval_fn = fn;
+	t->inval_ctx = ctx;
+}
 
 /* ---- Namespace -------------------------------------------------------- */
 
@@ -265,6 +309,7 @@ static void node_detach(struct tree *t, struct node *n)
 {
 	bool busy;
 
+	inval_add(t, n->path);
 	hash_remove(t, n);
 	if (n->parent)
 		kids_remove(n->parent, n);
@@ -407,7 +452,6 @@ static struct entry *entry_new(const char *mname)
 
 static void entry_free(struct entry *e)
 {
-	npy_header_release(&e->hdr);
 	pthread_mutex_destroy(&e->lock);
 	free(e->error);
 	free(e->mname);
@@ -456,7 +500,6 @@ static void set_error(char **slot, const char *msg)
 static void entry_reset(struct tree *t, struct entry *e)
 {
 	pthread_mutex_lock(&e->lock);
-	npy_header_release(&e->hdr);
 	e->state = ARRAY_UNKNOWN;
 	if (e->rendered && e->text_len)
 		fallocate(t->cache_fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
@@ -606,6 +649,8 @@ int tree_new(struct archive *ar, const struct tree_opts *opts,
 	t->next_seq = n;
 	pthread_rwlock_init(&t->lock, NULL);
 	pthread_mutex_init(&t->cache_lock, NULL);
+	pthread_mutex_init(&t->inval_lock, NULL);
+	buf_init(&t->inval);
 	ret = hash_grow(t);
 	if (!ret)
 		ret = node_add(t, NULL, "/", 1, N_DIR, &t->root);
@@ -650,6 +695,8 @@ void tree_free(struct tree *t)
 	archive_close(t->ar);
 	pthread_rwlock_destroy(&t->lock);
 	pthread_mutex_destroy(&t->cache_lock);
+	pthread_mutex_destroy(&t->inval_lock);
+	buf_release(&t->inval);
 	free(t);
 }
 
@@ -677,7 +724,8 @@ static int member_read_full(struct tree *t, size_t member, void *buf,
 	return 0;
 }
 
-static int array_parse(struct tree *t, struct entry *e, struct npz_err *err)
+static int array_parse(struct tree *t, struct entry *e,
+		       struct npy_header *hdr, struct npz_err *err)
 {
 	const struct archive_member *m = archive_member(t->ar, e->member);
 	char head[HEAD_PEEK];
@@ -698,36 +746,38 @@ static int array_parse(struct tree *t, struct entry *e, struct npz_err *err)
 		return -EINVAL;
 	}
 	if (total <= got)
-		return npy_header_parse(head, got, &e->hdr, err);
+		return npy_header_parse(head, got, hdr, err);
 	big = malloc(total);
 	if (!big)
 		return -ENOMEM;
 	ret = member_read_full(t, e->member, big, total, 0, err);
 	if (!ret)
-		ret = npy_header_parse(big, total, &e->hdr, err);
+		ret = npy_header_parse(big, total, hdr, err);
 	free(big);
 	return ret;
 }
 
-/* Parse the array's header once.  Called with e->lock held.  Returns 0 or
- * -EIO (logged once, naming the member). */
-static int array_load(struct tree *t, struct entry *e)
+/* Parse the array's header into *hdr (release it with
+ * npy_header_release).  Headers are not kept, only what the namespace
+ * needs (state, viewable, data_len): RAM stays small with many members.
+ * Called with e->lock held.  Returns 0 or -EIO (logged once, naming the
+ * member). */
+static int array_header(struct tree *t, struct entry *e,
+			struct npy_header *hdr)
 {
 	const struct archive_member *m;
 	struct npz_err err = { "" };
 	int ret;
 
-	if (e->state == ARRAY_OK)
-		return 0;
 	if (e->state == ARRAY_BAD || !e->in_archive)
 		return -EIO;
 	m = archive_member(t->ar, e->member);
-	ret = array_parse(t, e, &err);
-	if (!ret && e->hdr.header_len + e->hdr.data_len > m->size) {
+	ret = array_parse(t, e, hdr, &err);
+	if (!ret && hdr->header_len + hdr->data_len > m->size) {
 		npz_err_set(&err, "data length %llu does not match the header (%llu bytes)",
-			    (unsigned long long)(m->size - e->hdr.header_len),
-			    (unsigned long long)e->hdr.data_len);
-		npy_header_release(&e->hdr);
+			    (unsigned long long)(m->size - hdr->header_len),
+			    (unsigned long long)hdr->data_len);
+		npy_header_release(hdr);
 		ret = -EINVAL;
 	}
 	if (ret) {
@@ -736,8 +786,26 @@ static int array_load(struct tree *t, struct entry *e)
 			err.msg[0] ? err.msg : strerror(-ret));
 		return -EIO;
 	}
-	e->state = ARRAY_OK;
+	if (e->state == ARRAY_UNKNOWN) {
+		e->state = ARRAY_OK;
+		e->viewable = text_viewable(hdr);
+		e->data_len = hdr->data_len;
+	}
 	return 0;
+}
+
+/* Learn the array's state once.  Called with e->lock held: 0 or -EIO. */
+static int array_load(struct tree *t, struct entry *e)
+{
+	struct npy_header hdr;
+	int ret;
+
+	if (e->state == ARRAY_OK)
+		return 0;
+	ret = array_header(t, e, &hdr);
+	if (!ret)
+		npy_header_release(&hdr);
+	return ret;
 }
 
 /* A view is hidden when its array holds objects. */
@@ -746,7 +814,7 @@ static bool view_visible(struct tree *t, struct entry *e)
 	bool visible;
 
 	pthread_mutex_lock(&e->lock);
-	visible = array_load(t, e) || text_viewable(&e->hdr);
+	visible = array_load(t, e) || e->viewable;
 	pthread_mutex_unlock(&e->lock);
 	return visible;
 }
@@ -754,6 +822,7 @@ static bool view_visible(struct tree *t, struct entry *e)
 struct render_ctx {
 	struct tree *t;
 	struct entry *e;
+	uint64_t data_off;	/* the npy header's length */
 	uint64_t pos;		/* next write offset in the cache file */
 	struct npz_err *err;
 };
@@ -763,7 +832,7 @@ static int render_src_read(void *ctx, void *buf, size_t len, uint64_t off)
 	struct render_ctx *rc = ctx;
 
 	return member_read_full(rc->t, rc->e->member, buf, len,
-				rc->e->hdr.header_len + off, rc->err);
+				rc->data_off + off, rc->err);
 }
 
 static int pwrite_all(int fd, const void *buf, size_t len, uint64_t off)
@@ -803,24 +872,29 @@ static int render_sink_write(void *ctx, const void *buf, size_t len)
 static int array_render(struct tree *t, struct entry *e)
 {
 	struct npz_err err = { "" };
-	struct render_ctx rc = { t, e, 0, &err };
+	struct render_ctx rc = { t, e, 0, 0, &err };
 	struct text_src src = { render_src_read, &rc };
 	struct text_sink sink = { render_sink_write, &rc };
+	struct npy_header hdr;
 	int ret;
 
 	if (e->rendered)
 		return 0;
+	ret = array_header(t, e, &hdr);
+	if (ret)
+		return ret;
+	rc.data_off = hdr.header_len;
 	pthread_mutex_lock(&t->cache_lock);
 	rc.pos = t->cache_end;
-	ret = text_format(&e->hdr, &src, &sink, &err);
+	ret = text_format(&hdr, &src, &sink, &err);
 	if (!ret) {
 		e->text_off = t->cache_end;
 		e->text_len = rc.pos - t->cache_end;
 		e->rendered = true;
-		/* keep each view page-aligned in the cache file */
-		t->cache_end = (rc.pos + 4095) & ~4095ull;
+		t->cache_end = (rc.pos + 63) & ~63ull;
 	}
 	pthread_mutex_unlock(&t->cache_lock);
+	npy_header_release(&hdr);
 	if (ret) {
 		npz_log("member '%s': cannot render text view: %s", e->mname,
 			err.msg[0] ? err.msg : strerror(-ret));
@@ -858,7 +932,7 @@ static uint64_t node_size(struct tree *t, struct node *n)
 	} else if (n->kind == N_VIEW && e) {
 		pthread_mutex_lock(&e->lock);
 		if (!array_load(t, e) && !e->rendered &&
-		    e->hdr.data_len <= TREE_STAT_RENDER_MAX)
+		    e->data_len <= TREE_STAT_RENDER_MAX)
 			array_render(t, e);
 		if (e->rendered)
 			size = e->text_len;
@@ -900,9 +974,10 @@ int tree_stat(struct tree *t, const char *path, struct tree_stat *st)
 	return ret;
 }
 
-int tree_readdir(struct tree *t, const char *path,
+int tree_readdir(struct tree *t, const char *path, bool sizes,
+		 uint64_t start,
 		 int (*fill)(void *ctx, const char *name,
-			     const struct tree_stat *st),
+			     const struct tree_stat *st, uint64_t next),
 		 void *ctx)
 {
 	struct node *d;
@@ -914,7 +989,7 @@ int tree_readdir(struct tree *t, const char *path,
 		ret = -ENOENT;
 	else if (d->kind != N_DIR)
 		ret = -ENOTDIR;
-	for (size_t i = 0; !ret && i < d->nkids; i++) {
+	for (size_t i = start; !ret && i < d->nkids; i++) {
 		struct node *k = d->kids[i];
 		struct tree_stat st = { TREE_FILE, 0, k->mtime };
 
@@ -922,9 +997,9 @@ int tree_readdir(struct tree *t, const char *path,
 			continue;
 		if (k->kind == N_DIR)
 			st.kind = TREE_DIR;
-		else if (k->kind != N_VIEW)	/* views: rendered by stat */
+		else if (sizes)
 			st.size = node_size(t, k);
-		if (fill(ctx, k->name, &st))
+		if (fill(ctx, k->name, &st, i + 1))
 			break;
 	}
 	pthread_rwlock_unlock(&t->lock);
@@ -1038,10 +1113,12 @@ static int edit_begin(struct tree *t, struct node *n, bool empty)
 }
 
 /* Drop n's edit when nobody writes it any more.  n->lock held. */
-static void edit_end_if_idle(struct node *n)
+static void edit_end_if_idle(struct tree *t, struct node *n)
 {
 	if (n->edit && !n->dirty && n->wopens == 0 &&
 	    (n->kind == N_MEMBER || n->kind == N_VIEW)) {
+		if (n->kind == N_VIEW && !n->dead)
+			inval_add(t, n->path);
 		wbuf_release(n->edit);
 		free(n->edit);
 		n->edit = NULL;
@@ -1091,9 +1168,16 @@ static int open_node(struct tree *t, struct node *n, int flags,
 	if ((writable || (flags & O_TRUNC)) && t->opts.ro)
 		return -EROFS;
 	if (n->kind == N_VIEW && !(flags & O_TRUNC)) {
+		bool rendered;
+
+		pthread_mutex_lock(&n->e->lock);
+		rendered = n->e->rendered;
+		pthread_mutex_unlock(&n->e->lock);
 		ret = view_ready(t, n->e);
 		if (ret)
 			return ret;
+		if (!rendered)	/* stat said 0 for a big view: now it knows */
+			inval_add(t, n->path);
 	}
 	pthread_mutex_lock(&n->lock);
 	if (flags & O_TRUNC) {
@@ -1116,6 +1200,7 @@ int tree_open(struct tree *t, const char *path, int flags,
 	n = lookup(t, path);
 	ret = n ? open_node(t, n, flags, out) : -ENOENT;
 	pthread_rwlock_unlock(&t->lock);
+	inval_flush(t, NULL);
 	return ret;
 }
 
@@ -1157,6 +1242,7 @@ int tree_create(struct tree *t, const char *path, int flags,
 		}
 	}
 	pthread_rwlock_unlock(&t->lock);
+	inval_flush(t, NULL);
 	return ret;
 }
 
@@ -1293,10 +1379,14 @@ static int commit(struct tree *t, struct npz_err *err)
 			e->mtime = now;
 			e->pending = NULL;	/* owned by the caller */
 			entry_reset(t, e);
-			if (e->raw)
+			if (e->raw) {
 				e->raw->mtime = now;
-			if (e->view)
+				inval_add(t, e->raw->path);
+			}
+			if (e->view) {
 				e->view->mtime = now;
+				inval_add(t, e->view->path);
+			}
 		}
 	}
 	t->next_seq = n;
@@ -1344,11 +1434,15 @@ static int make_npy(struct tree *t, struct entry *e, char kind,
 		return -ENOMEM;
 	wbuf_init(out);
 	if (e) {
+		struct npy_header hdr;
+
 		pthread_mutex_lock(&e->lock);
-		if (e->in_archive && !array_load(t, e))
-			base = &e->hdr;
-		ret = convert_text_to_npy(content, base, out, err);
+		if (e->in_archive && !array_header(t, e, &hdr))
+			base = &hdr;
 		pthread_mutex_unlock(&e->lock);
+		ret = convert_text_to_npy(content, base, out, err);
+		if (base)
+			npy_header_release(&hdr);
 	} else {
 		ret = convert_text_to_npy(content, NULL, out, err);
 	}
@@ -1510,7 +1604,8 @@ static int commit_node(struct tree *t, struct node *n)
 		n->dirty = false;
 		n->rejected = true;
 		n->reject_gen++;
-		edit_end_if_idle(n);
+		inval_add(t, n->path);
+		edit_end_if_idle(t, n);
 	} else if (ret == -EINVAL) {
 		n->dirty = false;
 	}
@@ -1540,6 +1635,7 @@ static int commit_file(struct tree *t, struct tree_file *f, bool any)
 	pthread_rwlock_wrlock(&t->lock);
 	ret = commit_node(t, f->node);
 	pthread_rwlock_unlock(&t->lock);
+	inval_flush(t, NULL);
 	return ret;
 }
 
@@ -1565,10 +1661,11 @@ int tree_release(struct tree *t, struct tree_file *f)
 	n->refs--;
 	if (f->writable)
 		n->wopens--;
-	edit_end_if_idle(n);
+	edit_end_if_idle(t, n);
 	gone = n->dead && n->refs == 0;
 	pthread_mutex_unlock(&n->lock);
 	pthread_rwlock_unlock(&t->lock);
+	inval_flush(t, NULL);
 	if (gone)
 		node_free(n);
 	free(f);
@@ -1614,11 +1711,12 @@ int tree_truncate(struct tree *t, const char *path, struct tree_file *f,
 	if (!ret && !f && n->wopens == 0) {
 		ret = commit_node(t, n);
 		pthread_mutex_lock(&n->lock);
-		edit_end_if_idle(n);
+		edit_end_if_idle(t, n);
 		pthread_mutex_unlock(&n->lock);
 	}
 out:
 	pthread_rwlock_unlock(&t->lock);
+	inval_flush(t, path);
 	return ret;
 }
 
@@ -1700,6 +1798,7 @@ int tree_unlink(struct tree *t, const char *path)
 		node_detach(t, n);
 	}
 	pthread_rwlock_unlock(&t->lock);
+	inval_flush(t, NULL);
 	return ret;
 }
 
@@ -1951,6 +2050,7 @@ int tree_rename(struct tree *t, const char *from, const char *to,
 	}
 out:
 	pthread_rwlock_unlock(&t->lock);
+	inval_flush(t, NULL);
 	return ret;
 }
 
@@ -2001,6 +2101,7 @@ int tree_rmdir(struct tree *t, const char *path)
 	if (!ret && n)
 		node_detach(t, n);
 	pthread_rwlock_unlock(&t->lock);
+	inval_flush(t, NULL);
 	return ret;
 }
 
@@ -2081,6 +2182,7 @@ static const char *const xattr_names[] = {
 static int node_xattr(struct tree *t, struct node *n, const char *name,
 		      struct buf *out)
 {
+	struct npy_header hdr;
 	struct entry *e = n->e;
 	int ret = -ENODATA;
 
@@ -2097,8 +2199,8 @@ static int node_xattr(struct tree *t, struct node *n, const char *name,
 	if (!e->is_array)
 		return -ENODATA;
 	pthread_mutex_lock(&e->lock);
-	if (array_load(t, e) == 0) {
-		const char *d = e->hdr.descr;
+	if (array_header(t, e, &hdr) == 0) {
+		const char *d = hdr.descr;
 		size_t len = strlen(d);
 
 		if (!strcmp(name, "dtype") && len >= 2 && d[0] == '\'')
@@ -2106,7 +2208,8 @@ static int node_xattr(struct tree *t, struct node *n, const char *name,
 		else if (!strcmp(name, "dtype"))
 			ret = buf_add(out, d, len);
 		else if (!strcmp(name, "shape"))
-			ret = npy_shape_format(e->hdr.ndim, e->hdr.shape, out);
+			ret = npy_shape_format(hdr.ndim, hdr.shape, out);
+		npy_header_release(&hdr);
 	}
 	pthread_mutex_unlock(&e->lock);
 	return ret;
