@@ -883,6 +883,10 @@ static int array_render(struct tree *t, struct entry *e)
 	ret = array_header(t, e, &hdr);
 	if (ret)
 		return ret;
+	if (!e->viewable) {	/* objects: no view, nothing to log */
+		npy_header_release(&hdr);
+		return -EIO;
+	}
 	rc.data_off = hdr.header_len;
 	pthread_mutex_lock(&t->cache_lock);
 	rc.pos = t->cache_end;
@@ -931,8 +935,13 @@ static uint64_t node_size(struct tree *t, struct node *n)
 		size = archive_member(t->ar, e->member)->size;
 	} else if (n->kind == N_VIEW && e) {
 		pthread_mutex_lock(&e->lock);
-		if (!array_load(t, e) && !e->rendered &&
-		    e->data_len <= TREE_STAT_RENDER_MAX)
+		/* a member this small holds a small array: render at once,
+		 * parsing its header only once */
+		if (!e->rendered && e->state == ARRAY_UNKNOWN && e->in_archive &&
+		    archive_member(t->ar, e->member)->size <= TREE_STAT_RENDER_MAX)
+			array_render(t, e);
+		else if (!e->rendered && !array_load(t, e) &&
+			 e->data_len <= TREE_STAT_RENDER_MAX)
 			array_render(t, e);
 		if (e->rendered)
 			size = e->text_len;
@@ -993,12 +1002,13 @@ int tree_readdir(struct tree *t, const char *path, bool sizes,
 		struct node *k = d->kids[i];
 		struct tree_stat st = { TREE_FILE, 0, k->mtime };
 
-		if (k->kind == N_VIEW && !view_visible(t, k->e))
-			continue;
+		/* sizes first: rendering a view also learns its visibility */
 		if (k->kind == N_DIR)
 			st.kind = TREE_DIR;
 		else if (sizes)
 			st.size = node_size(t, k);
+		if (k->kind == N_VIEW && !view_visible(t, k->e))
+			continue;
 		if (fill(ctx, k->name, &st, i + 1))
 			break;
 	}
