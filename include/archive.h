@@ -119,6 +119,25 @@ struct archive_change {
 int archive_commit(struct archive *a, const struct archive_change *changes,
 		   size_t n, struct archive **out, struct npz_err *err);
 
+/* How archive_commit() deflates new content (ARCHIVE_DEFLATE).  Content of
+ * at least min_parallel bytes is cut into chunks of chunk bytes that
+ * threads worker threads deflate at the same time, each chunk primed with
+ * the 32 KiB before it, into one standard deflate stream (the way pigz
+ * writes it; a little bigger than one zlib stream, and not byte-identical to
+ * numpy's savez_compressed); at most 2 * threads compressed chunks are held
+ * in memory.  Smaller content is deflated in one zlib stream, exactly as
+ * numpy's savez_compressed writes it. */
+struct archive_deflate_tuning {
+	size_t chunk;		/* content bytes per chunk; 0: 1 MiB */
+	uint64_t min_parallel;	/* smallest content deflated in chunks */
+	unsigned threads;	/* 0: the online CPUs, at least 2, at most 8 */
+};
+
+/* Set the tuning for the whole process (for tests and benchmarks); NULL
+ * restores the defaults: 1 MiB chunks from 4 MiB of content on, threads 0.
+ * Not to be called while a commit runs. */
+void archive_tune_deflate(const struct archive_deflate_tuning *t);
+
 /* The path a was opened from, resolved by realpath(). */
 const char *archive_path(const struct archive *a);
 

@@ -379,14 +379,131 @@ static double slow_strtod(const char *s, size_t n)
 	return v;
 }
 
+/* ---- the common decimal, fast -------------------------------------------- */
+
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+#define SWAR_DIGITS 1
+#else
+#define SWAR_DIGITS 0
+#endif
+
+/* Eight ASCII digits in v (first digit in the low byte)? */
+static inline bool eight_digits(uint64_t v)
+{
+	return ((v & 0xf0f0f0f0f0f0f0f0ull) |
+		(((v + 0x0606060606060606ull) & 0xf0f0f0f0f0f0f0f0ull) >> 4)) ==
+	       0x3333333333333333ull;
+}
+
+/* Their value (after fast_float's parse_eight_digits_unrolled). */
+static inline uint64_t eight_value(uint64_t v)
+{
+	const uint64_t mask = 0x000000ff000000ffull;
+	const uint64_t mul1 = 100 + (1000000ull << 32);
+	const uint64_t mul2 = 1 + (10000ull << 32);
+
+	v -= 0x3030303030303030ull;
+	v = v * 10 + (v >> 8);
+	return (((v & mask) * mul1) + (((v >> 16) & mask) * mul2)) >> 32;
+}
+
+/* Digits from p on into *w (w = w * 10 + digit); returns the end. */
+static inline const char *take_digits(const char *p, const char *e, uint64_t *w)
+{
+	uint64_t x = *w;
+
+#if SWAR_DIGITS
+	while (e - p >= 8) {
+		uint64_t v;
+
+		memcpy(&v, p, 8);
+		if (!eight_digits(v))
+			break;
+		x = x * 100000000 + eight_value(v);
+		p += 8;
+	}
+#endif
+	for (; p < e && is_digit(*p); p++)
+		x = x * 10 + (uint64_t)(*p - '0');
+	*w = x;
+	return p;
+}
+
+/* The token at p (inside [p, e)) if it is a plain decimal
+ * [+-]digits[.digits][(e|E)[+-]digits] of at most 19 significant digits
+ * that ends at e or at whitespace, and its value is found without strtod:
+ * the end of the token and the correctly rounded double in *out.  Else
+ * NULL, and to_double() decides (it gives the same value for every token
+ * accepted here, and the messages for the rest). */
+static inline const char *fast_double(const char *p, const char *e, double *out)
+{
+	const char *s, *f;
+	uint64_t w = 0;
+	bool neg = false, dot = false;
+	int exp10 = 0;
+	size_t nd;
+
+	if (p < e && (*p == '-' || *p == '+'))
+		neg = *p++ == '-';
+	s = p;
+	p = take_digits(p, e, &w);
+	f = p;
+	if (p < e && *p == '.') {
+		dot = true;
+		p = take_digits(p + 1, e, &w);
+		if (p - f > 100000)
+			return NULL;
+		exp10 = -(int)(p - f - 1);
+	}
+	nd = (size_t)(p - s) - dot;
+	if (!nd)
+		return NULL;
+	if (nd > 19) {
+		/* leading zeros are not significant */
+		const char *z = s;
+
+		while (z < p && (*z == '0' || *z == '.'))
+			z++;
+		if ((size_t)(p - z) - (dot && z < f) > 19)
+			return NULL;
+	}
+	if (p < e && (*p | 0x20) == 'e') {
+		bool eneg = false;
+		const char *x;
+		int ex = 0;
+
+		if (++p < e && (*p == '-' || *p == '+'))
+			eneg = *p++ == '-';
+		for (x = p; p < e && is_digit(*p) && p - x < 5; p++)
+			ex = ex * 10 + (*p - '0');
+		if (p == x || (p < e && is_digit(*p)))
+			return NULL;	/* no digits, or five or more */
+		exp10 += eneg ? -ex : ex;
+	}
+	if (p < e && ch_class[(unsigned char)*p] < CH_WS)
+		return NULL;
+	if (w <= (1ull << 53) && exp10 >= -22 && exp10 <= 22) {
+		/* Clinger: both operands exact, one rounding */
+		double v = (double)w;
+
+		v = exp10 < 0 ? v / pow10_d[-exp10] : v * pow10_d[exp10];
+		*out = neg ? -v : v;
+		return p;
+	}
+	return eisel_lemire(w, exp10, neg, out) ? p : NULL;
+}
+
 /* The nearest double to the decimal token in *out.  Returns NUM_OK,
  * NUM_SPECIAL (nan/inf spelled out) or NUM_BAD. */
 static inline int to_double(const char *s, size_t n, double *out)
 {
 	struct decnum d;
 	double v;
-	int r = scan_float(s, n, &d);
+	int r;
 
+	if (fast_double(s, s + n, out) == s + n)
+		return NUM_OK;
+	r = scan_float(s, n, &d);
 	if (r != NUM_OK) {
 		*out = r == NUM_SPECIAL ? d.special : 0;
 		return r;

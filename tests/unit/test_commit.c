@@ -47,6 +47,8 @@ static const char chk_py[] =
 "        np.save('%s/orig_%s.npy' % (d, k), v)\n"
 "    with open(d + '/fill.bin', 'wb') as f:\n"
 "        f.write(os.urandom(20 << 20))\n"
+"    np.save(d + '/f3.npy', np.round(rng.standard_normal(400000), 3))\n"
+"    np.save(d + '/f12.npy', np.round(rng.standard_normal(1600000), 3))\n"
 "def main(cmd, *a):\n"
 "    if cmd == 'fix':\n"
 "        fix(a[0])\n"
@@ -92,6 +94,29 @@ static const char chk_py[] =
 "            data = z.read(i)\n"
 "        c = zlib.compressobj(int(a[2]), zlib.DEFLATED, -15)\n"
 "        assert raw(a[0], i) == c.compress(data) + c.flush(), 'not ours'\n"
+"    elif cmd == 'raweq':\n"
+"        import zlib\n"
+"        with open(a[2], 'rb') as f:\n"
+"            want = f.read(int(a[3]))\n"
+"        assert len(want) == int(a[3])\n"
+"        with zipfile.ZipFile(a[0]) as z:\n"
+"            assert z.testzip() is None\n"
+"            i = z.getinfo(a[1])\n"
+"            assert i.compress_type == 8 and i.file_size == len(want)\n"
+"            assert i.CRC == zlib.crc32(want), 'CRC'\n"
+"            assert z.read(i) == want, 'content'\n"
+"        d = zlib.decompressobj(-15)\n"
+"        got = d.decompress(raw(a[0], i))\n"
+"        assert got == want and d.eof and not d.unused_data, 'one stream'\n"
+"    elif cmd == 'zclose':\n"
+"        import zlib\n"
+"        with zipfile.ZipFile(a[0]) as z:\n"
+"            i = z.getinfo(a[1])\n"
+"            data = z.read(i)\n"
+"        c = zlib.compressobj(int(a[2]), zlib.DEFLATED, -15)\n"
+"        one = c.compress(data) + c.flush()\n"
+"        assert i.compress_size <= len(one) * float(a[3]), (i.compress_size, len(one))\n"
+"        assert raw(a[0], i) != one, 'not chunked'\n"
 "    elif cmd == 'empty':\n"
 "        with np.load(a[0]) as z:\n"
 "            assert len(z.files) == 0\n"
@@ -701,6 +726,203 @@ static void test_enospc(void)
 	unmount_tmpfs(dir);
 }
 
+/* Member `name` of a reads back as the first size bytes of file `ref`. */
+static bool member_prefix_is(struct archive *a, const char *name,
+			     const char *ref, uint64_t size)
+{
+	char p[512], *want, *got;
+	size_t i = idx_of(a, name);
+	bool ok;
+	int fd;
+
+	path_of(p, sizeof(p), ref);
+	fd = open(p, O_RDONLY);
+	if (fd < 0 || i == SIZE_MAX) {
+		if (fd >= 0)
+			close(fd);
+		return false;
+	}
+	want = malloc((size_t)size + 1);
+	got = malloc((size_t)size + 1);
+	ok = pread(fd, want, (size_t)size, 0) == (ssize_t)size &&
+	     archive_member(a, i)->size == size &&
+	     archive_member(a, i)->method == ARCHIVE_DEFLATE &&
+	     archive_member_read(a, i, got, (size_t)size + 1, 0, NULL) ==
+		     (ssize_t)size &&
+	     memcmp(want, got, (size_t)size) == 0;
+	close(fd);
+	free(want);
+	free(got);
+	return ok;
+}
+
+/* Content deflated in chunks on worker threads (archive_tune_deflate). */
+static void test_chunked(void)
+{
+	static const uint64_t sizes[] = {
+		0, 1, 10, 65535, 65536, 65537, 4 * 65536, (1u << 20) + 123,
+		7 * 65536 - 1,
+	};
+	enum { NS = sizeof(sizes) / sizeof(sizes[0]) };
+	struct archive_deflate_tuning tune = { .chunk = 65536,
+					       .min_parallel = 0,
+					       .threads = 3 };
+	struct archive_change ch[NS + 2];
+	char p[512], names[NS][16], ref[512];
+	struct archive *a = NULL, *b = NULL;
+	struct npz_err err = { "" };
+	int f3 = open_ro("f3.npy"), f12 = open_ro("f12.npy");
+	struct stat sb;
+	size_t i;
+	int ret;
+
+	/* 64 KiB chunks, 3 threads (a ring of 6 slots, reused), all sizes */
+	archive_tune_deflate(&tune);
+	fresh("c.npz", "t9.npz");
+	path_of(p, sizeof(p), "t9.npz");
+	path_of(ref, sizeof(ref), "f3.npy");
+	test_cond("open t9", archive_open(p, &a, NULL) == 0);
+	if (!a)
+		goto out_close;
+	ch[0] = keep(a, "a.npy", NULL);
+	ch[1] = content("b.npy", f3, ARCHIVE_DEFLATE, -1, 1700000000);
+	for (i = 0; i < NS; i++) {
+		snprintf(names[i], sizeof(names[i]), "z%zu", i);
+		ch[2 + i] = content(names[i], f3, ARCHIVE_DEFLATE, -1,
+				    1700000000);
+		ch[2 + i].size = sizes[i];
+	}
+	ret = archive_commit(a, ch, NS + 2, &b, &err);
+	test_cond("chunked: commit", ret == 0 && b);
+	if (ret)
+		printf("  %d %s\n", ret, err.msg);
+	test_cond("chunked: zipfile reads b.npy, CRCs ok", fstat(f3, &sb) == 0 &&
+		  chk("raweq %s b.npy %s %lld", p, ref, (long long)sb.st_size));
+	test_cond("chunked: 64 KiB chunks, within 5% of one zlib stream",
+		  chk("zclose %s b.npy 6 1.05", p));
+	test_cond("chunked: multi-chunk .npy loads",
+		  chk("npy %s b.npy %s/f3.npy", p, tmpdir));
+	test_cond("chunked: untouched identical",
+		  chk("same %s/c.npz %s a.npy", tmpdir, p));
+	for (i = 0; i < NS; i++) {
+		char d[64];
+
+		snprintf(d, sizeof(d), "chunked: %llu bytes, zipfile",
+			 (unsigned long long)sizes[i]);
+		test_cond(d, chk("raweq %s %s %s %llu", p, names[i], ref,
+				 (unsigned long long)sizes[i]));
+		snprintf(d, sizeof(d), "chunked: %llu bytes, our reader",
+			 (unsigned long long)sizes[i]);
+		test_cond(d, b && member_prefix_is(b, names[i], "f3.npy",
+						   sizes[i]));
+	}
+	test_cond("chunked: CRC and sizes in our listing", b &&
+		  archive_member(b, idx_of(b, "z0"))->crc == 0 &&
+		  archive_member(b, idx_of(b, "z0"))->comp_size == 2 &&
+		  fstat(f3, &sb) == 0 &&
+		  archive_member(b, idx_of(b, "b.npy"))->size ==
+			  (uint64_t)sb.st_size);
+	archive_close(a);
+	a = b;
+	b = NULL;
+
+	/* chunks smaller than the 32 KiB dictionary; 1 thread; levels 0, 9 */
+	if (a) {
+		tune.chunk = 1000;
+		tune.threads = 2;
+		archive_tune_deflate(&tune);
+		ch[0] = content("small_chunks", f3, ARCHIVE_DEFLATE, -1, 0);
+		ch[0].size = 200000;
+		ret = archive_commit(a, ch, 1, &b, &err);
+		test_cond("1000-byte chunks: commit", ret == 0);
+		test_cond("1000-byte chunks: read back",
+			  chk("raweq %s small_chunks %s 200000", p, ref));
+		archive_close(a);
+		a = b;
+		b = NULL;
+	}
+	if (a) {
+		tune.chunk = 65536;
+		tune.threads = 1;
+		archive_tune_deflate(&tune);
+		ch[0] = content("t1", f3, ARCHIVE_DEFLATE, -1, 0);
+		ch[1] = content("l0", f3, ARCHIVE_DEFLATE, 0, 0);
+		ch[2] = content("l9", f3, ARCHIVE_DEFLATE, 9, 0);
+		ch[0].size = ch[1].size = ch[2].size = 500000;
+		ret = archive_commit(a, ch, 3, &b, &err);
+		test_cond("1 thread, levels 0 and 9: commit", ret == 0);
+		test_cond("1 thread: read back",
+			  chk("raweq %s t1 %s 500000", p, ref));
+		test_cond("level 0: read back",
+			  chk("raweq %s l0 %s 500000", p, ref));
+		test_cond("level 9: read back",
+			  chk("raweq %s l9 %s 500000", p, ref));
+		test_cond("level 0 bigger than level 9", b &&
+			  archive_member(b, 1)->comp_size > 500000 &&
+			  archive_member(b, 2)->comp_size < 300000);
+		archive_close(a);
+		a = b;
+		b = NULL;
+	}
+
+	/* content shorter than announced, in a later chunk: EIO, untouched */
+	if (a) {
+		tune.threads = 2;
+		archive_tune_deflate(&tune);
+		ch[0] = content("short", f3, ARCHIVE_DEFLATE, -1, 0);
+		ch[0].size += 100;
+		run("cp %s %s/t9.before", p, tmpdir);
+		ret = archive_commit(a, ch, 1, &b, &err);
+		test_cond("chunked short content: EIO", ret == -EIO && !b &&
+			  strstr(err.msg, "short") &&
+			  strstr(err.msg, "shorter"));
+		test_cond("chunked short content: file untouched",
+			  run("cmp -s %s %s/t9.before", p, tmpdir));
+		test_cond("chunked short content: no temp file",
+			  no_temp_left(tmpdir));
+	}
+	archive_close(a);
+	a = NULL;
+
+	/* the defaults: 1 MiB chunks from 4 MiB on, one stream below */
+	archive_tune_deflate(NULL);
+	fresh("c.npz", "t10.npz");
+	path_of(p, sizeof(p), "t10.npz");
+	path_of(ref, sizeof(ref), "f12.npy");
+	test_cond("open t10", archive_open(p, &a, NULL) == 0);
+	if (!a)
+		goto out_close;
+	ch[0] = content("b.npy", f12, ARCHIVE_DEFLATE, -1, 0);
+	ch[1] = content("below", f12, ARCHIVE_DEFLATE, -1, 0);
+	ch[1].size = (4u << 20) - 1;
+	ch[2] = content("at", f12, ARCHIVE_DEFLATE, -1, 0);
+	ch[2].size = 4u << 20;
+	ret = archive_commit(a, ch, 3, &b, &err);
+	test_cond("default tuning: commit", ret == 0);
+	if (ret)
+		printf("  %d %s\n", ret, err.msg);
+	test_cond("default tuning: 12 MB .npy loads",
+		  chk("npy %s b.npy %s/f12.npy", p, tmpdir));
+	test_cond("default tuning: one raw stream, CRC",
+		  chk("raweq %s b.npy %s %lld", p, ref, (long long)
+		      (fstat(f12, &sb) == 0 ? sb.st_size : 0)));
+	test_cond("default tuning: within 1% of one zlib stream",
+		  chk("zclose %s b.npy 6 1.01", p));
+	test_cond("default tuning: below 4 MiB, zlib's own stream",
+		  chk("zlevel %s below 6", p));
+	test_cond("default tuning: at 4 MiB, chunked",
+		  chk("zclose %s at 6 1.01", p) &&
+		  chk("raweq %s at %s %u", p, ref, 4u << 20));
+	test_cond("default tuning: our reader",
+		  b && member_prefix_is(b, "at", "f12.npy", 4u << 20));
+	archive_close(a);
+	archive_close(b);
+out_close:
+	archive_tune_deflate(NULL);
+	close(f3);
+	close(f12);
+}
+
 /* A 300 MB stored member added, then the archive rewritten around it. */
 static void test_big(void)
 {
@@ -800,6 +1022,7 @@ int main(void)
 	test_eacces();
 	test_erofs();
 	test_enospc();
+	test_chunked();
 	test_big();
 
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", tmpdir);
