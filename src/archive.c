@@ -44,7 +44,8 @@
 #define ARCHIVE_STREAMS 8		/* live inflate streams kept (LRU) */
 #define ARCHIVE_IN_BLOCK (256u << 10)	/* compressed input per pread */
 #define ARCHIVE_OUT_BLOCK (256u << 10)	/* inflated output per pwrite */
-#define ARCHIVE_READAHEAD (1u << 20)	/* inflate this much past a read */
+#define ARCHIVE_STEP (128u << 10)	/* inflate at least this much at once */
+#define ARCHIVE_MAX_STEP (1u << 30)	/* output per inflate() call */
 #define ARCHIVE_SMALL (64u << 10)	/* inflated whole, no pooled stream */
 
 #define SIG_LOCAL 0x04034b50u
@@ -175,6 +176,105 @@ static int pwrite_full(int fd, const void *buf, size_t len, uint64_t off)
 		done += (size_t)n;
 	}
 	return 0;
+}
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+#define HAVE_CLMUL_CRC 1
+
+/* CRC-32 (zlib's, bit-reflected 0xedb88320) by carry-less multiplication:
+ * "Fast CRC Computation for Generic Polynomials Using PCLMULQDQ
+ * Instruction", V. Gopal, E. Ozturk et al., Intel 2009, folding four
+ * 128-bit lanes over 64-byte blocks, then one lane, then Barrett reduction
+ * (constants from the paper's appendix for the reflected domain, as in
+ * Chromium's zlib).  len >= 64 and a multiple of 16; crc is not inverted
+ * here (the caller inverts before and after). */
+__attribute__((target("pclmul,sse4.1")))
+static uint32_t crc32_clmul(uint32_t crc, const unsigned char *p, size_t len)
+{
+	const __m128i k1k2 = _mm_set_epi64x(0x01c6e41596, 0x0154442bd4);
+	const __m128i k3k4 = _mm_set_epi64x(0x00ccaa009e, 0x01751997d0);
+	const __m128i k5k0 = _mm_set_epi64x(0, 0x0163cd6124);
+	const __m128i poly = _mm_set_epi64x(0x01f7011641, 0x01db710641);
+	const __m128i mask = _mm_setr_epi32(~0, 0, ~0, 0);
+	__m128i x1, x2, x3, x4, x5, x6, x7, x8;
+
+	x1 = _mm_loadu_si128((const void *)(p + 0x00));
+	x2 = _mm_loadu_si128((const void *)(p + 0x10));
+	x3 = _mm_loadu_si128((const void *)(p + 0x20));
+	x4 = _mm_loadu_si128((const void *)(p + 0x30));
+	x1 = _mm_xor_si128(x1, _mm_cvtsi32_si128((int)crc));
+	p += 64;
+	len -= 64;
+	while (len >= 64) {
+		x5 = _mm_clmulepi64_si128(x1, k1k2, 0x00);
+		x6 = _mm_clmulepi64_si128(x2, k1k2, 0x00);
+		x7 = _mm_clmulepi64_si128(x3, k1k2, 0x00);
+		x8 = _mm_clmulepi64_si128(x4, k1k2, 0x00);
+		x1 = _mm_clmulepi64_si128(x1, k1k2, 0x11);
+		x2 = _mm_clmulepi64_si128(x2, k1k2, 0x11);
+		x3 = _mm_clmulepi64_si128(x3, k1k2, 0x11);
+		x4 = _mm_clmulepi64_si128(x4, k1k2, 0x11);
+		x1 = _mm_xor_si128(_mm_xor_si128(x1, x5),
+				   _mm_loadu_si128((const void *)(p + 0x00)));
+		x2 = _mm_xor_si128(_mm_xor_si128(x2, x6),
+				   _mm_loadu_si128((const void *)(p + 0x10)));
+		x3 = _mm_xor_si128(_mm_xor_si128(x3, x7),
+				   _mm_loadu_si128((const void *)(p + 0x20)));
+		x4 = _mm_xor_si128(_mm_xor_si128(x4, x8),
+				   _mm_loadu_si128((const void *)(p + 0x30)));
+		p += 64;
+		len -= 64;
+	}
+	/* four lanes into one */
+	x5 = _mm_clmulepi64_si128(x1, k3k4, 0x00);
+	x1 = _mm_clmulepi64_si128(x1, k3k4, 0x11);
+	x1 = _mm_xor_si128(_mm_xor_si128(x1, x2), x5);
+	x5 = _mm_clmulepi64_si128(x1, k3k4, 0x00);
+	x1 = _mm_clmulepi64_si128(x1, k3k4, 0x11);
+	x1 = _mm_xor_si128(_mm_xor_si128(x1, x3), x5);
+	x5 = _mm_clmulepi64_si128(x1, k3k4, 0x00);
+	x1 = _mm_clmulepi64_si128(x1, k3k4, 0x11);
+	x1 = _mm_xor_si128(_mm_xor_si128(x1, x4), x5);
+	while (len >= 16) {
+		x5 = _mm_clmulepi64_si128(x1, k3k4, 0x00);
+		x1 = _mm_clmulepi64_si128(x1, k3k4, 0x11);
+		x1 = _mm_xor_si128(_mm_xor_si128(x1, x5),
+				   _mm_loadu_si128((const void *)p));
+		p += 16;
+		len -= 16;
+	}
+	/* 128 bits to 64, then Barrett reduction to 32 */
+	x2 = _mm_clmulepi64_si128(x1, k3k4, 0x10);
+	x1 = _mm_xor_si128(_mm_srli_si128(x1, 8), x2);
+	x2 = _mm_srli_si128(x1, 4);
+	x1 = _mm_and_si128(x1, mask);
+	x1 = _mm_xor_si128(_mm_clmulepi64_si128(x1, k5k0, 0x00), x2);
+	x2 = _mm_and_si128(x1, mask);
+	x2 = _mm_clmulepi64_si128(x2, poly, 0x10);
+	x2 = _mm_and_si128(x2, mask);
+	x2 = _mm_clmulepi64_si128(x2, poly, 0x00);
+	x1 = _mm_xor_si128(x1, x2);
+	return (uint32_t)_mm_extract_epi32(x1, 1);
+}
+#endif
+
+/* zlib's crc32_z(crc, p, len), with PCLMULQDQ where the CPU has it. */
+static uint32_t crc32_fast(uint32_t crc, const void *buf, size_t len)
+{
+	const unsigned char *p = buf;
+
+#ifdef HAVE_CLMUL_CRC
+	if (len >= 64 && __builtin_cpu_supports("pclmul") &&
+	    __builtin_cpu_supports("sse4.1")) {
+		size_t n = len & ~(size_t)15;
+
+		crc = ~crc32_clmul(~crc, p, n);
+		p += n;
+		len -= n;
+	}
+#endif
+	return (uint32_t)crc32_z(crc, p, len);
 }
 
 /* The one place libzip error codes become -errno. */
@@ -955,16 +1055,22 @@ static void stream_put(struct archive *a, struct inflater *s, bool done)
 }
 
 /* Inflate member idx into the cache until its frontier reaches target (or
- * the end of the member).  Called with m->lock held.  Returns 0 or -errno. */
+ * the end of the member).  Output that falls in [off, off + len) is
+ * inflated straight into buf (when buf is not NULL); *copied says how many
+ * bytes at the end of buf were filled that way (the rest was in the cache
+ * already).  Called with m->lock held.  Returns 0 or -errno. */
 static int member_inflate(struct archive *a, size_t idx, uint64_t target,
-			  struct npz_err *err)
+			  unsigned char *buf, uint64_t off, size_t len,
+			  size_t *copied, struct npz_err *err)
 {
 	struct member *m = &a->m[idx];
+	uint64_t end = off + len;
 	struct inflater *s;
 	int64_t data_off;
 	bool done = false;
 	int ret = 0;
 
+	*copied = 0;
 	if (atomic_load(&m->frontier) >= target)
 		return 0;
 	if (atomic_load(&m->bad))
@@ -978,7 +1084,9 @@ static int member_inflate(struct archive *a, size_t idx, uint64_t target,
 
 	while (!done && (s->out_pos < target || s->out_pos >= m->pub.size)) {
 		uint64_t fr = atomic_load(&m->frontier);
-		size_t produced;
+		unsigned char *dst;
+		size_t produced, cap;
+		bool direct;
 		int zr;
 
 		if (s->z.avail_in == 0) {
@@ -1003,8 +1111,23 @@ static int member_inflate(struct archive *a, size_t idx, uint64_t target,
 			s->z.avail_in = (uInt)want;
 			s->in_pos += want;
 		}
-		s->z.next_out = s->out;
-		s->z.avail_out = (uInt)s->out_cap;
+		/* Inside the caller's range the output goes to buf itself
+		 * (no copy out of the cache afterwards); before it, our block
+		 * stops at the range so that the next step lands in buf. */
+		direct = buf && s->out_pos >= off && s->out_pos < end;
+		if (direct) {
+			dst = buf + (s->out_pos - off);
+			cap = (size_t)(end - s->out_pos);
+		} else {
+			dst = s->out;
+			cap = s->out_cap;
+			if (buf && s->out_pos < off && off - s->out_pos < cap)
+				cap = (size_t)(off - s->out_pos);
+		}
+		if (cap > ARCHIVE_MAX_STEP)
+			cap = ARCHIVE_MAX_STEP;
+		s->z.next_out = dst;
+		s->z.avail_out = (uInt)cap;
 		zr = inflate(&s->z, Z_NO_FLUSH);
 		if (zr != Z_OK && zr != Z_STREAM_END &&
 		    !(zr == Z_BUF_ERROR && s->z.avail_in == 0)) {
@@ -1014,13 +1137,13 @@ static int member_inflate(struct archive *a, size_t idx, uint64_t target,
 					    "data: %s", m->pub.name, s->z.msg);
 			break;
 		}
-		produced = s->out_cap - s->z.avail_out;
+		produced = cap - s->z.avail_out;
 		if (produced > m->pub.size - s->out_pos) {
 			ret = member_fail(m, FAULT_SIZE, err);
 			break;
 		}
 		if (produced)
-			s->crc = (uint32_t)crc32_z(s->crc, s->out, produced);
+			s->crc = crc32_fast(s->crc, dst, produced);
 		if (zr == Z_STREAM_END) {
 			done = true;
 			if (s->out_pos + produced != m->pub.size) {
@@ -1035,7 +1158,7 @@ static int member_inflate(struct archive *a, size_t idx, uint64_t target,
 		if (s->out_pos + produced > fr) {
 			size_t skip = fr > s->out_pos ? (size_t)(fr - s->out_pos) : 0;
 
-			ret = pwrite_full(a->cache_fd, s->out + skip,
+			ret = pwrite_full(a->cache_fd, dst + skip,
 					  produced - skip,
 					  m->base + s->out_pos + skip);
 			if (ret) {
@@ -1049,6 +1172,8 @@ static int member_inflate(struct archive *a, size_t idx, uint64_t target,
 					      memory_order_release);
 		}
 		s->out_pos += produced;
+		if (direct)
+			*copied += produced;
 	}
 	/* A write error desynchronises the frontier: restart next time. */
 	stream_put(a, s, done || ret);
@@ -1059,8 +1184,9 @@ ssize_t archive_member_read(struct archive *a, size_t i, void *buf,
 			    size_t len, uint64_t off, struct npz_err *err)
 {
 	struct member *m;
-	uint64_t end, target;
+	uint64_t end, target, fr;
 	int64_t data_off;
+	size_t copied = 0;
 	ssize_t n;
 	int ret;
 
@@ -1087,20 +1213,32 @@ ssize_t archive_member_read(struct archive *a, size_t i, void *buf,
 	case ARCHIVE_DEFLATE:
 		if (atomic_load(&m->bad))
 			return member_fail(m, FAULT_NONE, err);
-		if (atomic_load_explicit(&m->frontier,
-					 memory_order_acquire) < end) {
+		fr = atomic_load_explicit(&m->frontier, memory_order_acquire);
+		if (fr < end) {
+			/* at least ARCHIVE_STEP per inflate, so that small
+			 * sequential reads do not each take the lock */
+			target = end;
+			if (target - fr < ARCHIVE_STEP)
+				target = fr + ARCHIVE_STEP;
 			if (m->pub.size <= ARCHIVE_SMALL ||
-			    m->pub.size - end <= ARCHIVE_READAHEAD)
+			    target >= m->pub.size ||
+			    m->pub.size - target <= ARCHIVE_STEP)
 				target = m->pub.size;
-			else
-				target = end + ARCHIVE_READAHEAD;
 			pthread_mutex_lock(&m->lock);
-			ret = member_inflate(a, i, target, err);
+			ret = member_inflate(a, i, target, buf, off, len,
+					     &copied, err);
 			pthread_mutex_unlock(&m->lock);
 			if (ret)
 				return ret;
 		}
-		n = pread_full(a->cache_fd, buf, len, m->base + off);
+		/* what was not inflated into buf just now: from the cache */
+		n = (ssize_t)copied;
+		if (copied < len) {
+			n = pread_full(a->cache_fd, buf, len - copied,
+				       m->base + off);
+			if (n >= 0)
+				n += (ssize_t)copied;
+		}
 		break;
 	default:
 		npz_err_set(err, "member %s: unsupported compression %s",
@@ -1627,7 +1765,7 @@ static void pz_chunk(struct pz *pz, uint64_t k, struct pz_slot *sl,
 		sl->what = "content shorter than its size";
 		return;
 	}
-	sl->crc = (uint32_t)crc32_z(crc32(0, NULL, 0), in + dict, len);
+	sl->crc = crc32_fast(0, in + dict, len);
 	if (deflateReset(z) != Z_OK ||
 	    (dict && deflateSetDictionary(z, in, (uInt)dict) != Z_OK)) {
 		sl->err = EIO;
@@ -1816,7 +1954,7 @@ static zip_int64_t csrc_pread(struct content_src *cs, void *buf, size_t want)
 	if ((size_t)n < want)
 		return csrc_fail(cs, ZIP_ER_READ, EIO, "content shorter "
 				 "than its size");
-	cs->crc = (uint32_t)crc32_z(cs->crc, buf, (size_t)n);
+	cs->crc = crc32_fast(cs->crc, buf, (size_t)n);
 	cs->pos += (uint64_t)n;
 	return n;
 }

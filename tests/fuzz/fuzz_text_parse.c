@@ -5,7 +5,10 @@
  * failures come with a message; on success begin() ran once, write_at()
  * covered 0 .. data_len exactly once, and the array renders and parses back
  * to the same bytes (NaN payloads aside), the same header and the same text
- * (small arrays only). */
+ * (small arrays only).  Each parse is also done by the general path alone
+ * (text_parse_fast off): the fast path, cut into tiny chunks and now and
+ * then on two threads, must give the same result, message, header and
+ * data. */
 #include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -13,6 +16,11 @@
 #include <string.h>
 
 #include "text.h"
+
+/* Test hooks of text_parse.c (text_internal.h). */
+extern size_t text_parse_chunk_bytes;
+extern int text_parse_threads;
+extern bool text_parse_fast;
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -90,6 +98,37 @@ static int sink_write(void *ctx, const void *p, size_t n)
 	return buf_add(ctx, p, n);
 }
 
+/* The general path's result must be the fast path's. */
+static void check_general(const char *text, size_t size,
+			  const struct npy_header *base, int ret,
+			  const struct npz_err *err, const struct out *o)
+{
+	struct out g = { 0 };
+	struct text_out out = { out_begin, out_write_at, &g };
+	struct npy_header h;
+	struct npz_err gerr = { { 0 } };
+	int gret;
+
+	text_parse_fast = false;
+	gret = text_parse(text, size, base, &h, &out, &gerr);
+	text_parse_fast = true;
+	if (gret != ret || strcmp(gerr.msg, err->msg))
+		fprintf(stderr, "fast: %d '%s', general: %d '%s'\n", ret, err->msg,
+			gret, gerr.msg);
+	check(gret == ret && !strcmp(gerr.msg, err->msg),
+	      "fast path result differs from the general path");
+	if (!ret) {
+		check(g.hdr.len == o->hdr.len &&
+		      !memcmp(g.hdr.data, o->hdr.data, g.hdr.len),
+		      "fast path header differs from the general path");
+		check(!g.data == !o->data && g.len == o->len &&
+		      (!g.data || !memcmp(g.data, o->data, g.len)),
+		      "fast path data differs from the general path");
+		npy_header_release(&h);
+	}
+	out_release(&g);
+}
+
 static void parse_one(const char *text, size_t size,
 		      const struct npy_header *base)
 {
@@ -97,8 +136,15 @@ static void parse_one(const char *text, size_t size,
 	struct text_out out = { out_begin, out_write_at, &o };
 	struct npy_header h;
 	struct npz_err err = { { 0 } };
-	int ret = text_parse(text, size, base, &h, &out, &err);
+	int ret;
 
+	/* chunks of 1 to 64 bytes; two threads for one input in four */
+	text_parse_chunk_bytes = 1 + size % 64;
+	text_parse_threads = size % 4 == 0 ? 2 : 1;
+	ret = text_parse(text, size, base, &h, &out, &err);
+	check_general(text, size, base, ret, &err, &o);
+	text_parse_chunk_bytes = 1u << 20;
+	text_parse_threads = 0;
 	if (ret) {
 		check(ret == -EINVAL && err.msg[0], "failure without a message");
 		out_release(&o);

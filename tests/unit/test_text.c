@@ -1339,6 +1339,273 @@ static void test_callbacks(void)
 	buf_release(&d);
 }
 
+/* ---- the fast path -------------------------------------------------------- */
+
+/* Test hooks of text_parse.c (text_internal.h). */
+extern size_t text_parse_chunk_bytes;
+extern int text_parse_threads;
+extern bool text_parse_fast;
+
+/* Random decimals read as float64 (the fast reader, Clinger, Eisel-Lemire,
+ * the strtod fallback) against glibc's strtod, bit for bit. */
+static void test_fast_decimals(void)
+{
+	enum { N = 60000 };
+	struct buf t = BUF_INIT;
+	double *want = malloc(N * sizeof(double));
+	char tok[96];
+	int bad = 0;
+
+	buf_addf(&t, "# {'descr': '<f8', 'fortran_order': False, 'shape': (%d,), }\n", N);
+	for (int i = 0; i < N; i++) {
+		uint64_t r = rnd();
+		int nd = 1 + (int)(r % 24), point = (int)((r >> 8) % (unsigned)(nd + 2)) - 1;
+		int lz = (r >> 16) % 4 == 0 ? (int)((r >> 20) % 22) : 0;
+		size_t k = 0;
+
+		if ((r >> 28) % 3 == 0)
+			tok[k++] = (r >> 30) & 1 ? '-' : '+';
+		for (int j = 0; j < lz; j++)
+			tok[k++] = '0';
+		for (int j = 0; j < nd; j++) {
+			if (j == point)
+				tok[k++] = '.';
+			/* runs of 9s and 0s make carries and ties */
+			uint64_t d = rnd();
+			tok[k++] = (char)('0' + (d % 4 == 0 ? 9 : d % 4 == 1 ? 0 : (d >> 8) % 10));
+		}
+		if (point == nd)
+			tok[k++] = '.';
+		if ((r >> 32) % 3 == 0) {
+			int ex = (int)((r >> 34) % 700) - 350;
+
+			if ((r >> 44) % 4 == 0)
+				ex = (int)((r >> 46) % 45) - 22;	/* near Clinger's edge */
+			k += (size_t)snprintf(tok + k, sizeof(tok) - k, "%c%d",
+					      (r >> 50) & 1 ? 'e' : 'E', ex);
+		}
+		tok[k] = '\0';
+		want[i] = strtod(tok, NULL);
+		if (isinf(want[i])) {	/* out of range is an error: keep clear */
+			strcpy(tok, "1.5");
+			want[i] = 1.5;
+		}
+		buf_adds(&t, tok);
+		buf_adds(&t, (r >> 52) & 1 ? "\n" : " \r\n");
+	}
+	for (int pass = 0; pass < 2; pass++) {
+		struct parsed p = { 0 };
+
+		text_parse_fast = pass == 0;
+		parse_text(t.data, t.len, NULL, &p);
+		if (p.ret || p.len != N * sizeof(double)) {
+			printf("decimals: %d %s\n", p.ret, p.err.msg);
+			bad++;
+		} else {
+			for (int i = 0; i < N; i++)
+				if (memcmp(p.data + 8 * i, &want[i], 8) && bad++ < 5)
+					printf("decimal %d: got %a want %a\n", i,
+					       ((double *)(void *)p.data)[i], want[i]);
+		}
+		parsed_release(&p);
+	}
+	text_parse_fast = true;
+	test_cond("random decimals read as strtod does", !bad);
+	free(want);
+	buf_release(&t);
+}
+
+/* Parse with the general path, then with the fast one in several chunk
+ * sizes and thread counts: result, message, header and data must agree. */
+static bool same_as_general(const char *text, size_t len,
+			    const struct npy_header *base, int *fast_errs)
+{
+	static const size_t chunks[] = { 1, 7, 64, 1000, 1u << 20 };
+	struct parsed ref = { 0 };
+	bool ok = true;
+
+	text_parse_fast = false;
+	parse_text(text, len, base, &ref);
+	text_parse_fast = true;
+	for (size_t c = 0; c < sizeof(chunks) / sizeof(chunks[0]) && ok; c++) {
+		for (int th = 1; th <= 2 && ok; th++) {
+			struct parsed p = { 0 };
+
+			text_parse_chunk_bytes = chunks[c];
+			text_parse_threads = th;
+			parse_text(text, len, base, &p);
+			ok = p.ret == ref.ret && !strcmp(p.err.msg, ref.err.msg) &&
+			     (p.ret || (p.begins == 1 && !p.overlap && p.len == ref.len &&
+					p.hdr.len == ref.hdr.len &&
+					!memcmp(p.hdr.data, ref.hdr.data, p.hdr.len) &&
+					!memcmp(p.data, ref.data, p.len)));
+			if (!ok)
+				printf("fast path (chunk %zu, %d threads) differs: %d '%s' "
+				       "vs %d '%s' on:\n%.*s\n---\n", chunks[c], th, p.ret,
+				       p.err.msg, ref.ret, ref.err.msg,
+				       len > 2000 ? 2000 : (int)len, text);
+			parsed_release(&p);
+		}
+	}
+	*fast_errs += ref.ret != 0;
+	text_parse_chunk_bytes = 1u << 20;
+	text_parse_threads = 0;
+	parsed_release(&ref);
+	return ok;
+}
+
+static const char *const fast_tokens[] = {
+	/* mostly numbers, of every form */
+	"0", "1", "-1", "2.5", "-0", "+3", ".5", "5.", "1e5", "1E-5", "-2.5e+3",
+	"0.1", "-0.123", "0.4967141530112327", "-1.3862943611198906",
+	"123456789012345678", "1234567890123456789", "12345678901234567890",
+	"0.000000000000000000001234", "0000000000000000000000001",
+	"9007199254740993", "4.9406564584124654e-324", "1.7976931348623157e308",
+	"2.2250738585072011e-308", "1e22", "1e23", "3.14159265358979323846",
+	"255", "256", "-129", "65504", "3.4028235e38", "1e-400", "7",
+	/* and trouble */
+	"1e309", "1e99999", "1e", "1e+", "-", ".", "abc", "nan", "-inf",
+	"Infinity", "1.5x", "0x1p3", "1,5", "True", "False", "2024-01-01",
+	"1+2j", "#x", "a#b", "\"q\"", "b\"s\"", "\"open", "NaT", "0xab",
+};
+
+static const char *const fast_dtypes[] = {
+	"'<f8'", "'<f8'", "'<f8'", "'>f8'", "'<f4'", "'<f2'", "'<i8'", "'|u1'",
+	"'|b1'", "'<c16'", "'<U3'", "'|S2'", "'<M8[D]'", "'<m8[s]'", "'|V1'",
+	"'<f16'",
+};
+
+static const char *rnd_token(void)
+{
+	uint64_t r = rnd();
+	size_t nnum = 34, n = sizeof(fast_tokens) / sizeof(fast_tokens[0]);
+
+	return fast_tokens[r % 16 ? (r >> 8) % nnum : (r >> 8) % n];
+}
+
+/* A random text: header line or not, lines of values with comments,
+ * separators, blank lines, CRLF, tabs, now and then a ragged row. */
+static void random_text(struct buf *t, const char **dtype, int *shape_n)
+{
+	uint64_t r = rnd();
+	int rows = (int)(r % 9), cols = 1 + (int)((r >> 4) % 4);
+
+	*dtype = (r >> 8) & 1 ? "'<f8'" :
+		 fast_dtypes[(r >> 9) % (sizeof(fast_dtypes) / sizeof(fast_dtypes[0]))];
+	*shape_n = rows * cols + ((r >> 12) % 6 == 0 ? (int)((r >> 16) % 3) - 1 : 0);
+	if ((r >> 20) % 4) {
+		bool two_d = (r >> 24) & 1 && *shape_n == rows * cols && rows;
+
+		buf_addf(t, "%s# {'descr': %s, 'fortran_order': %s, 'shape': ",
+			 (r >> 26) % 8 == 0 ? " " : "", *dtype,
+			 (r >> 28) % 6 == 0 ? "True" : "False");
+		if (two_d)
+			buf_addf(t, "(%d, %d), }\n", rows, cols);
+		else
+			buf_addf(t, "(%d,), }\n", *shape_n < 0 ? 0 : *shape_n);
+	}
+	for (int i = 0; i < rows; i++) {
+		uint64_t q = rnd();
+		int n = cols;
+
+		if (q % 8 == 0)
+			buf_adds(t, q % 16 ? "# a comment\n" : "  # [0, :]\n");
+		if ((q >> 4) % 8 == 0)
+			buf_adds(t, (q >> 7) & 1 ? "\n" : " \t\n");
+		if ((q >> 8) % 20 == 0)
+			n += (q >> 13) & 1 ? 1 : -1;
+		if ((q >> 14) % 6 == 0)
+			buf_adds(t, (q >> 17) & 1 ? " " : "\t");
+		for (int j = 0; j < n; j++) {
+			uint64_t s = rnd();
+
+			buf_adds(t, rnd_token());
+			if (j + 1 < n)
+				buf_adds(t, s % 5 ? " " : s % 2 ? "\t" : "   ");
+		}
+		if ((q >> 20) % 10 == 0)
+			buf_adds(t, "  ");
+		if (i + 1 < rows || (q >> 24) % 4)
+			buf_adds(t, (q >> 26) % 5 ? "\n" : "\r\n");
+	}
+}
+
+static void test_fast_path(void)
+{
+	struct npy_header bases[3];
+	int bad = 0, errs = 0, n = 0;
+
+	header_of("{'descr': '<f8', 'fortran_order': False, 'shape': (2, 3), }", &bases[0]);
+	header_of("{'descr': '<i8', 'fortran_order': False, 'shape': (4,), }", &bases[1]);
+	header_of("{'descr': '<f8', 'fortran_order': True, 'shape': (2, 2), }", &bases[2]);
+	for (int i = 0; i < 4000; i++) {
+		struct buf t = BUF_INIT;
+		const char *dtype;
+		int count;
+
+		random_text(&t, &dtype, &count);
+		bad += !same_as_general(t.data, t.len, NULL, &errs);
+		bad += !same_as_general(t.data, t.len, &bases[i % 3], &errs);
+		n += 2;
+		buf_release(&t);
+	}
+	test_cond("fast path agrees with the general path (random texts)", !bad);
+	printf("fast path: %d texts, %d of them errors\n", n, errs);
+
+	/* big enough for the SIMD count, many chunks, both threads; errors
+	 * late and early, in either thread's chunks */
+	enum { BIG = 30000 };
+	bad = 0;
+	for (int v = 0; v < 8; v++) {
+		struct buf t = BUF_INIT;
+		int where = v == 0 ? -1 : (int)(rnd() % BIG);
+
+		buf_addf(&t, "# {'descr': '<f8', 'fortran_order': False, 'shape': (%d, 2), }\n",
+			 BIG / 2);
+		for (int i = 0; i < BIG; i += 2) {
+			const char *a = rnd_token(), *b = rnd_token();
+
+			if (i == where || i + 1 == where) {
+				buf_adds(&t, v % 4 == 1 ? "1 2 3\n" : v % 4 == 2 ? "# c\n\n" : "x 1\n");
+				continue;
+			}
+			if (strchr(a, '"') || strchr(a, '#') || v == 0)
+				a = "0.4967141530112327";
+			if (strchr(b, '"') || strchr(b, '#') || v == 0)
+				b = "-0.123";
+			buf_addf(&t, "%s %s%s", a, b, i % 7 ? "\n" : "\r\n");
+		}
+		bad += !same_as_general(t.data, t.len, NULL, &errs);
+		buf_release(&t);
+	}
+	test_cond("fast path agrees on big texts", !bad);
+
+	/* a failing write with the helper running: the error, no hang */
+	struct buf t = BUF_INIT;
+	buf_adds(&t, "# {'descr': '<f8', 'fortran_order': False, 'shape': (200000,), }\n");
+	for (int i = 0; i < 200000; i++)
+		buf_addf(&t, "%d.5\n", i);
+	text_parse_chunk_bytes = 4096;
+	text_parse_threads = 2;
+	for (int k = 1; k <= 12; k++) {
+		struct parsed p = { 0 };
+
+		p.fail_write_at = k;
+		bad += parse_text(t.data, t.len, NULL, &p) != -EIO;
+		parsed_release(&p);
+	}
+	struct parsed p = { 0 };
+	bad += parse_text(t.data, t.len, NULL, &p) != 0 || p.overlap ||
+	       ((double *)(void *)p.data)[123456] != 123456.5;
+	parsed_release(&p);
+	text_parse_chunk_bytes = 1u << 20;
+	text_parse_threads = 0;
+	test_cond("write errors stop both threads", !bad);
+	buf_release(&t);
+	for (int i = 0; i < 3; i++)
+		npy_header_release(&bases[i]);
+}
+
 int main(void)
 {
 	test_render_floats();
@@ -1355,5 +1622,7 @@ int main(void)
 	test_shapes();
 	test_inference();
 	test_callbacks();
+	test_fast_decimals();
+	test_fast_path();
 	return test_report();
 }
