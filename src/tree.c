@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "convert.h"
+#include "io.h"
 #include "npy.h"
 #include "text.h"
 #include "tree.h"
@@ -613,23 +614,12 @@ static int add_view(struct tree *t, struct entry *e)
 
 static int cache_open(struct tree *t, struct npz_err *err)
 {
-	const char *dir = getenv("TMPDIR");
-	char tmpl[4096];
-
-	if (!dir || !*dir)
-		dir = "/var/tmp";
-	t->cache_fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+	t->cache_fd = io_tmpfile("text");
 	if (t->cache_fd >= 0)
 		return 0;
-	snprintf(tmpl, sizeof(tmpl), "%s/npzfs-text-XXXXXX", dir);
-	t->cache_fd = mkostemp(tmpl, O_CLOEXEC);
-	if (t->cache_fd < 0) {
-		npz_err_set(err, "cannot create a cache file in %s: %s", dir,
-			    strerror(errno));
-		return -EIO;
-	}
-	unlink(tmpl);
-	return 0;
+	npz_err_set(err, "cannot create a cache file in %s: %s", io_tmpdir(),
+		    strerror(-t->cache_fd));
+	return -EIO;
 }
 
 int tree_new(struct archive *ar, const struct tree_opts *opts,
@@ -835,29 +825,10 @@ static int render_src_read(void *ctx, void *buf, size_t len, uint64_t off)
 				rc->data_off + off, rc->err);
 }
 
-static int pwrite_all(int fd, const void *buf, size_t len, uint64_t off)
-{
-	const char *p = buf;
-
-	while (len) {
-		ssize_t w = pwrite(fd, p, len, (off_t)off);
-
-		if (w < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		p += w;
-		len -= (size_t)w;
-		off += (uint64_t)w;
-	}
-	return 0;
-}
-
 static int render_sink_write(void *ctx, const void *buf, size_t len)
 {
 	struct render_ctx *rc = ctx;
-	int ret = pwrite_all(rc->t->cache_fd, buf, len, rc->pos);
+	int ret = io_pwrite_all(rc->t->cache_fd, buf, len, rc->pos);
 
 	if (ret) {
 		npz_err_set(rc->err, "cache file: %s", strerror(-ret));

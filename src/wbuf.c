@@ -9,6 +9,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "io.h"
 #include "wbuf.h"
 
 void wbuf_init(struct wbuf *w)
@@ -34,52 +35,14 @@ void wbuf_release(struct wbuf *w)
 	wbuf_init(w);
 }
 
-static int spill_open(void)
-{
-	const char *dir = getenv("TMPDIR");
-	char tmpl[4096];
-	int fd;
-
-	if (!dir || !*dir)
-		dir = "/var/tmp";
-	fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
-	if (fd >= 0)
-		return fd;
-	snprintf(tmpl, sizeof(tmpl), "%s/npzfs-spill-XXXXXX", dir);
-	fd = mkostemp(tmpl, O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	unlink(tmpl);
-	return fd;
-}
-
-static int pwrite_all(int fd, const void *p, size_t n, uint64_t off)
-{
-	const char *c = p;
-
-	while (n) {
-		ssize_t r = pwrite(fd, c, n, (off_t)off);
-
-		if (r < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		c += r;
-		n -= (size_t)r;
-		off += (uint64_t)r;
-	}
-	return 0;
-}
-
 /* Move the content from memory to a new spill file. */
 static int spill(struct wbuf *w)
 {
-	int fd = spill_open(), ret;
+	int fd = io_tmpfile("spill"), ret;
 
 	if (fd < 0)
 		return fd;
-	ret = pwrite_all(fd, w->mem, (size_t)w->size, 0);
+	ret = io_pwrite_all(fd, w->mem, (size_t)w->size, 0);
 	if (ret) {
 		close(fd);
 		return ret;
@@ -124,7 +87,7 @@ int wbuf_pwrite(struct wbuf *w, const void *p, size_t n, uint64_t off)
 	if (ret)
 		return ret;
 	if (w->fd >= 0) {
-		ret = pwrite_all(w->fd, p, n, off);
+		ret = io_pwrite_all(w->fd, p, n, off);
 		if (ret)
 			return ret;
 	} else {

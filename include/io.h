@@ -1,0 +1,21 @@
+/* io.h - small file helpers shared by the modules: whole-buffer pwrite and
+ * unlinked temporary files.  Thread-safe; no state. */
+#ifndef NPZFS_IO_H
+#define NPZFS_IO_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Write all n bytes at off (retrying short writes and EINTR).
+ * Returns 0 or -errno. */
+int io_pwrite_all(int fd, const void *p, size_t n, uint64_t off);
+
+/* An unlinked temporary file, read-write, close-on-exec, in $TMPDIR or
+ * /var/tmp (O_TMPFILE, else mkostemp + unlink; `tag` names the latter).
+ * Returns the descriptor or -errno. */
+int io_tmpfile(const char *tag);
+
+/* The directory io_tmpfile() uses. */
+const char *io_tmpdir(void);
+
+#endif
