@@ -9,14 +9,18 @@
  *  - deflated members: inflated on demand into a cache file (one unlinked,
  *    sparse temporary file shared by all members, each member at its own
  *    region), so data inflated once is served by pread() afterwards and a
- *    random read never re-inflates from the start of the member.  Live
- *    inflate streams are bounded in number; RAM use does not grow with the
- *    archive.
+ *    random read never re-inflates from the start of the member.  A read
+ *    past what was inflated gets its bytes inflated straight into its
+ *    buffer (and written to the cache), so sequential reading copies
+ *    nothing back out of the cache.  Live inflate streams are bounded in
+ *    number; RAM use does not grow with the archive.
  *
  * Threads: every function may be called from any thread.  protects:
  * a->zip_lock serialises all libzip calls on the zip_t; each member's
  * inflate state has its own lock (member reads of different members run in
- * parallel; stored members need no lock at all).
+ * parallel; stored members need no lock at all).  archive_commit() may run
+ * worker threads of its own (all signals blocked) to deflate new content;
+ * they have exited when it returns.
  */
 #ifndef NPZFS_ARCHIVE_H
 #define NPZFS_ARCHIVE_H
@@ -97,6 +101,8 @@ struct archive_change {
  * fsync()ed, given the original's mode and owner (the owner only where
  * permitted), renamed over the original, and the directory is fsync()ed.
  * (a's path is resolved with realpath() at open: a symlink stays a symlink.)
+ * New deflated content of 4 MiB or more is deflated on several threads
+ * (see archive_tune_deflate()); smaller content exactly as numpy does.
  * Members are written in list order when it follows the current order, with
  * new members after the current ones (the usual case: untouched members keep
  * their place and every byte of their entry); other orders work too, the
@@ -128,9 +134,11 @@ int archive_commit(struct archive *a, const struct archive_change *changes,
  * in memory.  Smaller content is deflated in one zlib stream, exactly as
  * numpy's savez_compressed writes it. */
 struct archive_deflate_tuning {
-	size_t chunk;		/* content bytes per chunk; 0: 1 MiB */
+	size_t chunk;		/* content bytes per chunk, at most
+				   64 MiB; 0: 1 MiB */
 	uint64_t min_parallel;	/* smallest content deflated in chunks */
-	unsigned threads;	/* 0: the online CPUs, at least 2, at most 8 */
+	unsigned threads;	/* at most 64; 0: the online CPUs, at least 2,
+				   at most 8 */
 };
 
 /* Set the tuning for the whole process (for tests and benchmarks); NULL

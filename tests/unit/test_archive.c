@@ -366,6 +366,100 @@ static void test_random(const char *base)
 	free_refs(&rs);
 }
 
+/* Read [off, off + len) into a buffer with guard bytes on both sides: the
+ * data matches ref and nothing outside the range was written. */
+static bool read_guarded(struct archive *a, size_t idx, const struct ref *r,
+			 uint64_t off, size_t len)
+{
+	enum { G = 64 };
+	unsigned char *buf = malloc(len + 2 * G);
+	size_t want = off >= r->size ? 0 :
+		      (r->size - off < len ? (size_t)(r->size - off) : len);
+	ssize_t n;
+	bool ok = buf != NULL;
+
+	if (!ok)
+		return false;
+	memset(buf, 0xa5, len + 2 * G);
+	n = archive_member_read(a, idx, buf + G, len, off, NULL);
+	ok = n == (ssize_t)want &&
+	     (want == 0 || memcmp(buf + G, r->data + off, want) == 0);
+	for (size_t k = 0; k < G; k++)
+		ok &= buf[k] == 0xa5 && buf[G + len + k] == 0xa5;
+	for (size_t k = want; k < len; k++)
+		ok &= buf[G + k] == 0xa5;
+	free(buf);
+	return ok;
+}
+
+/* Deflated reads inflate straight into the caller's buffer: sequential
+ * reads of every size, reads half in the cache and half new, and the
+ * cache serving all of it afterwards. */
+static void test_direct(void)
+{
+	static const size_t sizes[] = { 1, 4096, 131072, 1u << 20, 777 };
+	struct refset rs;
+	struct archive *a = NULL;
+	const struct ref *r;
+	size_t idx;
+	bool ok;
+	unsigned seed = 11;
+
+	load_refs("c", &rs);
+	r = ref_find(&rs, "big.npy");
+	for (size_t k = 0; k < sizeof(sizes) / sizeof(sizes[0]); k++) {
+		char descr[96];
+		uint64_t off = 0;
+
+		if (!r || archive_open(path_of("c.npz"), &a, NULL) != 0) {
+			test_cond("direct: setup", 0);
+			break;
+		}
+		archive_find(a, "big.npy", &idx);
+		ok = true;
+		/* 1-byte reads: only the first 300 KB */
+		while (off < (sizes[k] == 1 ? 300000 : r->size) && ok) {
+			ok = read_guarded(a, idx, r, off, sizes[k]);
+			off += sizes[k];
+		}
+		snprintf(descr, sizeof(descr), "direct: sequential %zu-byte "
+			 "reads, guard bytes intact", sizes[k]);
+		test_cond(descr, ok);
+		archive_close(a);
+		a = NULL;
+	}
+
+	/* half cached, half new: every read starts inside what the
+	 * previous one inflated and ends well past it */
+	if (r && archive_open(path_of("c.npz"), &a, NULL) == 0) {
+		archive_find(a, "big.npy", &idx);
+		ok = true;
+		for (uint64_t off = 0; off < r->size && ok; off += 150001)
+			ok = read_guarded(a, idx, r, off, 300000);
+		test_cond("direct: reads straddling the inflated part", ok);
+		for (int k = 0; k < 200 && ok; k++) {
+			uint64_t o = (uint64_t)rand_r(&seed) % (r->size + 10);
+
+			ok = read_guarded(a, idx, r, o,
+					  (size_t)rand_r(&seed) % 300000);
+		}
+		test_cond("direct: then random reads from the cache", ok);
+		test_cond("direct: whole member in one read",
+			  read_guarded(a, idx, r, 0, (size_t)r->size + 100));
+		archive_close(a);
+	}
+
+	/* a read far ahead, then the range before it in one read */
+	if (r && archive_open(path_of("c.npz"), &a, NULL) == 0) {
+		archive_find(a, "big.npy", &idx);
+		ok = read_guarded(a, idx, r, r->size / 2, 10000) &&
+		     read_guarded(a, idx, r, 1000, (size_t)r->size - 2000);
+		test_cond("direct: far ahead, then a read across it", ok);
+		archive_close(a);
+	}
+	free_refs(&rs);
+}
+
 struct thr {
 	struct archive *a;
 	const struct ref *r;
@@ -567,6 +661,7 @@ int main(void)
 	test_listing("z64", ARCHIVE_DEFLATE);
 	test_random("s");
 	test_random("c");
+	test_direct();
 	test_threads("s");
 	test_threads("c");
 	test_open_errors();

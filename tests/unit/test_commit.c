@@ -115,7 +115,8 @@ static const char chk_py[] =
 "            data = z.read(i)\n"
 "        c = zlib.compressobj(int(a[2]), zlib.DEFLATED, -15)\n"
 "        one = c.compress(data) + c.flush()\n"
-"        assert i.compress_size <= len(one) * float(a[3]), (i.compress_size, len(one))\n"
+"        assert i.compress_size <= len(one) * float(a[3]), \\\n"
+"            (i.compress_size, len(one))\n"
 "        assert raw(a[0], i) != one, 'not chunked'\n"
 "    elif cmd == 'empty':\n"
 "        with np.load(a[0]) as z:\n"
@@ -796,7 +797,8 @@ static void test_chunked(void)
 	test_cond("chunked: commit", ret == 0 && b);
 	if (ret)
 		printf("  %d %s\n", ret, err.msg);
-	test_cond("chunked: zipfile reads b.npy, CRCs ok", fstat(f3, &sb) == 0 &&
+	test_cond("chunked: zipfile reads b.npy, CRCs ok",
+		  fstat(f3, &sb) == 0 &&
 		  chk("raweq %s b.npy %s %lld", p, ref, (long long)sb.st_size));
 	test_cond("chunked: 64 KiB chunks, within 5% of one zlib stream",
 		  chk("zclose %s b.npy 6 1.05", p));
