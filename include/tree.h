@@ -109,6 +109,14 @@ int tree_create(struct tree *t, const char *path, int flags,
 ssize_t tree_read(struct tree *t, struct tree_file *f, void *buf, size_t len,
 		  uint64_t off);
 
+/* Where a read of [off, off + len) can be served from without copying:
+ * *n bytes (0 at end of file) of descriptor *fd at *pos.  The descriptor
+ * and the bytes there stay valid for a few seconds, even across commits.
+ * Returns 0, or -EAGAIN when the data must be read with tree_read (the
+ * file is being written, or not inflated that far yet). */
+int tree_read_span(struct tree *t, struct tree_file *f, size_t len,
+		   uint64_t off, int *fd, uint64_t *pos, size_t *n);
+
 /* Write into the file's edit: len or -errno. */
 ssize_t tree_write(struct tree *t, struct tree_file *f, const void *buf,
 		   size_t len, uint64_t off);

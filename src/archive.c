@@ -1183,6 +1183,45 @@ static int member_inflate(struct archive *a, size_t idx, uint64_t target,
 	return ret;
 }
 
+int archive_member_span(struct archive *a, size_t i, uint64_t off,
+			size_t len, int *fd, uint64_t *pos, size_t *n,
+			struct npz_err *err)
+{
+	struct member *m;
+	int64_t data_off;
+
+	if (i >= a->count)
+		return -EINVAL;
+	m = &a->m[i];
+	*n = 0;
+	*fd = a->fd;
+	*pos = 0;
+	if (off >= m->pub.size)
+		return 0;
+	if (len > m->pub.size - off)
+		len = (size_t)(m->pub.size - off);
+	switch (m->pub.method) {
+	case ARCHIVE_STORE:
+		data_off = member_data_off(a, m, err);
+		if (data_off < 0)
+			return (int)data_off;
+		*pos = (uint64_t)data_off + off;
+		break;
+	case ARCHIVE_DEFLATE:
+		if (atomic_load(&m->bad) ||
+		    atomic_load_explicit(&m->frontier, memory_order_acquire) <
+		    off + len)
+			return -EAGAIN;
+		*fd = a->cache_fd;
+		*pos = m->base + off;
+		break;
+	default:
+		return -EAGAIN;
+	}
+	*n = len;
+	return 0;
+}
+
 ssize_t archive_member_read(struct archive *a, size_t i, void *buf,
 			    size_t len, uint64_t off, struct npz_err *err)
 {

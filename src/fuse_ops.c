@@ -1,6 +1,7 @@
 /* fuse_ops.c - the thin FUSE layer: translate requests into tree_* calls.
  * Holds no state and no logic of its own; errors pass through as -errno. */
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
@@ -33,6 +34,10 @@ static void *npzfs_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
 		conn->want |= FUSE_CAP_READDIRPLUS;
 	/* Big requests: 1 MiB reads and writes (max_pages follows max_write). */
 	conn->max_write = 1u << 20;
+	if (conn->capable & FUSE_CAP_SPLICE_WRITE)
+		conn->want |= FUSE_CAP_SPLICE_WRITE;
+	if (conn->capable & FUSE_CAP_SPLICE_MOVE)
+		conn->want |= FUSE_CAP_SPLICE_MOVE;
 	conn->max_readahead = 1u << 20;
 	cfg->use_ino = 0;
 	cfg->entry_timeout = 1.0;
@@ -161,6 +166,47 @@ static int npzfs_read(const char *path, char *buf, size_t size, off_t off,
 	(void)path;
 	return (int)tree_read(fs()->tree, file_of(fi), buf, size,
 			      (uint64_t)off);
+}
+
+/* Reply from the archive or a cache file by splice when possible. */
+static int npzfs_read_buf(const char *path, struct fuse_bufvec **bufp,
+			  size_t size, off_t off, struct fuse_file_info *fi)
+{
+	struct fuse_bufvec *bv = malloc(sizeof(*bv));
+	uint64_t pos;
+	size_t n;
+	int fd, ret;
+	ssize_t r;
+
+	(void)path;
+	if (!bv)
+		return -ENOMEM;
+	ret = tree_read_span(fs()->tree, file_of(fi), size, (uint64_t)off,
+			     &fd, &pos, &n);
+	if (!ret) {
+		*bv = FUSE_BUFVEC_INIT(n);
+		bv->buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
+		bv->buf[0].fd = fd;
+		bv->buf[0].pos = (off_t)pos;
+		*bufp = bv;
+		return 0;
+	}
+	*bv = FUSE_BUFVEC_INIT(size);
+	bv->buf[0].mem = malloc(size ? size : 1);
+	if (!bv->buf[0].mem) {
+		free(bv);
+		return -ENOMEM;
+	}
+	r = tree_read(fs()->tree, file_of(fi), bv->buf[0].mem, size,
+		      (uint64_t)off);
+	if (r < 0) {
+		free(bv->buf[0].mem);
+		free(bv);
+		return (int)r;
+	}
+	bv->buf[0].size = (size_t)r;
+	*bufp = bv;
+	return 0;
 }
 
 static int npzfs_write(const char *path, const char *buf, size_t size,
@@ -327,6 +373,7 @@ const struct fuse_operations npzfs_ops = {
 	.open		= npzfs_open,
 	.create		= npzfs_create,
 	.read		= npzfs_read,
+	.read_buf	= npzfs_read_buf,
 	.write		= npzfs_write,
 	.truncate	= npzfs_truncate,
 	.flush		= npzfs_flush,

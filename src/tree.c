@@ -29,6 +29,7 @@
 #define HEAD_PEEK 4096
 #define COPY_BLOCK (1u << 20)
 #define TOMBS 256
+#define GRAVE_SECONDS 2	/* how long replaced things stay readable */
 
 enum array_state { ARRAY_UNKNOWN, ARRAY_OK, ARRAY_BAD };
 
@@ -103,11 +104,23 @@ struct tree {
 	pthread_mutex_t cache_lock;	/* protects: cache_end */
 	int cache_fd;
 	uint64_t cache_end;
+	pthread_mutex_t grave_lock;	/* protects: graves; a leaf lock */
+	struct grave *graves;
 	pthread_mutex_t inval_lock;	/* protects: inval; a leaf lock */
 	struct buf inval;		/* paths whose kernel attributes are
 					   stale, NUL-separated */
 	void (*inval_fn)(void *ctx, const char *path);
 	void *inval_ctx;
+};
+
+/* Something a commit replaced, kept a while for zero-copy replies still in
+ * flight (tree_read_span hands out descriptors and offsets that are used
+ * after the tree lock is released). */
+struct grave {
+	struct archive *ar;	/* an old archive to close, or NULL */
+	uint64_t off, len;	/* a text cache region to punch, if len */
+	time_t when;
+	struct grave *next;
 };
 
 struct tree_file {
@@ -153,6 +166,56 @@ void tree_set_invalidate(struct tree *t,
 {
 	t->inval_fn = fn;
 	t->inval_ctx = ctx;
+}
+
+/* ---- Replaced archives and text, released a little later -------------- */
+
+static void grave_add(struct tree *t, struct archive *ar, uint64_t off,
+		      uint64_t len)
+{
+	struct grave *g = calloc(1, sizeof(*g));
+
+	if (!g) {	/* no memory: release now rather than leak */
+		archive_close(ar);
+		return;
+	}
+	g->ar = ar;
+	g->off = off;
+	g->len = len;
+	g->when = time(NULL);
+	pthread_mutex_lock(&t->grave_lock);
+	g->next = t->graves;
+	t->graves = g;
+	pthread_mutex_unlock(&t->grave_lock);
+}
+
+/* Close and punch what was replaced more than GRAVE_SECONDS ago (all of
+ * it when `all`). */
+static void grave_sweep(struct tree *t, bool all)
+{
+	time_t now = time(NULL);
+	struct grave **p, *g, *done = NULL;
+
+	pthread_mutex_lock(&t->grave_lock);
+	for (p = &t->graves; (g = *p);) {
+		if (all || now - g->when > GRAVE_SECONDS) {
+			*p = g->next;
+			g->next = done;
+			done = g;
+		} else {
+			p = &g->next;
+		}
+	}
+	pthread_mutex_unlock(&t->grave_lock);
+	while ((g = done)) {
+		done = g->next;
+		archive_close(g->ar);
+		if (g->len)
+			fallocate(t->cache_fd,
+				  FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+				  (off_t)g->off, (off_t)g->len);
+		free(g);
+	}
 }
 
 /* ---- Namespace -------------------------------------------------------- */
@@ -503,8 +566,7 @@ static void entry_reset(struct tree *t, struct entry *e)
 	pthread_mutex_lock(&e->lock);
 	e->state = ARRAY_UNKNOWN;
 	if (e->rendered && e->text_len)
-		fallocate(t->cache_fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-			  (off_t)e->text_off, (off_t)e->text_len);
+		grave_add(t, NULL, e->text_off, e->text_len);
 	e->rendered = false;
 	e->text_len = 0;
 	pthread_mutex_unlock(&e->lock);
@@ -640,6 +702,7 @@ int tree_new(struct archive *ar, const struct tree_opts *opts,
 	pthread_rwlock_init(&t->lock, NULL);
 	pthread_mutex_init(&t->cache_lock, NULL);
 	pthread_mutex_init(&t->inval_lock, NULL);
+	pthread_mutex_init(&t->grave_lock, NULL);
 	buf_init(&t->inval);
 	ret = hash_grow(t);
 	if (!ret)
@@ -678,6 +741,8 @@ void tree_free(struct tree *t)
 		entry_free(t->entries[i]);
 	for (size_t i = 0; i < t->ntombs; i++)
 		free(t->tombs[i]);
+	grave_sweep(t, true);
+	pthread_mutex_destroy(&t->grave_lock);
 	free(t->entries);
 	free(t->buckets);
 	if (t->cache_fd >= 0)
@@ -1041,6 +1106,36 @@ ssize_t tree_read(struct tree *t, struct tree_file *f, void *buf, size_t len,
 	return r;
 }
 
+int tree_read_span(struct tree *t, struct tree_file *f, size_t len,
+		   uint64_t off, int *fd, uint64_t *pos, size_t *n)
+{
+	struct node *n_ = f->node;
+	struct entry *e;
+	int ret = -EAGAIN;
+
+	grave_sweep(t, false);
+	pthread_rwlock_rdlock(&t->lock);
+	pthread_mutex_lock(&n_->lock);
+	e = n_->edit ? NULL : n_->e;
+	pthread_mutex_unlock(&n_->lock);
+	if (e && n_->kind == N_MEMBER) {
+		ret = archive_member_span(t->ar, e->member, off, len, fd, pos, n,
+					  NULL);
+	} else if (e && n_->kind == N_VIEW) {
+		pthread_mutex_lock(&e->lock);
+		if (e->rendered) {
+			*fd = t->cache_fd;
+			*pos = e->text_off + off;
+			*n = off >= e->text_len ? 0 :
+			     (size_t)(len < e->text_len - off ? len : e->text_len - off);
+			ret = 0;
+		}
+		pthread_mutex_unlock(&e->lock);
+	}
+	pthread_rwlock_unlock(&t->lock);
+	return ret;
+}
+
 /* ---- Edits ------------------------------------------------------------ */
 
 /* A copy of what n shows now, in a new wbuf.  t->lock and n->lock held. */
@@ -1328,10 +1423,11 @@ static int commit(struct tree *t, struct npz_err *err)
 		ch[i].level = t->opts.level;
 		ch[i].mtime = now;
 	}
+	grave_sweep(t, false);
 	ret = archive_commit(t->ar, ch, n, &nar, err);
 	if (ret)
 		goto out_free;
-	archive_close(t->ar);
+	grave_add(t, t->ar, 0, 0);
 	t->ar = nar;
 	for (size_t i = 0; i < t->nentries; i++) {
 		struct entry *e = t->entries[i];
