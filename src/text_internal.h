@@ -53,11 +53,14 @@ void text_dtype_name(const struct npy_dtype *dt, char *out, size_t size);
 extern size_t text_band_bytes;
 
 /* Test hooks of text_parse.c's fast path: body bytes per chunk (1 MiB),
- * threads (0: two when there are two CPUs; 1: one), and false to always
- * take the general path, the reference the fast path must agree with. */
+ * threads (0: two when there are two CPUs; 1: one), false to always take
+ * the general path (the reference the fast path must agree with), and the
+ * widest SIMD its token count may use (2: AVX2 where the CPU has it, 1:
+ * SSE2, 0: none). */
 extern size_t text_parse_chunk_bytes;
 extern int text_parse_threads;
 extern bool text_parse_fast;
+extern int text_parse_simd;
 
 /* True if dt is a scalar (non-record) kind with a size we can show. */
 bool text_scalar_ok(const struct npy_dtype *dt);

@@ -16,7 +16,7 @@
  * header, takes a fast path (see "fast path" below): a first pass that only
  * counts tokens with SIMD, and a second that converts chunks of the text on
  * two threads.  It gives the same results and the same errors as the
- * general path, which the tests and the fuzzer check.
+ * general path, which the unit tests and the fuzzer check against it.
  */
 #include <errno.h>
 #include <fenv.h>
@@ -461,7 +461,7 @@ const char *fast_double(const char *p, const char *e, double *out)
 	const char *s, *f;
 	uint64_t w = 0;
 	bool neg, dot = false;
-	int exp10 = 0;
+	int exp10;
 	size_t nd;
 
 	if (p >= e)
@@ -475,22 +475,20 @@ const char *fast_double(const char *p, const char *e, double *out)
 	if (p < e && *p == '.') {
 		dot = true;
 		p = take_digits(p + 1, e, &w);
-		if (p - f > 100000)
-			return NULL;
-		exp10 = -(int)(p - f - 1);
 	}
 	nd = (size_t)(p - s) - dot;
-	if (!nd)
-		return NULL;
-	if (nd > 19) {
-		/* leading zeros are not significant */
+	if (nd - 1 > 18) {
+		/* no digits, or more than 19 (leading zeros do not count) */
 		const char *z = s;
 
+		if (!nd || p - s > 100000)
+			return NULL;
 		while (z < p && (*z == '0' || *z == '.'))
 			z++;
 		if ((size_t)(p - z) - (dot && z < f) > 19)
 			return NULL;
 	}
+	exp10 = (int)(f + dot - p);	/* minus the digits after the point */
 	if (p < e && ch_class[(unsigned char)*p] < CH_WS) {
 		bool eneg = false;
 		const char *x;
@@ -503,10 +501,10 @@ const char *fast_double(const char *p, const char *e, double *out)
 		for (x = p; p < e && is_digit(*p) && p - x < 5; p++)
 			ex = ex * 10 + (*p - '0');
 		if (p == x || (p < e && ch_class[(unsigned char)*p] < CH_WS))
-			return NULL;	/* no digits, five or more, or more */
+			return NULL;	/* no digits, over five, or more after */
 		exp10 += eneg ? -ex : ex;
 	}
-	if (w <= (1ull << 53) && exp10 >= -22 && exp10 <= 22) {
+	if (w <= (1ull << 53) && (unsigned)(exp10 + 22) <= 44) {
 		/* Clinger: both operands exact, one rounding; the sign
 		 * without a branch (random signs are not predictable) */
 		double v = (double)w;
@@ -1718,16 +1716,21 @@ static int convert(struct tp *t)
  * helper thread never calls `out` (callbacks stay on the calling thread):
  * it hands its blocks to the calling thread, which writes them.
  *
+ * When the count is not the reference's (or there is none: a new array),
+ * the general layout scan still decides the shape, but the conversion is
+ * this one whenever the body has no quotes and the result is in C order.
+ *
  * Errors are those of the general path, always: each chunk stops at its
  * first error and the lowest chunk's wins (the first in the text), and as
  * the general first pass reports layout errors (ragged rows) before any
- * value, any error here is followed by that layout scan, whose message,
- * if it has one, wins.
+ * value, any error after skipping that scan is followed by it, and its
+ * message, if it has one, wins.
  */
 
 size_t text_parse_chunk_bytes = 1u << 20;
 int text_parse_threads;
 bool text_parse_fast = true;
+int text_parse_simd = 2;
 
 #define FAST_BLOCK (256u << 10)	/* output bytes per block */
 #define FAST_ITEM_MAX 4096	/* larger elements take the general path */
@@ -1806,7 +1809,7 @@ static void count_lines(const char *p, const char *e, struct chunk *c)
 }
 
 /* Token starts and newlines of [p, e) byte by byte, after a token byte if
- * `in`; true if there is a '"' or a '#' (then the counts do not stand). */
+ * `in`, added to c; true if there is a '"' or a '#'. */
 static bool count_bytes(const char *p, const char *e, bool in, struct chunk *c)
 {
 	bool special = false;
@@ -1869,7 +1872,8 @@ static bool count_avx2(const char *p, const char *e, struct chunk *c)
 #endif
 
 /* Token starts and newlines of [p, e) into c; true if there is a '"' or a
- * '#' (then the counts do not stand). */
+ * '#' (then the counts are those of plain words, without quoted strings
+ * or comment lines). */
 static bool count_plain(const char *p, const char *e, struct chunk *c)
 {
 	uint64_t carry = 0;
@@ -1883,10 +1887,13 @@ static bool count_plain(const char *p, const char *e, struct chunk *c)
 		have = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("popcnt");
 		__atomic_store_n(&avx2, have, __ATOMIC_RELAXED);
 	}
-	if (have)
+	if (have && text_parse_simd >= 2)
 		return count_avx2(p, e, c);
 #endif
 #ifdef __SSE2__
+	if (text_parse_simd < 1)
+		return count_bytes(p, e, false, c);
+
 	const __m128i c9 = _mm_set1_epi8(9), c4 = _mm_set1_epi8(4);
 	const __m128i sp = _mm_set1_epi8(' '), lf = _mm_set1_epi8('\n');
 	const __m128i dq = _mm_set1_epi8('"'), hash = _mm_set1_epi8('#');
@@ -1909,10 +1916,10 @@ static bool count_plain(const char *p, const char *e, struct chunk *c)
 		}
 		count_masks(c, ws, nl, &carry);
 	}
-	if (_mm_movemask_epi8(spec))
-		return true;
-#endif
+	return count_bytes(p, e, carry, c) || _mm_movemask_epi8(spec);
+#else
 	return count_bytes(p, e, carry, c);
+#endif
 }
 
 /* Count chunk c; false if it has a quote. */
@@ -2401,7 +2408,7 @@ int text_parse(const char *text, size_t len, const struct npy_header *base,
 	struct inferred inf = { INF_NONE, 0, 0, false };
 	uint64_t shape[NPY_MAXDIMS];
 	int ndim = 0, ret;
-	bool have_hl = false, fast = false;
+	bool have_hl = false, counted = false, fast = false;
 	struct fast f = { .t = &t, .lock = PTHREAD_MUTEX_INITIALIZER,
 			  .cv = PTHREAD_COND_INITIALIZER };
 
@@ -2474,13 +2481,16 @@ int text_parse(const char *text, size_t len, const struct npy_header *base,
 	ret = setup_cols(&t, dt);
 	if (ret)
 		goto out_release;
-	if (text_parse_fast && ref && ref->count && !t.record && t.isz &&
-	    t.isz <= FAST_ITEM_MAX && t.cols[0].conv &&
-	    !(have_hl && hl.fortran_order && hl.ndim >= 2)) {
+	if (text_parse_fast && !t.record && t.isz && t.isz <= FAST_ITEM_MAX &&
+	    t.cols[0].conv) {
+		/* counted: no quotes, the chunks know their first values;
+		 * fast: and the count is the reference's, so the shape is
+		 * known without the general layout scan */
 		uint64_t n = 0;
 
-		fast_count(&f, &fast, &n);
-		fast = fast && n == ref->count;
+		fast_count(&f, &counted, &n);
+		fast = counted && ref && n == ref->count &&
+		       !(have_hl && hl.fortran_order && hl.ndim >= 2);
 		if (fast)
 			t.nvalues = n;
 	}
@@ -2532,14 +2542,16 @@ int text_parse(const char *text, size_t len, const struct npy_header *base,
 		}
 	}
 	t.hdr = hdr;
-	if (!fast)
+	/* the fast conversion writes C order only */
+	counted = counted && !(hdr->fortran_order && hdr->ndim >= 2);
+	if (!counted)
 		ret = out_setup(&t);
 	if (ret)
 		goto out_release;
 	ret = out->begin(out->ctx, hdr);
 	if (ret)
 		goto out_release;
-	if (fast) {
+	if (counted) {
 		ret = fast_convert(&f);
 	} else if (t.record && !t.ncols) {
 		/* records without columns (padding only): all zeros */

@@ -1009,6 +1009,7 @@ int tree_stat(struct tree *t, const char *path, struct tree_stat *st)
 	struct node *n;
 	int ret = -ENOENT;
 
+	grave_sweep(t, false);
 	pthread_rwlock_rdlock(&t->lock);
 	n = lookup(t, path);
 	if (n) {
@@ -1732,6 +1733,7 @@ int tree_release(struct tree *t, struct tree_file *f)
 	bool gone;
 	int ret = 0;
 
+	grave_sweep(t, false);
 	ret = commit_file(t, f, false);
 	pthread_rwlock_rdlock(&t->lock);
 	pthread_mutex_lock(&n->lock);

@@ -6,9 +6,9 @@
  * covered 0 .. data_len exactly once, and the array renders and parses back
  * to the same bytes (NaN payloads aside), the same header and the same text
  * (small arrays only).  Each parse is also done by the general path alone
- * (text_parse_fast off): the fast path, cut into tiny chunks and now and
- * then on two threads, must give the same result, message, header and
- * data. */
+ * (text_parse_fast off): the fast path, cut into tiny chunks, now and then
+ * on two threads, counting with each SIMD width, must give the same result,
+ * message, header and data. */
 #include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -21,6 +21,7 @@
 extern size_t text_parse_chunk_bytes;
 extern int text_parse_threads;
 extern bool text_parse_fast;
+extern int text_parse_simd;
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -138,13 +139,16 @@ static void parse_one(const char *text, size_t size,
 	struct npz_err err = { { 0 } };
 	int ret;
 
-	/* chunks of 1 to 64 bytes; two threads for one input in four */
+	/* chunks of 1 to 64 bytes; two threads for one input in four; the
+	 * token count with AVX2, SSE2 or neither */
 	text_parse_chunk_bytes = 1 + size % 64;
 	text_parse_threads = size % 4 == 0 ? 2 : 1;
+	text_parse_simd = (int)(size / 4 % 3);
 	ret = text_parse(text, size, base, &h, &out, &err);
 	check_general(text, size, base, ret, &err, &o);
 	text_parse_chunk_bytes = 1u << 20;
 	text_parse_threads = 0;
+	text_parse_simd = 2;
 	if (ret) {
 		check(ret == -EINVAL && err.msg[0], "failure without a message");
 		out_release(&o);

@@ -1345,6 +1345,7 @@ static void test_callbacks(void)
 extern size_t text_parse_chunk_bytes;
 extern int text_parse_threads;
 extern bool text_parse_fast;
+extern int text_parse_simd;
 
 /* Random decimals read as float64 (the fast reader, Clinger, Eisel-Lemire,
  * the strtod fallback) against glibc's strtod, bit for bit. */
@@ -1433,6 +1434,7 @@ static bool same_as_general(const char *text, size_t len,
 
 			text_parse_chunk_bytes = chunks[c];
 			text_parse_threads = th;
+			text_parse_simd = (int)(c + (size_t)th) % 3;
 			parse_text(text, len, base, &p);
 			ok = p.ret == ref.ret && !strcmp(p.err.msg, ref.err.msg) &&
 			     (p.ret || (p.begins == 1 && !p.overlap && p.len == ref.len &&
@@ -1440,9 +1442,9 @@ static bool same_as_general(const char *text, size_t len,
 					!memcmp(p.hdr.data, ref.hdr.data, p.hdr.len) &&
 					!memcmp(p.data, ref.data, p.len)));
 			if (!ok)
-				printf("fast path (chunk %zu, %d threads) differs: %d '%s' "
-				       "vs %d '%s' on:\n%.*s\n---\n", chunks[c], th, p.ret,
-				       p.err.msg, ref.ret, ref.err.msg,
+				printf("fast path (chunk %zu, %d threads, simd %d) differs: "
+				       "%d '%s' vs %d '%s' on:\n%.*s\n---\n", chunks[c], th,
+				       text_parse_simd, p.ret, p.err.msg, ref.ret, ref.err.msg,
 				       len > 2000 ? 2000 : (int)len, text);
 			parsed_release(&p);
 		}
@@ -1450,6 +1452,7 @@ static bool same_as_general(const char *text, size_t len,
 	*fast_errs += ref.ret != 0;
 	text_parse_chunk_bytes = 1u << 20;
 	text_parse_threads = 0;
+	text_parse_simd = 2;
 	parsed_release(&ref);
 	return ok;
 }
@@ -1552,27 +1555,32 @@ static void test_fast_path(void)
 	test_cond("fast path agrees with the general path (random texts)", !bad);
 	printf("fast path: %d texts, %d of them errors\n", n, errs);
 
-	/* big enough for the SIMD count, many chunks, both threads; errors
-	 * late and early, in either thread's chunks */
+	/* big enough for the SIMD count, many chunks, both threads: clean,
+	 * a ragged row, comment and blank lines, a bad value, the count not
+	 * the header's, no header line, Fortran order, a quote */
 	enum { BIG = 30000 };
 	bad = 0;
 	for (int v = 0; v < 8; v++) {
+		static const char *const odd[] = {
+			"", "1 2 3\n", "# c\n\n", "x 1\n", "", "", "", "\"1\" 2\n",
+		};
 		struct buf t = BUF_INIT;
-		int where = v == 0 ? -1 : (int)(rnd() % BIG);
+		int where = (int)(rnd() % BIG) & ~1;
 
-		buf_addf(&t, "# {'descr': '<f8', 'fortran_order': False, 'shape': (%d, 2), }\n",
-			 BIG / 2);
+		if (v != 5)
+			buf_addf(&t, "# {'descr': '<f8', 'fortran_order': %s, 'shape': (%d, 2), }\n",
+				 v == 6 ? "True" : "False", BIG / 2 + (v == 4));
 		for (int i = 0; i < BIG; i += 2) {
 			const char *a = rnd_token(), *b = rnd_token();
 
-			if (i == where || i + 1 == where) {
-				buf_adds(&t, v % 4 == 1 ? "1 2 3\n" : v % 4 == 2 ? "# c\n\n" : "x 1\n");
+			if (i == where && odd[v][0]) {
+				buf_adds(&t, odd[v]);
 				continue;
 			}
-			if (strchr(a, '"') || strchr(a, '#') || v == 0)
+			if (strchr(a, '"') || strchr(a, '#') || v != 3)
 				a = "0.4967141530112327";
-			if (strchr(b, '"') || strchr(b, '#') || v == 0)
-				b = "-0.123";
+			if (strchr(b, '"') || strchr(b, '#') || v != 3)
+				b = i % 3 ? "-0.123" : "1e-5";
 			buf_addf(&t, "%s %s%s", a, b, i % 7 ? "\n" : "\r\n");
 		}
 		bad += !same_as_general(t.data, t.len, NULL, &errs);
@@ -1580,17 +1588,37 @@ static void test_fast_path(void)
 	}
 	test_cond("fast path agrees on big texts", !bad);
 
+	/* a first line longer than a SIMD block with a '#' in a word: its
+	 * count (the values every line must have) is still all its words */
+	static const char hashes[] =
+		HDR("'<U8'", "(2, 12)")
+		"aaaaaaa bbbbbbb ccccccc ddddddd eeeeeee fffffff a#b hhhhhhh iii jjj kkk lll\n"
+		"1 2 3 4 5 6 7 8 9 10 11 12\n";
+	bad = 0;
+	for (int simd = 0; simd <= 2; simd++) {
+		struct parsed p = { 0 };
+
+		text_parse_simd = simd;
+		bad += parse(hashes, &p) != 0;
+		parsed_release(&p);
+	}
+	text_parse_simd = 2;
+	bad += !same_as_general(hashes, strlen(hashes), NULL, &errs);
+	test_cond("'#' inside a word of a long first line", !bad);
+
 	/* a failing write with the helper running: the error, no hang */
 	struct buf t = BUF_INIT;
+	bad = 0;
 	buf_adds(&t, "# {'descr': '<f8', 'fortran_order': False, 'shape': (200000,), }\n");
 	for (int i = 0; i < 200000; i++)
 		buf_addf(&t, "%d.5\n", i);
-	text_parse_chunk_bytes = 4096;
 	text_parse_threads = 2;
-	for (int k = 1; k <= 12; k++) {
+	for (int k = 1; k <= 18; k++) {	/* the output is 7 blocks */
 		struct parsed p = { 0 };
 
-		p.fail_write_at = k;
+		/* small chunks, then big ones with blocks inside */
+		text_parse_chunk_bytes = k <= 12 ? 4096 : 1u << 20;
+		p.fail_write_at = k <= 12 ? k : k - 12;
 		bad += parse_text(t.data, t.len, NULL, &p) != -EIO;
 		parsed_release(&p);
 	}
