@@ -44,6 +44,7 @@
 
 #include "archive.h"
 
+#define WRITEBACK_STEP (8u << 20)	/* start writeback every 8 MiB */
 #define ARCHIVE_STREAMS 8		/* live inflate streams kept (LRU) */
 #define ARCHIVE_IN_BLOCK (256u << 10)	/* compressed input per pread */
 #define ARCHIVE_OUT_BLOCK (256u << 10)	/* inflated output per pwrite */
@@ -1390,6 +1391,7 @@ struct file_src {
 	size_t wbuf_len;
 	uint64_t wpos;			/* write position */
 	uint64_t wsize;			/* bytes of file written (or buffered) */
+	uint64_t synced;		/* writeback started up to here */
 };
 
 /* Record a failure: libzip gets (zip_code, sys), we keep errno and text.
@@ -1456,6 +1458,15 @@ static int fsrc_flush(struct file_src *s)
 		return ret;
 	s->wbuf_off += s->wbuf_len;
 	s->wbuf_len = 0;
+	/* Start writing back what is written so far, so that the disk works
+	 * while we copy and the fsync at commit has little left to wait for.
+	 * Only a hint: errors show up at fsync. */
+	if (s->wbuf_off >= s->synced + WRITEBACK_STEP) {
+		sync_file_range(s->tmp_fd, (off_t)s->synced,
+				(off_t)(s->wbuf_off - s->synced),
+				SYNC_FILE_RANGE_WRITE);
+		s->synced = s->wbuf_off;
+	}
 	return 0;
 }
 
@@ -1521,6 +1532,7 @@ static zip_int64_t fsrc_begin_write(struct file_src *s)
 				 strerror(e));
 	}
 	s->wbuf_off = s->wbuf_len = 0;
+	s->synced = 0;
 	s->wpos = s->wsize = 0;
 	return 0;
 }
