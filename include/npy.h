@@ -145,6 +145,10 @@ bool npy_dtype_has_object(const struct npy_dtype *dt);
 /* Append the shape as Python writes it: "()", "(5,)", "(2, 3)". */
 int npy_shape_format(int ndim, const uint64_t *shape, struct buf *out);
 
+/* Decode one strict UTF-8 sequence (no overlongs, surrogates or values past
+ * U+10FFFF) from s[0..len): its length and *cp, or 0 if invalid. */
+size_t npy_utf8_get(const unsigned char *s, size_t len, uint32_t *cp);
+
 /* Name of a datetime unit ("ns"), "" for generic. */
 const char *npy_unit_name(enum npy_unit unit);
 

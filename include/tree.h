@@ -30,6 +30,10 @@
  *  - node->lock (mutex) protects: the node's edit, write-open count, refs.
  *  - entry->lock (mutex) protects: the parsed header and rendered-view state.
  *  - tree->cache_lock (mutex) protects: the text cache file's end offset.
+ *  - tree->grave_lock and tree->inval_lock (leaf mutexes) protect: the list
+ *    of replaced archives and text regions released a few seconds later
+ *    (zero-copy replies may still read them), and the queue of paths whose
+ *    kernel attributes are stale (sent after tree->lock is released).
  */
 #ifndef NPZFS_TREE_H
 #define NPZFS_TREE_H

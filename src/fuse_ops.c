@@ -160,14 +160,6 @@ static int npzfs_create(const char *path, mode_t mode,
 	return ret;
 }
 
-static int npzfs_read(const char *path, char *buf, size_t size, off_t off,
-		      struct fuse_file_info *fi)
-{
-	(void)path;
-	return (int)tree_read(fs()->tree, file_of(fi), buf, size,
-			      (uint64_t)off);
-}
-
 /* Reply from the archive or a cache file by splice when possible. */
 static int npzfs_read_buf(const char *path, struct fuse_bufvec **bufp,
 			  size_t size, off_t off, struct fuse_file_info *fi)
@@ -372,7 +364,6 @@ const struct fuse_operations npzfs_ops = {
 	.readdir	= npzfs_readdir,
 	.open		= npzfs_open,
 	.create		= npzfs_create,
-	.read		= npzfs_read,
 	.read_buf	= npzfs_read_buf,
 	.write		= npzfs_write,
 	.truncate	= npzfs_truncate,

@@ -29,8 +29,7 @@ static const char npy_magic[NPY_MAGIC_LEN] = "\x93NUMPY";
 
 /* ---- UTF-8 --------------------------------------------------------------- */
 
-/* Decode one strict UTF-8 sequence; returns its length, or 0 if invalid. */
-static size_t utf8_get(const unsigned char *s, size_t len, uint32_t *cp)
+size_t npy_utf8_get(const unsigned char *s, size_t len, uint32_t *cp)
 {
 	uint32_t c;
 	size_t n, i;
@@ -134,7 +133,7 @@ static const char *msg_quote(char tmp[MSG_QUOTE_SIZE], const char *str,
 			o += 3;
 			break;
 		}
-		n = utf8_get(s + i, len - i, &c);
+		n = npy_utf8_get(s + i, len - i, &c);
 		if (n && c >= 0x20 && c != 0x7f && (c < 0x80 || py_printable(c))) {
 			memcpy(tmp + o, s + i, n);
 			o += n;
@@ -306,7 +305,7 @@ static int lp_string(struct lp *p, struct lit *v)
 		} else if (p->latin1) {
 			ret = utf8_put(&b, c);
 			p->pos++;
-		} else if ((n = utf8_get(p->s + p->pos, p->len - p->pos, &cp))) {
+		} else if ((n = npy_utf8_get(p->s + p->pos, p->len - p->pos, &cp))) {
 			ret = buf_add(&b, p->s + p->pos, n);
 			p->pos += n;
 		} else {
@@ -1127,7 +1126,7 @@ static int py_repr_str(const char *str, struct buf *out)
 		q = '"';
 	ret = buf_addch(out, q);
 	for (i = 0; i < len && !ret; i += n) {
-		n = utf8_get(s + i, len - i, &c);
+		n = npy_utf8_get(s + i, len - i, &c);
 		if (!n)
 			return -EINVAL;
 		if (c == (uint32_t)q || c == '\\')
@@ -1469,7 +1468,7 @@ int npy_header_parse(const void *data, size_t len, struct npy_header *hdr,
 		uint32_t c;
 
 		for (i = 0; i < p.len; i += n) {
-			n = utf8_get(p.s + i, p.len - i, &c);
+			n = npy_utf8_get(p.s + i, p.len - i, &c);
 			if (!n) {
 				npz_err_set(err, "invalid UTF-8 at byte %zu", p.base + i);
 				return -EINVAL;
@@ -1525,7 +1524,7 @@ int npy_header_format(const struct npy_header *hdr, struct buf *out)
 	}
 	s = (const unsigned char *)d.data;
 	for (i = 0; i < d.len && !ret; i += n) {
-		n = utf8_get(s + i, d.len - i, &c);
+		n = npy_utf8_get(s + i, d.len - i, &c);
 		if (!n || !c)
 			ret = -EINVAL;
 		else if (c > 0xff)

@@ -1074,44 +1074,6 @@ static int conv_timedelta(struct tp *t, const char *s, size_t n,
 
 /* ---- strings ------------------------------------------------------------- */
 
-/* Decode one strict UTF-8 sequence; 0 if invalid. */
-static size_t utf8_get(const unsigned char *s, size_t n, uint32_t *cp)
-{
-	uint32_t c = s[0], min;
-	size_t len, i;
-
-	if (c < 0x80) {
-		*cp = c;
-		return 1;
-	}
-	if (c >= 0xc2 && c <= 0xdf) {
-		len = 2;
-		c &= 0x1f;
-		min = 0x80;
-	} else if (c >= 0xe0 && c <= 0xef) {
-		len = 3;
-		c &= 0x0f;
-		min = 0x800;
-	} else if (c >= 0xf0 && c <= 0xf4) {
-		len = 4;
-		c &= 0x07;
-		min = 0x10000;
-	} else {
-		return 0;
-	}
-	if (n < len)
-		return 0;
-	for (i = 1; i < len; i++) {
-		if ((s[i] & 0xc0) != 0x80)
-			return 0;
-		c = c << 6 | (s[i] & 0x3f);
-	}
-	if (c < min || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff))
-		return 0;
-	*cp = c;
-	return len;
-}
-
 enum str_form { STR_BARE, STR_QUOTED, STR_BYTES };
 
 /* Walk the characters of a string token (quotes and escapes resolved),
@@ -1180,7 +1142,7 @@ static int walk_string(struct tp *t, const char *s, size_t n, bool bytes,
 		} else if (*p < 0x80 || bytes || form == STR_BYTES) {
 			c = *p++;
 		} else {
-			size_t k = utf8_get(p, (size_t)(e - p), &c);
+			size_t k = npy_utf8_get(p, (size_t)(e - p), &c);
 
 			if (!k)
 				return fail(t, "invalid UTF-8 in %s",

@@ -1476,12 +1476,11 @@ out_free:
 }
 
 /* Report a rejected or failed write: log, keep in user.npzfs.error. */
-static void report(struct tree *t, struct node *n, struct entry *e,
-		   const char *what, int ret, const struct npz_err *err)
+static void report(struct node *n, struct entry *e, const char *what,
+		   int ret, const struct npz_err *err)
 {
 	char msg[NPZ_ERR_MSG_MAX + 64];
 
-	(void)t;
 	snprintf(msg, sizeof(msg), "%s: %s", what,
 		 err->msg[0] ? err->msg : strerror(-ret));
 	npz_log("%s", msg);
@@ -1689,7 +1688,7 @@ static int commit_node(struct tree *t, struct node *n)
 	}
 	pthread_mutex_unlock(&n->lock);
 	if (ret)
-		report(t, n, n->e, n->path + 1, ret, &err);
+		report(n, n->e, n->path + 1, ret, &err);
 	return ret;
 }
 
@@ -1811,7 +1810,7 @@ static int remove_entry(struct tree *t, struct entry *e)
 	ret = commit(t, &err);
 	if (ret) {
 		e->doomed = false;
-		report(t, NULL, NULL, e->mname, ret, &err);
+		report(NULL, NULL, e->mname, ret, &err);
 	}
 	return ret;
 }
@@ -1947,7 +1946,7 @@ static int rename_array(struct tree *t, struct entry *e, const char *to)
 		if (victim)
 			victim->doomed = false;
 		free(mname);
-		report(t, NULL, e, to + 1, ret, &err);
+		report(NULL, e, to + 1, ret, &err);
 		return ret;
 	}
 	free(old);
@@ -2014,7 +2013,7 @@ static int rename_member(struct tree *t, struct node *n, const char *to,
 		if (victim)
 			victim->doomed = false;
 		free(mname);
-		report(t, NULL, e, to + 1, ret, &err);
+		report(NULL, e, to + 1, ret, &err);
 		return ret;
 	}
 	free(old);
@@ -2086,7 +2085,7 @@ int tree_rename(struct tree *t, const char *from, const char *to,
 			goto out;
 		}
 		if (ret) {
-			report(t, src, NULL, to + 1, ret, &err);
+			report(src, NULL, to + 1, ret, &err);
 			if (ret == -EINVAL && dst && dst->e)
 				set_error(&dst->e->error, src->error);
 		} else {
