@@ -10,8 +10,8 @@
  * Returns 0 or -errno. */
 int io_pwrite_all(int fd, const void *p, size_t n, uint64_t off);
 
-/* An unlinked temporary file, read-write, close-on-exec, in $TMPDIR or
- * /var/tmp (O_TMPFILE, else mkostemp + unlink; `tag` names the latter).
+/* An unlinked temporary file, read-write, close-on-exec, in the cache
+ * directory (-o cache_dir; default $TMPDIR, else /var/tmp) (O_TMPFILE, else mkostemp + unlink; `tag` names the latter).
  * Returns the descriptor or -errno. */
 int io_tmpfile(const char *tag);
 

@@ -42,6 +42,12 @@ struct text_out {
 /* True if the array has a text view (no object fields anywhere). */
 bool text_viewable(const struct npy_header *hdr);
 
+/* An upper bound on the size of the text view of hdr's array, from its
+ * element count and the widest text of one element of its dtype (plus
+ * the header lines and n-d slice comments).  UINT64_MAX when it does not
+ * fit (or for objects). */
+uint64_t text_size_bound(const struct npy_header *hdr);
+
 /* Render the text view of the array described by hdr whose data src reads.
  * Output is written to sink in chunks of at most 64 KiB.  Returns 0, or
  * -errno from a callback, or -EINVAL for an object dtype (with message). */

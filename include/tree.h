@@ -48,7 +48,9 @@
 #include "buf.h"
 #include "err.h"
 
-#define TREE_STAT_RENDER_MAX (64ull << 20)
+/* stat renders a view to learn its size only when its text is at most
+ * this big (by text_size_bound) */
+#define TREE_STAT_TEXT_MAX (1ull << 20)
 
 enum tree_compress { TREE_KEEP, TREE_STORE, TREE_DEFLATE };
 

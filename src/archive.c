@@ -34,6 +34,7 @@
 #include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,6 +44,7 @@
 #include <zlib.h>
 
 #include "archive.h"
+#include "cache.h"
 
 #define WRITEBACK_STEP (8u << 20)	/* start writeback every 8 MiB */
 #define ARCHIVE_STREAMS 8		/* live inflate streams kept (LRU) */
@@ -97,13 +99,18 @@ struct member {
 	_Atomic int bad;		/* enum member_fault */
 	pthread_mutex_t lock;		/* inflate progress; before pool_lock */
 	struct inflater *zs;		/* pool_lock: pooled stream, or NULL */
+	struct archive *a;		/* the archive (for eviction) */
+	struct cache_item ci;		/* [base, base + frontier) in the budget */
+	_Atomic unsigned pins;		/* readers reading the cache unlocked */
 };
 
 struct archive {
 	char *path;			/* realpath() of the archive */
 	struct stat st;			/* fstat() of fd at open */
 	int fd;				/* the archive, for pread */
-	int cache_fd;			/* inflated data, -1 if nothing deflated */
+	int cache_fd;			/* inflated data, -1 until first needed */
+	pthread_mutex_t cache_open_lock;	/* creating cache_fd; leaf */
+	_Atomic bool rewritten;		/* the file changed behind fd: reads fail */
 	uint64_t file_size;
 	zip_t *zip;
 	pthread_mutex_t zip_lock;	/* every libzip call on zip */
@@ -545,35 +552,75 @@ static int build_index(struct archive *a)
 	return 0;
 }
 
-static int open_cache(struct archive *a, struct npz_err *err)
+/* The budget wants m's cached bytes back (cache.h: called with the
+ * cache's lock held, must not block).  Readers outside m->lock pin the
+ * member before they load the frontier; we zero the frontier before we
+ * look at the pins, so either they see 0 (and inflate under m->lock, which
+ * we hold) or we see their pin (and keep the data). */
+static bool member_evict(struct cache_item *it)
 {
-	const char *dir = getenv("TMPDIR");
-	char path[PATH_MAX];
+	struct member *m = (struct member *)((char *)it -
+					     offsetof(struct member, ci));
+	uint64_t fr;
+
+	if (pthread_mutex_trylock(&m->lock))
+		return false;
+	fr = atomic_exchange(&m->frontier, 0);
+	if (atomic_load(&m->pins)) {
+		atomic_store(&m->frontier, fr);
+		pthread_mutex_unlock(&m->lock);
+		return false;
+	}
+	if (fr)
+		fallocate(m->a->cache_fd,
+			  FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+			  (off_t)m->base, (off_t)fr);
+	pthread_mutex_unlock(&m->lock);
+	return true;
+}
+
+/* Is the file behind a->fd still the one indexed (same size and mtime)?
+ * Another program may rewrite it in place (np.savez truncates and
+ * rewrites): our offsets then point into other bytes, so every read of it
+ * fails from then on.  One fstat per call; call it after reading.
+ * Returns 0 or -EIO (logged once). */
+static int file_unchanged(struct archive *a)
+{
+	struct stat sb;
+
+	if (atomic_load(&a->rewritten))
+		return -EIO;
+	if (fstat(a->fd, &sb) == 0 && sb.st_size == a->st.st_size &&
+	    sb.st_mtim.tv_sec == a->st.st_mtim.tv_sec &&
+	    sb.st_mtim.tv_nsec == a->st.st_mtim.tv_nsec)
+		return 0;
+	if (!atomic_exchange(&a->rewritten, true))
+		npz_log("%s: the archive was rewritten in place by another "
+			"program since it was opened: its members cannot be "
+			"read any more (EIO) until it is mounted again",
+			a->path);
+	return -EIO;
+}
+
+/* The cache file of inflated data, created on first use.  Returns the
+ * descriptor, or -1 when none can be made (reads then stream). */
+static int cache_file(struct archive *a)
+{
 	int fd;
 
-	if (!dir || !*dir)
-		dir = "/var/tmp";
-	fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
-	if (fd >= 0) {
-		a->cache_fd = fd;
-		return 0;
+	pthread_mutex_lock(&a->cache_open_lock);
+	if (a->cache_fd < 0) {
+		fd = cache_tmpfile();
+		if (fd >= 0)
+			a->cache_fd = fd;
+		else
+			npz_log("cannot create a cache file in %s: %s; "
+				"deflated members are read without a cache",
+				cache_dir(), strerror(-fd));
 	}
-	if (snprintf(path, sizeof(path), "%s/npzfs-cache-XXXXXX", dir) >=
-	    (int)sizeof(path)) {
-		npz_err_set(err, "cache directory name too long: %s", dir);
-		return -ENAMETOOLONG;
-	}
-	fd = mkostemp(path, O_CLOEXEC);
-	if (fd < 0) {
-		int ret = -errno;
-
-		npz_err_set(err, "cannot create a cache file in %s: %s", dir,
-			    strerror(-ret));
-		return ret;
-	}
-	unlink(path);
-	a->cache_fd = fd;
-	return 0;
+	fd = a->cache_fd;
+	pthread_mutex_unlock(&a->cache_open_lock);
+	return fd;
 }
 
 /* Read the central directory, check it against libzip and build the
@@ -584,7 +631,6 @@ static int load_members(struct archive *a, struct npz_err *err)
 	struct cd_entry *ents = NULL;
 	unsigned char *cd = NULL;
 	size_t i, pos = 0, names_len = 0;
-	bool any_deflated = false;
 	zip_int64_t zn;
 	char *np;
 	ssize_t n;
@@ -653,6 +699,8 @@ static int load_members(struct archive *a, struct npz_err *err)
 		if (ret)
 			goto out_unlock;
 		pthread_mutex_init(&m->lock, NULL);
+		m->a = a;
+		m->ci.evict = member_evict;
 		memcpy(np, e->name, e->name_len);
 		np[e->name_len] = '\0';
 		m->raw_name = np;
@@ -678,22 +726,21 @@ static int load_members(struct archive *a, struct npz_err *err)
 		m->flags = e->flags;
 		m->lh_off = e->lh_off;
 		if (e->method == ARCHIVE_DEFLATE) {
-			if (e->size > INT64_MAX - base) {
+			if (base > INT64_MAX - 8192 ||
+			    e->size > INT64_MAX - 8192 - base) {
 				npz_err_set(err, "damaged archive: member "
 					    "sizes too large");
 				ret = -EINVAL;
 				goto out_unlock;
 			}
+			/* whole blocks each: punching one frees it all */
 			m->base = base;
-			base += e->size;
-			any_deflated = true;
+			base += (e->size + 4095) & ~(uint64_t)4095;
 		}
 	}
 	pthread_mutex_unlock(&a->zip_lock);
 
 	ret = build_index(a);
-	if (!ret && any_deflated)
-		ret = open_cache(a, err);
 	goto out_free;
 
 out_unlock:
@@ -717,6 +764,7 @@ int archive_open(const char *path, struct archive **out, struct npz_err *err)
 		return -ENOMEM;
 	a->cache_fd = -1;
 	pthread_mutex_init(&a->zip_lock, NULL);
+	pthread_mutex_init(&a->cache_open_lock, NULL);
 	pthread_mutex_init(&a->pool_lock, NULL);
 	for (i = 0; i < ARCHIVE_STREAMS; i++) {
 		a->pool[i].owner = NO_OWNER;
@@ -795,6 +843,7 @@ out_close:
 out_free:
 	pthread_mutex_destroy(&a->zip_lock);
 	pthread_mutex_destroy(&a->pool_lock);
+	pthread_mutex_destroy(&a->cache_open_lock);
 	free(a);
 	return ret;
 }
@@ -819,6 +868,7 @@ void archive_close(struct archive *a)
 		inflater_free_buffers(&a->pool[i]);
 	if (a->m) {
 		for (i = 0; i < a->count && a->m[i].raw_name; i++) {
+			cache_drop(&a->m[i].ci);
 			if (a->m[i].pub.name &&
 			    a->m[i].pub.name != a->m[i].raw_name)
 				free((char *)a->m[i].pub.name);
@@ -839,6 +889,7 @@ void archive_close(struct archive *a)
 	free(a->path);
 	pthread_mutex_destroy(&a->zip_lock);
 	pthread_mutex_destroy(&a->pool_lock);
+	pthread_mutex_destroy(&a->cache_open_lock);
 	free(a);
 }
 
@@ -936,7 +987,11 @@ static int64_t member_data_off(struct archive *a, struct member *m,
 			return -ENOMEM;
 	}
 	n = pread_full(a->fd, h, need, m->lh_off);
-	if (n < 0) {
+	if (n >= 0 && file_unchanged(a)) {
+		ret = -EIO;
+		npz_err_set(err, "member %s: the archive changed on disk",
+			    m->pub.name);
+	} else if (n < 0) {
 		ret = (int)n;
 		npz_err_set(err, "member %s: %s", m->pub.name, strerror(-ret));
 	} else if ((size_t)n < need || get32(h) != SIG_LOCAL ||
@@ -1058,39 +1113,115 @@ static void stream_put(struct archive *a, struct inflater *s, bool done)
 	pthread_mutex_unlock(&a->pool_lock);
 }
 
-/* Inflate member idx into the cache until its frontier reaches target (or
- * the end of the member).  Output that falls in [off, off + len) is
- * inflated straight into buf (when buf is not NULL); *copied says how many
- * bytes at the end of buf were filled that way (the rest was in the cache
- * already).  Called with m->lock held.  Returns 0 or -errno. */
-static int member_inflate(struct archive *a, size_t idx, uint64_t target,
-			  unsigned char *buf, uint64_t off, size_t len,
-			  size_t *copied, struct npz_err *err)
+/* The cache file for m, when m may be cached at all (it fits in the
+ * budget), else -1. */
+static int cache_file_if_any(struct archive *a, const struct member *m)
+{
+	if (m->pub.size > cache_limit())
+		return -1;
+	return cache_file(a);
+}
+
+/* Reset s to the start of its member's stream. */
+static void stream_rewind(struct inflater *s)
+{
+	s->in_pos = s->out_pos = 0;
+	s->crc = crc32(0, NULL, 0);
+	s->z.avail_in = 0;
+	inflateReset(&s->z);
+}
+
+/* Charge and write produced bytes [pos, pos + len) of member m at dst to
+ * the cache when they extend its frontier.  A charge the budget refuses,
+ * or a write error (disk full), only stops caching: returns false then. */
+static bool cache_extend(struct archive *a, struct member *m, int fd,
+			 const unsigned char *dst, uint64_t pos, size_t len)
+{
+	uint64_t fr = atomic_load(&m->frontier);
+	size_t skip;
+	int ret;
+
+	if (fd < 0 || pos > fr || pos + len <= fr)
+		return fd >= 0 && pos + len <= fr;
+	skip = (size_t)(fr - pos);
+	if (cache_charge(&m->ci, len - skip))
+		return false;
+	ret = pwrite_full(fd, dst + skip, len - skip, m->base + fr);
+	if (ret) {
+		cache_release(&m->ci, len - skip);
+		npz_log("cache file in %s: %s; reading %s without it",
+			cache_dir(), strerror(-ret), m->pub.name);
+		return false;
+	}
+	(void)a;
+	atomic_store_explicit(&m->frontier, pos + len, memory_order_release);
+	return true;
+}
+
+/* Drop m's cached bytes (the cache file failed us).  m->lock held. */
+static void cache_forget_member(struct archive *a, struct member *m)
+{
+	uint64_t fr = atomic_exchange(&m->frontier, 0);
+
+	if (fr && a->cache_fd >= 0)
+		fallocate(a->cache_fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+			  (off_t)m->base, (off_t)fr);
+	cache_drop(&m->ci);
+}
+
+/* Fill buf with bytes [off, off + len) of deflated member idx: what is
+ * cached from the cache file, the rest inflated straight into buf.  While
+ * the budget lets it, inflated output extends the cached prefix
+ * [0, frontier) of the member, up to `ahead` (read-ahead, >= off + len);
+ * when it does not (member bigger than the budget, budget busy, cache
+ * file full), the member is streamed: the inflate stream goes on from
+ * where it is when the read is at or after it, and restarts from the
+ * member's start when the read is behind it.  Called with m->lock held.
+ * Returns 0 or -errno. */
+static int member_inflate(struct archive *a, size_t idx, unsigned char *buf,
+			  uint64_t off, size_t len, uint64_t ahead,
+			  struct npz_err *err)
 {
 	struct member *m = &a->m[idx];
-	uint64_t end = off + len;
+	uint64_t end = off + len, need = off, fr, target;
+	int cfd = cache_file_if_any(a, m);
 	struct inflater *s;
 	int64_t data_off;
-	bool done = false;
+	bool done = false, caching = cfd >= 0;
 	int ret = 0;
 
-	*copied = 0;
-	if (atomic_load(&m->frontier) >= target)
-		return 0;
 	if (atomic_load(&m->bad))
 		return member_fail(m, FAULT_NONE, err);
+	fr = atomic_load(&m->frontier);
+	if (off < fr) {
+		size_t k = (size_t)((end < fr ? end : fr) - off);
+		ssize_t n = pread_full(a->cache_fd, buf, k, m->base + off);
+
+		if (n == (ssize_t)k) {
+			need = off + k;
+			cache_touch(&m->ci);
+		} else {
+			npz_log("cache file in %s: %s; reading %s without it",
+				cache_dir(), n < 0 ? strerror((int)-n) :
+				"short read", m->pub.name);
+			cache_forget_member(a, m);
+		}
+	}
+	if (need >= end)
+		return 0;
 	data_off = member_data_off(a, m, err);
 	if (data_off < 0)
 		return (int)data_off;
 	s = stream_get(a, idx);
 	if (!s)
 		return -ENOMEM;
+	if (s->out_pos > need)
+		stream_rewind(s);
+	target = caching ? ahead : end;
 
 	while (!done && (s->out_pos < target || s->out_pos >= m->pub.size)) {
-		uint64_t fr = atomic_load(&m->frontier);
 		unsigned char *dst;
 		size_t produced, cap;
-		bool direct;
 		int zr;
 
 		if (s->z.avail_in == 0) {
@@ -1111,6 +1242,9 @@ static int member_inflate(struct archive *a, size_t idx, uint64_t target,
 					    m->pub.name, strerror(-ret));
 				break;
 			}
+			ret = file_unchanged(a);
+			if (ret)
+				break;
 			s->z.next_in = s->in;
 			s->z.avail_in = (uInt)want;
 			s->in_pos += want;
@@ -1118,15 +1252,14 @@ static int member_inflate(struct archive *a, size_t idx, uint64_t target,
 		/* Inside the caller's range the output goes to buf itself
 		 * (no copy out of the cache afterwards); before it, our block
 		 * stops at the range so that the next step lands in buf. */
-		direct = buf && s->out_pos >= off && s->out_pos < end;
-		if (direct) {
+		if (s->out_pos >= need && s->out_pos < end) {
 			dst = buf + (s->out_pos - off);
 			cap = (size_t)(end - s->out_pos);
 		} else {
 			dst = s->out;
 			cap = s->out_cap;
-			if (buf && s->out_pos < off && off - s->out_pos < cap)
-				cap = (size_t)(off - s->out_pos);
+			if (s->out_pos < need && need - s->out_pos < cap)
+				cap = (size_t)(need - s->out_pos);
 		}
 		if (cap > ARCHIVE_MAX_STEP)
 			cap = ARCHIVE_MAX_STEP;
@@ -1159,27 +1292,13 @@ static int member_inflate(struct archive *a, size_t idx, uint64_t target,
 				break;
 			}
 		}
-		if (s->out_pos + produced > fr) {
-			size_t skip = fr > s->out_pos ? (size_t)(fr - s->out_pos) : 0;
-
-			ret = pwrite_full(a->cache_fd, dst + skip,
-					  produced - skip,
-					  m->base + s->out_pos + skip);
-			if (ret) {
-				npz_err_set(err, "cache file: %s",
-					    strerror(-ret));
-				s->out_pos += produced;
-				break;
-			}
-			atomic_store_explicit(&m->frontier,
-					      s->out_pos + produced,
-					      memory_order_release);
+		if (caching && produced &&
+		    !cache_extend(a, m, cfd, dst, s->out_pos, produced)) {
+			caching = false;
+			target = end;
 		}
 		s->out_pos += produced;
-		if (direct)
-			*copied += produced;
 	}
-	/* A write error desynchronises the frontier: restart next time. */
 	stream_put(a, s, done || ret);
 	return ret;
 }
@@ -1201,35 +1320,60 @@ int archive_member_span(struct archive *a, size_t i, uint64_t off,
 		return 0;
 	if (len > m->pub.size - off)
 		len = (size_t)(m->pub.size - off);
-	switch (m->pub.method) {
-	case ARCHIVE_STORE:
-		data_off = member_data_off(a, m, err);
-		if (data_off < 0)
-			return (int)data_off;
-		*pos = (uint64_t)data_off + off;
-		break;
-	case ARCHIVE_DEFLATE:
-		if (atomic_load(&m->bad) ||
-		    atomic_load_explicit(&m->frontier, memory_order_acquire) <
-		    off + len)
-			return -EAGAIN;
-		*fd = a->cache_fd;
-		*pos = m->base + off;
-		break;
-	default:
+	/* Only stored members: cached inflated bytes may be evicted before
+	 * the caller is done with the span. */
+	if (m->pub.method != ARCHIVE_STORE)
 		return -EAGAIN;
-	}
+	data_off = member_data_off(a, m, err);
+	if (data_off < 0)
+		return (int)data_off;
+	if (file_unchanged(a))
+		return -EIO;
+	*pos = (uint64_t)data_off + off;
 	*n = len;
 	return 0;
+}
+
+/* Read [off, off + len) of a deflated member: from the cache alone when
+ * it holds the range (no lock: pinned against eviction), else under the
+ * member's lock.  Returns 0 or -errno. */
+static int deflated_read(struct archive *a, size_t i, void *buf, size_t len,
+			 uint64_t off, struct npz_err *err)
+{
+	struct member *m = &a->m[i];
+	uint64_t end = off + len, ahead;
+	int ret = -EAGAIN;
+
+	if (atomic_load(&m->bad))
+		return member_fail(m, FAULT_NONE, err);
+	atomic_fetch_add(&m->pins, 1);
+	if (atomic_load(&m->frontier) >= end &&
+	    pread_full(a->cache_fd, buf, len, m->base + off) == (ssize_t)len)
+		ret = 0;
+	atomic_fetch_sub(&m->pins, 1);
+	if (!ret) {
+		cache_touch(&m->ci);
+		return 0;
+	}
+	/* at least ARCHIVE_STEP per inflate, so that small sequential reads
+	 * do not each take the lock; small members whole */
+	ahead = end;
+	if (ahead - off < ARCHIVE_STEP)
+		ahead = off + ARCHIVE_STEP;
+	if (m->pub.size <= ARCHIVE_SMALL || ahead >= m->pub.size ||
+	    m->pub.size - ahead <= ARCHIVE_STEP)
+		ahead = m->pub.size;
+	pthread_mutex_lock(&m->lock);
+	ret = member_inflate(a, i, buf, off, len, ahead, err);
+	pthread_mutex_unlock(&m->lock);
+	return ret;
 }
 
 ssize_t archive_member_read(struct archive *a, size_t i, void *buf,
 			    size_t len, uint64_t off, struct npz_err *err)
 {
 	struct member *m;
-	uint64_t end, target, fr;
 	int64_t data_off;
-	size_t copied = 0;
 	ssize_t n;
 	int ret;
 
@@ -1244,7 +1388,6 @@ ssize_t archive_member_read(struct archive *a, size_t i, void *buf,
 		len = SSIZE_MAX;
 	if (len == 0)
 		return 0;
-	end = off + len;
 
 	switch (m->pub.method) {
 	case ARCHIVE_STORE:
@@ -1254,34 +1397,10 @@ ssize_t archive_member_read(struct archive *a, size_t i, void *buf,
 		n = pread_full(a->fd, buf, len, (uint64_t)data_off + off);
 		break;
 	case ARCHIVE_DEFLATE:
-		if (atomic_load(&m->bad))
-			return member_fail(m, FAULT_NONE, err);
-		fr = atomic_load_explicit(&m->frontier, memory_order_acquire);
-		if (fr < end) {
-			/* at least ARCHIVE_STEP per inflate, so that small
-			 * sequential reads do not each take the lock */
-			target = end;
-			if (target - fr < ARCHIVE_STEP)
-				target = fr + ARCHIVE_STEP;
-			if (m->pub.size <= ARCHIVE_SMALL ||
-			    target >= m->pub.size ||
-			    m->pub.size - target <= ARCHIVE_STEP)
-				target = m->pub.size;
-			pthread_mutex_lock(&m->lock);
-			ret = member_inflate(a, i, target, buf, off, len,
-					     &copied, err);
-			pthread_mutex_unlock(&m->lock);
-			if (ret)
-				return ret;
-		}
-		/* what was not inflated into buf just now: from the cache */
-		n = (ssize_t)copied;
-		if (copied < len) {
-			n = pread_full(a->cache_fd, buf, len - copied,
-				       m->base + off);
-			if (n >= 0)
-				n += (ssize_t)copied;
-		}
+		ret = deflated_read(a, i, buf, len, off, err);
+		if (ret)
+			return ret;
+		n = (ssize_t)len;
 		break;
 	default:
 		npz_err_set(err, "member %s: unsupported compression %s",
@@ -1298,6 +1417,10 @@ ssize_t archive_member_read(struct archive *a, size_t i, void *buf,
 			    m->pub.name);
 		return -EIO;
 	}
+	/* after reading: bytes read before a rewrite was seen are not
+	 * returned either (cached ones included, for one rule) */
+	if (file_unchanged(a))
+		return -EIO;
 	return n;
 }
 
@@ -1311,6 +1434,58 @@ time_t archive_mtime(const struct archive *a)
 	return a->st.st_mtime;
 }
 
+/* ---- The commit lock ----------------------------------------------------
+ *
+ * Commits to one archive are mutually exclusive across processes (two
+ * mounts, or two hosts on a shared filesystem): an open file description
+ * lock (F_OFD_SETLKW: per open file, not per process, so two threads of one
+ * daemon exclude each other too; NFS clients turn it into an NLM/NFSv4
+ * lock) on ".NAME.lock" beside the archive.  The file is never removed:
+ * removing it would let a later opener lock a new file while an older
+ * holder still locks the old one.  A killed holder's lock dies with its
+ * descriptor, so a stale file never blocks anyone.
+ */
+
+/* Open the lock file of the archive at path (created if missing).
+ * Returns the descriptor, or -errno. */
+static int lock_open(const char *path)
+{
+	const char *slash = strrchr(path, '/');
+	size_t dlen = slash ? (size_t)(slash - path) : 0;
+	char lpath[PATH_MAX];
+	int fd;
+
+	if (!slash || (size_t)snprintf(lpath, sizeof(lpath), "%.*s/.%.200s.lock",
+				      (int)dlen, path, slash + 1) >= sizeof(lpath))
+		return -ENAMETOOLONG;
+	fd = open(lpath, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
+	return fd < 0 ? -errno : fd;
+}
+
+/* Take the commit lock of the archive at path: wait for it, or only try
+ * when !wait.  Returns the descriptor that holds it (close it to release),
+ * -EAGAIN when !wait and another holds it, -1 when no lock file can be
+ * made where the archive is (a read-only directory: no commit can write
+ * there either, and fails with its own error), or another -errno. */
+static int lock_take(const char *path, bool wait)
+{
+	struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET };
+	int fd = lock_open(path), e;
+
+	if (fd == -EACCES || fd == -EROFS || fd == -EPERM)
+		return -1;
+	if (fd < 0)
+		return fd;
+	while (fcntl(fd, wait ? F_OFD_SETLKW : F_OFD_SETLK, &fl) < 0) {
+		e = errno;
+		if (e == EINTR)
+			continue;
+		close(fd);
+		return e == EWOULDBLOCK ? -EAGAIN : -e;
+	}
+	return fd;
+}
+
 int archive_clean_temps(const char *path)
 {
 	char dcopy[PATH_MAX], bcopy[PATH_MAX], prefix[256];
@@ -1318,7 +1493,7 @@ int archive_clean_temps(const char *path)
 	struct dirent *d;
 	size_t plen;
 	DIR *dp;
-	int removed = 0;
+	int removed = 0, lfd;
 
 	if (strlen(path) >= PATH_MAX)
 		return 0;
@@ -1328,9 +1503,16 @@ int archive_clean_temps(const char *path)
 	base = basename(bcopy);
 	snprintf(prefix, sizeof(prefix), ".%.200s.npzfs-", base);
 	plen = strlen(prefix);
-	dp = opendir(dir);
-	if (!dp)
+	/* a temporary file of a commit running right now is not stale */
+	lfd = lock_take(path, false);
+	if (lfd == -EAGAIN)
 		return 0;
+	dp = opendir(dir);
+	if (!dp) {
+		if (lfd >= 0)
+			close(lfd);
+		return 0;
+	}
 	while ((d = readdir(dp))) {
 		if (strncmp(d->d_name, prefix, plen) ||
 		    strlen(d->d_name) != plen + 6)
@@ -1339,6 +1521,8 @@ int archive_clean_temps(const char *path)
 			removed++;
 	}
 	closedir(dp);
+	if (lfd >= 0)
+		close(lfd);
 	return removed;
 }
 
@@ -2518,20 +2702,32 @@ int archive_commit(struct archive *a, const struct archive_change *changes,
 		   size_t n, struct archive **out, struct npz_err *err)
 {
 	struct file_src s;
-	char msg[NPZ_ERR_MSG_MAX];
+	char msg[NPZ_ERR_MSG_MAX] = "";
 	zip_source_t *src;
 	zip_error_t ze;
 	zip_t *za;
 	bool oom = false;
 	char *slash;
-	int ret;
+	int ret, lfd;
 
 	ret = check_changes(a, changes, n, err);
 	if (ret)
 		return ret;
+	/* lock, check, write, fsync, rename, reopen, unlock */
+	lfd = lock_take(a->path, true);
+	if (lfd < -1) {
+		npz_err_set(err, "%s: cannot take the commit lock: %s", a->path,
+			    strerror(-lfd));
+		return lfd;
+	}
 	ret = check_same_file(a, msg, sizeof(msg));
+	if (!ret && file_unchanged(a))
+		ret = -ESTALE;
 	if (ret) {
-		npz_err_set(err, "%s", msg);
+		npz_err_set(err, "%s", msg[0] ? msg : "archive was rewritten "
+			    "in place by another program");
+		if (lfd >= 0)
+			close(lfd);
 		return ret;
 	}
 	memset(&s, 0, sizeof(s));
@@ -2596,6 +2792,8 @@ int archive_commit(struct archive *a, const struct archive_change *changes,
 			       a->path);
 out_free:
 	fsrc_rollback(&s);	/* no temporary file survives a failure */
+	if (lfd >= 0)
+		close(lfd);
 	zip_error_fini(&s.error);
 	free(s.wbuf);
 	free(s.rbuf);

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include "cache.h"
 #include "io.h"
 
 int io_pwrite_all(int fd, const void *p, size_t n, uint64_t off)
@@ -28,9 +29,7 @@ int io_pwrite_all(int fd, const void *p, size_t n, uint64_t off)
 
 const char *io_tmpdir(void)
 {
-	const char *dir = getenv("TMPDIR");
-
-	return dir && *dir ? dir : "/var/tmp";
+	return cache_dir();
 }
 
 int io_tmpfile(const char *tag)

@@ -11,6 +11,7 @@
 
 #include <fuse_lowlevel.h>
 
+#include "cache.h"
 #include "npzfs.h"
 
 #define OPT(t, p, v) { t, offsetof(struct npzfs_opts, p), v }
@@ -21,6 +22,8 @@ static const struct fuse_opt npzfs_opt_spec[] = {
 	OPT("create", create, 1),
 	OPT("compress=%s", compress, 0),
 	OPT("level=%d", level, 0),
+	OPT("cache_size=%s", cache_size, 0),
+	OPT("cache_dir=%s", cache_dir, 0),
 	OPT("-h", show_help, 1),
 	OPT("--help", show_help, 1),
 	OPT("-V", show_version, 1),
@@ -41,6 +44,10 @@ static const char usage[] =
 "    -o compress=MODE       keep|store|deflate: how changed members are written\n"
 "    -o level=N             deflate level 0-9 (default: zlib's default)\n"
 "    -o create              create ARCHIVE as an empty npz if it is missing\n"
+"    -o cache_size=SIZE     disk budget for cached data: inflated members and\n"
+"                           rendered text views (K/M/G suffixes; default 1G)\n"
+"    -o cache_dir=DIR       where cached data and write spill files go\n"
+"                           (default $TMPDIR, else /var/tmp)\n"
 "    -h, --help             this help\n"
 "    -V, --version          print the version\n"
 "\n";
@@ -116,6 +123,20 @@ static int check_archive(struct npzfs_opts *o)
 
 static int check_options(const struct npzfs_opts *o)
 {
+	struct npz_err err = { "" };
+	uint64_t size = CACHE_DEFAULT_SIZE;
+	char dir[PATH_MAX];
+	int ret;
+
+	if (o->cache_size && cache_parse_size(o->cache_size, &size))
+		return fail("cache_size=%s: expected a size like 512M or 4G%s",
+			    o->cache_size, "");
+	/* absolute: the daemon changes directory to "/" */
+	if (o->cache_dir && !realpath(o->cache_dir, dir))
+		return fail("cache_dir=%s: %s", o->cache_dir, strerror(errno));
+	ret = cache_setup(o->cache_dir ? dir : NULL, size, &err);
+	if (ret)
+		return fail("%s%s", err.msg, "");
 	if (strcmp(o->compress, "keep") && strcmp(o->compress, "store") &&
 	    strcmp(o->compress, "deflate"))
 		return fail("compress=%s: expected keep, store or deflate%s",
@@ -242,6 +263,8 @@ out_args:
 	free(co.mountpoint);
 	free(state.opts.archive);
 	free(state.opts.compress);
+	free(state.opts.cache_size);
+	free(state.opts.cache_dir);
 	fuse_opt_free_args(&args);
 	return ret;
 }

@@ -1899,6 +1899,89 @@ static int header_lines(struct fmt *f)
 	return ret;
 }
 
+/* ---- Size bound ---------------------------------------------------- */
+
+static uint64_t sat_add(uint64_t a, uint64_t b)
+{
+	return a > UINT64_MAX - b ? UINT64_MAX : a + b;
+}
+
+static uint64_t sat_mul(uint64_t a, uint64_t b)
+{
+	return b && a > UINT64_MAX / b ? UINT64_MAX : a * b;
+}
+
+/* The widest text of one element of dt, its separator included. */
+static uint64_t elem_bound(const struct npy_dtype *dt)
+{
+	uint64_t w = 0;
+
+	switch (dt->kind) {
+	case NPY_BOOL:
+		return 6;			/* "False " */
+	case NPY_INT:
+	case NPY_UINT:
+		return dt->itemsize <= 1 ? 5 : dt->itemsize <= 2 ? 7 :
+		       dt->itemsize <= 4 ? 12 : 21;
+	case NPY_FLOAT:				/* "-2.2250738585072014e-308" */
+		return dt->itemsize <= 2 ? 11 : dt->itemsize <= 4 ? 17 :
+		       dt->itemsize <= 8 ? 26 : 48;
+	case NPY_COMPLEX:
+		return dt->itemsize <= 8 ? 34 : dt->itemsize <= 16 ? 52 : 96;
+	case NPY_BYTES:				/* b"\xNN..." */
+		return sat_add(4, sat_mul(dt->itemsize, 4));
+	case NPY_STR:				/* "\U0010ffff..." */
+		return sat_add(3, sat_mul(dt->itemsize / 4, 10));
+	case NPY_VOID:
+		return sat_add(3, sat_mul(dt->itemsize, 2));
+	case NPY_DATETIME:
+		return 48;
+	case NPY_TIMEDELTA:
+		return 21;
+	case NPY_RECORD:
+		for (size_t i = 0; i < dt->nfields; i++)
+			w = sat_add(w, sat_mul(dt->fields[i].count,
+					       elem_bound(&dt->fields[i].type)));
+		return w ? w : 1;
+	default:
+		return UINT64_MAX;
+	}
+}
+
+/* The widest "# columns:" line of a record dtype, names under a prefix of
+ * plen bytes. */
+static uint64_t columns_bound(const struct npy_dtype *dt, uint64_t plen)
+{
+	uint64_t w = 0;
+
+	for (size_t i = 0; i < dt->nfields; i++) {
+		const struct npy_field *fl = &dt->fields[i];
+		uint64_t name = sat_add(plen, sat_add(4 * strlen(fl->name),
+					(uint64_t)fl->ndim * 21 + 2));
+
+		w = sat_add(w, sat_mul(fl->count, fl->type.kind == NPY_RECORD ?
+				       columns_bound(&fl->type, name + 1) :
+				       name + 1));
+	}
+	return w;
+}
+
+uint64_t text_size_bound(const struct npy_header *hdr)
+{
+	uint64_t b, slices = 0, dict;
+
+	dict = hdr->dict ? strlen(hdr->dict) : hdr->header_len + 128;
+	b = sat_add(dict, 4);
+	if (hdr->dtype.kind == NPY_RECORD)
+		b = sat_add(b, sat_add(12, columns_bound(&hdr->dtype, 0)));
+	b = sat_add(b, sat_mul(hdr->count, elem_bound(&hdr->dtype)));
+	if (hdr->ndim >= 3 && hdr->shape[hdr->ndim - 1] &&
+	    hdr->shape[hdr->ndim - 2])
+		slices = hdr->count / (hdr->shape[hdr->ndim - 1] *
+				       hdr->shape[hdr->ndim - 2]);
+	return sat_add(b, sat_mul(slices, (uint64_t)hdr->ndim * 22 + 8));
+}
+
 bool text_viewable(const struct npy_header *hdr)
 {
 	return !text_check_dtype(&hdr->dtype, hdr->count, NULL);

@@ -18,6 +18,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "cache.h"
 #include "convert.h"
 #include "io.h"
 #include "npy.h"
@@ -29,7 +30,12 @@
 #define HEAD_PEEK 4096
 #define COPY_BLOCK (1u << 20)
 #define TOMBS 256
-#define GRAVE_SECONDS 2	/* how long replaced things stay readable */
+#define GRAVE_SECONDS 2	/* how long replaced archives stay readable */
+#define VIEW_MEM_MAX (16u << 20)	/* views whose text is at most this
+					   (bound) are rendered in memory, then
+					   appended to the shared cache file;
+					   bigger ones get a cache file each */
+#define CACHE_RETRY_SECONDS 1	/* after caching a view failed */
 
 enum array_state { ARRAY_UNKNOWN, ARRAY_OK, ARRAY_BAD };
 
@@ -57,13 +63,21 @@ struct entry {
 	struct wbuf *pending;	/* new content for the running commit */
 	time_t mtime;
 	char *error;		/* last rejected write (tree->lock) */
-	pthread_mutex_t lock;	/* protects: state .. text_len */
+	struct tree *t;
+	pthread_mutex_t lock;	/* protects: state .. cache_failed; take
+				   before the cache's lock */
 	enum array_state state;
 	bool viewable;		/* state == ARRAY_OK: no objects inside */
 	uint64_t data_len;	/* state == ARRAY_OK: bytes of array data */
-	bool rendered;
-	uint64_t text_off;	/* rendered text in the cache file */
+	uint64_t text_bound;	/* state == ARRAY_OK: text_size_bound() */
+	bool sized;		/* text_len is known (rendered once) */
 	uint64_t text_len;
+	bool rendered;		/* the text is cached: in view_fd, or at
+				   text_off of t->cache_fd when view_fd < 0 */
+	int view_fd;
+	uint64_t text_off;
+	time_t cache_failed;	/* when keeping the text last failed */
+	struct cache_item ci;	/* the cached text in the budget */
 };
 
 struct node {
@@ -101,8 +115,8 @@ struct tree {
 	struct entry **entries;
 	size_t nentries, entries_cap;
 	uint64_t next_seq;
-	pthread_mutex_t cache_lock;	/* protects: cache_end */
-	int cache_fd;
+	pthread_mutex_t cache_lock;	/* protects: cache_end; a leaf lock */
+	int cache_fd;			/* small rendered views, or -1 */
 	uint64_t cache_end;
 	pthread_mutex_t grave_lock;	/* protects: graves; a leaf lock */
 	struct grave *graves;
@@ -113,12 +127,11 @@ struct tree {
 	void *inval_ctx;
 };
 
-/* Something a commit replaced, kept a while for zero-copy replies still in
- * flight (tree_read_span hands out descriptors and offsets that are used
- * after the tree lock is released). */
+/* An archive a commit replaced, kept a while for zero-copy replies still
+ * in flight (tree_read_span hands out descriptors and offsets that are
+ * used after the tree lock is released). */
 struct grave {
-	struct archive *ar;	/* an old archive to close, or NULL */
-	uint64_t off, len;	/* a text cache region to punch, if len */
+	struct archive *ar;
 	time_t when;
 	struct grave *next;
 };
@@ -170,8 +183,7 @@ void tree_set_invalidate(struct tree *t,
 
 /* ---- Replaced archives and text, released a little later -------------- */
 
-static void grave_add(struct tree *t, struct archive *ar, uint64_t off,
-		      uint64_t len)
+static void grave_add(struct tree *t, struct archive *ar)
 {
 	struct grave *g = calloc(1, sizeof(*g));
 
@@ -180,8 +192,6 @@ static void grave_add(struct tree *t, struct archive *ar, uint64_t off,
 		return;
 	}
 	g->ar = ar;
-	g->off = off;
-	g->len = len;
 	g->when = time(NULL);
 	pthread_mutex_lock(&t->grave_lock);
 	g->next = t->graves;
@@ -189,7 +199,7 @@ static void grave_add(struct tree *t, struct archive *ar, uint64_t off,
 	pthread_mutex_unlock(&t->grave_lock);
 }
 
-/* Close and punch what was replaced more than GRAVE_SECONDS ago (all of
+/* Close what was replaced more than GRAVE_SECONDS ago (all of
  * it when `all`). */
 static void grave_sweep(struct tree *t, bool all)
 {
@@ -210,10 +220,6 @@ static void grave_sweep(struct tree *t, bool all)
 	while ((g = done)) {
 		done = g->next;
 		archive_close(g->ar);
-		if (g->len)
-			fallocate(t->cache_fd,
-				  FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-				  (off_t)g->off, (off_t)g->len);
 		free(g);
 	}
 }
@@ -498,12 +504,16 @@ static char array_name(const char *path)
 
 /* ---- Entries ---------------------------------------------------------- */
 
+static bool view_evict(struct cache_item *it);
+
 static struct entry *entry_new(const char *mname)
 {
 	struct entry *e = calloc(1, sizeof(*e));
 
 	if (!e)
 		return NULL;
+	e->view_fd = -1;
+	e->ci.evict = view_evict;
 	e->mname = strdup(mname);
 	if (!e->mname) {
 		free(e);
@@ -514,8 +524,39 @@ static struct entry *entry_new(const char *mname)
 	return e;
 }
 
+/* Drop the cached text of e (it stays sized).  e->lock held. */
+static void view_drop(struct entry *e)
+{
+	if (!e->rendered)
+		return;
+	if (e->view_fd >= 0)
+		close(e->view_fd);
+	else if (e->text_len)
+		fallocate(e->t->cache_fd,
+			  FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+			  (off_t)e->text_off, (off_t)e->text_len);
+	e->view_fd = -1;
+	e->rendered = false;
+}
+
+/* The budget wants e's text back (cache.h: must not block). */
+static bool view_evict(struct cache_item *it)
+{
+	struct entry *e = (struct entry *)((char *)it -
+					   offsetof(struct entry, ci));
+
+	if (pthread_mutex_trylock(&e->lock))
+		return false;
+	view_drop(e);
+	pthread_mutex_unlock(&e->lock);
+	return true;
+}
+
 static void entry_free(struct entry *e)
 {
+	cache_drop(&e->ci);	/* no eviction can reach it after this */
+	if (e->t)
+		view_drop(e);
 	pthread_mutex_destroy(&e->lock);
 	free(e->error);
 	free(e->mname);
@@ -534,6 +575,7 @@ static int entries_add(struct tree *t, struct entry *e)
 		t->entries_cap = cap;
 	}
 	t->entries[t->nentries++] = e;
+	e->t = t;
 	return 0;
 }
 
@@ -563,12 +605,14 @@ static void set_error(char **slot, const char *msg)
 /* Forget the parsed header and rendered text: the content changed. */
 static void entry_reset(struct tree *t, struct entry *e)
 {
+	(void)t;
 	pthread_mutex_lock(&e->lock);
 	e->state = ARRAY_UNKNOWN;
-	if (e->rendered && e->text_len)
-		grave_add(t, NULL, e->text_off, e->text_len);
-	e->rendered = false;
+	view_drop(e);
+	cache_drop(&e->ci);
+	e->sized = false;
 	e->text_len = 0;
+	e->cache_failed = 0;
 	pthread_mutex_unlock(&e->lock);
 }
 
@@ -674,14 +718,15 @@ static int add_view(struct tree *t, struct entry *e)
 	return ret;
 }
 
-static int cache_open(struct tree *t, struct npz_err *err)
+/* The shared cache file of small views.  Without one, views are served
+ * without a cache. */
+static void cache_open(struct tree *t)
 {
-	t->cache_fd = io_tmpfile("text");
-	if (t->cache_fd >= 0)
-		return 0;
-	npz_err_set(err, "cannot create a cache file in %s: %s", io_tmpdir(),
-		    strerror(-t->cache_fd));
-	return -EIO;
+	t->cache_fd = cache_tmpfile();
+	if (t->cache_fd < 0)
+		npz_log("cannot create a cache file in %s: %s; text views are "
+			"rendered for every read", cache_dir(),
+			strerror(-t->cache_fd));
 }
 
 int tree_new(struct archive *ar, const struct tree_opts *opts,
@@ -708,7 +753,7 @@ int tree_new(struct archive *ar, const struct tree_opts *opts,
 	if (!ret)
 		ret = node_add(t, NULL, "/", 1, N_DIR, &t->root);
 	if (!ret)
-		ret = cache_open(t, err);
+		cache_open(t);
 	for (size_t i = 0; !ret && i < n; i++)
 		ret = add_member(t, i, &path);
 	for (size_t i = 0; !ret && i < t->nentries; i++)
@@ -845,6 +890,7 @@ static int array_header(struct tree *t, struct entry *e,
 		e->state = ARRAY_OK;
 		e->viewable = text_viewable(hdr);
 		e->data_len = hdr->data_len;
+		e->text_bound = text_size_bound(hdr);
 	}
 	return 0;
 }
@@ -874,12 +920,24 @@ static bool view_visible(struct tree *t, struct entry *e)
 	return visible;
 }
 
+/* Rendering a view: the text goes to the view's cache (memory then the
+ * shared file for small views, a file of its own for big ones) while the
+ * budget lets it, and the bytes of a window [win_off, win_off + win_len)
+ * are copied out on the way (a read of a view that is not cached). */
 struct render_ctx {
 	struct tree *t;
 	struct entry *e;
 	uint64_t data_off;	/* the npy header's length */
-	uint64_t pos;		/* next write offset in the cache file */
 	struct npz_err *err;
+	uint64_t pos;		/* text produced so far */
+	bool caching;		/* still keeping the text */
+	bool in_mem;		/* keeping it in mem, else in fd */
+	struct buf mem;
+	int fd;
+	char *win;
+	uint64_t win_off;
+	size_t win_len, win_got;
+	bool stop_after_win;	/* the size is known: stop after the window */
 };
 
 static int render_src_read(void *ctx, void *buf, size_t len, uint64_t off)
@@ -890,68 +948,158 @@ static int render_src_read(void *ctx, void *buf, size_t len, uint64_t off)
 				rc->data_off + off, rc->err);
 }
 
+/* Stop keeping the text (budget full, disk full): the render goes on for
+ * the window and the size. */
+static void render_uncache(struct render_ctx *rc)
+{
+	rc->caching = false;
+	buf_release(&rc->mem);
+	if (rc->fd >= 0) {
+		close(rc->fd);
+		rc->fd = -1;
+		cache_drop(&rc->e->ci);
+	}
+}
+
 static int render_sink_write(void *ctx, const void *buf, size_t len)
 {
 	struct render_ctx *rc = ctx;
-	int ret = io_pwrite_all(rc->t->cache_fd, buf, len, rc->pos);
+	uint64_t wend = rc->win_off + rc->win_len;
 
-	if (ret) {
-		npz_err_set(rc->err, "cache file: %s", strerror(-ret));
-		return -EIO;
+	if (rc->win && rc->pos + len > rc->win_off && rc->pos < wend) {
+		uint64_t from = rc->pos > rc->win_off ? rc->pos : rc->win_off;
+		uint64_t to = rc->pos + len < wend ? rc->pos + len : wend;
+
+		memcpy(rc->win + (from - rc->win_off),
+		       (const char *)buf + (from - rc->pos), (size_t)(to - from));
+		rc->win_got = (size_t)(to - rc->win_off);
+	}
+	if (rc->caching && rc->in_mem) {
+		if (buf_add(&rc->mem, buf, len))
+			render_uncache(rc);
+	} else if (rc->caching) {
+		if (cache_charge(&rc->e->ci, len)) {
+			render_uncache(rc);
+		} else if (io_pwrite_all(rc->fd, buf, len, rc->pos)) {
+			cache_release(&rc->e->ci, len);
+			render_uncache(rc);
+		}
 	}
 	rc->pos += len;
+	if (!rc->caching && rc->stop_after_win && rc->pos >= wend)
+		return -ECANCELED;	/* the window is full */
 	return 0;
 }
 
-/* Render the view into the cache file once.  Called with e->lock held,
- * after a successful array_load.  Returns 0 or -EIO (logged). */
-static int array_render(struct tree *t, struct entry *e)
+/* Keep a small view rendered in memory: charge it and append it to the
+ * shared file.  e->lock held.  Returns true when it is cached. */
+static bool render_keep_mem(struct render_ctx *rc)
+{
+	struct tree *t = rc->t;
+	struct entry *e = rc->e;
+	uint64_t off;
+
+	if (t->cache_fd < 0 || cache_charge(&e->ci, rc->mem.len))
+		return false;
+	pthread_mutex_lock(&t->cache_lock);
+	off = t->cache_end;
+	t->cache_end = (off + rc->mem.len + 63) & ~63ull;
+	pthread_mutex_unlock(&t->cache_lock);
+	if (io_pwrite_all(t->cache_fd, rc->mem.data, rc->mem.len, off)) {
+		cache_drop(&e->ci);
+		return false;
+	}
+	e->text_off = off;
+	e->view_fd = -1;
+	return true;
+}
+
+/* Render e's view when its text is at most max_bound bytes (by
+ * text_size_bound): learn its size, keep it in the cache when the budget
+ * lets it, and copy the window [win_off, win_off + win_len) into win (when
+ * win is not NULL; *got says how many bytes).  Called with e->lock held.
+ * Returns 0, -EFBIG (bigger than max_bound: nothing done) or -EIO (logged:
+ * a damaged member, an object array). */
+static int array_render(struct tree *t, struct entry *e, uint64_t max_bound,
+			char *win, uint64_t win_off, size_t win_len,
+			size_t *got)
 {
 	struct npz_err err = { "" };
-	struct render_ctx rc = { t, e, 0, 0, &err };
+	struct render_ctx rc = { .t = t, .e = e, .err = &err, .fd = -1,
+				 .win = win, .win_off = win_off,
+				 .win_len = win_len };
 	struct text_src src = { render_src_read, &rc };
 	struct text_sink sink = { render_sink_write, &rc };
 	struct npy_header hdr;
+	bool full;
 	int ret;
 
-	if (e->rendered)
-		return 0;
+	if (e->state == ARRAY_OK && (!e->viewable || e->text_bound > max_bound))
+		return e->viewable ? -EFBIG : -EIO;
 	ret = array_header(t, e, &hdr);
 	if (ret)
 		return ret;
-	if (!e->viewable) {	/* objects: no view, nothing to log */
+	if (!e->viewable || e->text_bound > max_bound) {
 		npy_header_release(&hdr);
-		return -EIO;
+		return e->viewable ? -EFBIG : -EIO;
 	}
 	rc.data_off = hdr.header_len;
-	pthread_mutex_lock(&t->cache_lock);
-	rc.pos = t->cache_end;
-	ret = text_format(&hdr, &src, &sink, &err);
-	if (!ret) {
-		e->text_off = t->cache_end;
-		e->text_len = rc.pos - t->cache_end;
-		e->rendered = true;
-		t->cache_end = (rc.pos + 63) & ~63ull;
+	buf_init(&rc.mem);
+	rc.in_mem = e->text_bound <= VIEW_MEM_MAX;
+	rc.caching = !e->rendered && time(NULL) - e->cache_failed >=
+		     CACHE_RETRY_SECONDS &&
+		     (!e->sized || e->text_len <= cache_limit());
+	if (rc.caching && !rc.in_mem) {
+		rc.fd = cache_tmpfile();
+		rc.caching = rc.fd >= 0;
 	}
-	pthread_mutex_unlock(&t->cache_lock);
+	rc.stop_after_win = win && e->sized;
+	ret = text_format(&hdr, &src, &sink, &err);
 	npy_header_release(&hdr);
+	full = !ret;
+	if (ret == -ECANCELED && rc.stop_after_win)
+		ret = 0;
 	if (ret) {
+		render_uncache(&rc);
 		npz_log("member '%s': cannot render text view: %s", e->mname,
 			err.msg[0] ? err.msg : strerror(-ret));
 		return -EIO;
 	}
+	if (full) {
+		e->sized = true;
+		e->text_len = rc.pos;
+		if (rc.caching && rc.in_mem)
+			rc.caching = render_keep_mem(&rc);
+		else if (rc.caching)
+			e->view_fd = rc.fd;
+		e->rendered = rc.caching;
+		if (!rc.caching && !e->cache_failed)
+			npz_log("member '%s': text view (%llu bytes) not kept "
+				"in the cache (cache_size=%llu): it is rendered "
+				"again for reads", e->mname,
+				(unsigned long long)rc.pos,
+				(unsigned long long)cache_limit());
+		if (!rc.caching)
+			e->cache_failed = time(NULL);
+	}
+	buf_release(&rc.mem);
+	if (got)
+		*got = rc.win_got;
 	return 0;
 }
 
-/* Load and render the view of e: 0 or -EIO. */
+/* Load e and render its view if it is not cached (and was not given up
+ * on a moment ago): 0 or -EIO. */
 static int view_ready(struct tree *t, struct entry *e)
 {
 	int ret;
 
 	pthread_mutex_lock(&e->lock);
 	ret = array_load(t, e);
-	if (!ret)
-		ret = array_render(t, e);
+	if (!ret && (!e->sized || (!e->rendered &&
+				   time(NULL) - e->cache_failed >=
+				   CACHE_RETRY_SECONDS)))
+		ret = array_render(t, e, UINT64_MAX, NULL, 0, 0, NULL);
 	pthread_mutex_unlock(&e->lock);
 	return ret;
 }
@@ -971,15 +1119,10 @@ static uint64_t node_size(struct tree *t, struct node *n)
 		size = archive_member(t->ar, e->member)->size;
 	} else if (n->kind == N_VIEW && e) {
 		pthread_mutex_lock(&e->lock);
-		/* a member this small holds a small array: render at once,
-		 * parsing its header only once */
-		if (!e->rendered && e->state == ARRAY_UNKNOWN && e->in_archive &&
-		    archive_member(t->ar, e->member)->size <= TREE_STAT_RENDER_MAX)
-			array_render(t, e);
-		else if (!e->rendered && !array_load(t, e) &&
-			 e->data_len <= TREE_STAT_RENDER_MAX)
-			array_render(t, e);
-		if (e->rendered)
+		/* only small views are rendered to learn their size */
+		if (!e->sized && e->in_archive && e->state != ARRAY_BAD)
+			array_render(t, e, TREE_STAT_TEXT_MAX, NULL, 0, 0, NULL);
+		if (e->sized)
 			size = e->text_len;
 		pthread_mutex_unlock(&e->lock);
 	}
@@ -1058,7 +1201,7 @@ static ssize_t content_read(struct tree *t, struct node *n, void *buf,
 			    size_t len, uint64_t off)
 {
 	struct entry *e = n->e;
-	uint64_t text_off, text_len;
+	size_t got = 0;
 	ssize_t r;
 
 	if (!e)
@@ -1071,21 +1214,32 @@ static ssize_t content_read(struct tree *t, struct node *n, void *buf,
 			npz_log("%s", err.msg);
 		return r;
 	}
+	/* under e->lock: the cached text cannot be evicted meanwhile */
 	pthread_mutex_lock(&e->lock);
 	r = array_load(t, e);
-	if (!r)
-		r = array_render(t, e);
-	text_off = e->text_off;
-	text_len = e->text_len;
+	if (!r && e->rendered) {
+		if (off >= e->text_len)
+			len = 0;
+		else if (len > e->text_len - off)
+			len = (size_t)(e->text_len - off);
+		r = pread(e->view_fd >= 0 ? e->view_fd : t->cache_fd, buf, len,
+			  (off_t)((e->view_fd >= 0 ? 0 : e->text_off) + off));
+		if (r == (ssize_t)len) {
+			cache_touch(&e->ci);
+		} else {	/* the cache failed us: render this read */
+			view_drop(e);
+			cache_drop(&e->ci);
+			e->cache_failed = time(NULL);
+			r = 0;
+		}
+	}
+	if (!r && !e->rendered) {
+		r = array_render(t, e, UINT64_MAX, buf, off, len, &got);
+		if (!r)
+			r = (ssize_t)got;
+	}
 	pthread_mutex_unlock(&e->lock);
-	if (r)
-		return r;
-	if (off >= text_len)
-		return 0;
-	if (len > text_len - off)
-		len = (size_t)(text_len - off);
-	r = pread(t->cache_fd, buf, len, (off_t)(text_off + off));
-	return r < 0 ? -errno : r;
+	return r;
 }
 
 ssize_t tree_read(struct tree *t, struct tree_file *f, void *buf, size_t len,
@@ -1122,17 +1276,9 @@ int tree_read_span(struct tree *t, struct tree_file *f, size_t len,
 	if (e && n_->kind == N_MEMBER) {
 		ret = archive_member_span(t->ar, e->member, off, len, fd, pos, n,
 					  NULL);
-	} else if (e && n_->kind == N_VIEW) {
-		pthread_mutex_lock(&e->lock);
-		if (e->rendered) {
-			*fd = t->cache_fd;
-			*pos = e->text_off + off;
-			*n = off >= e->text_len ? 0 :
-			     (size_t)(len < e->text_len - off ? len : e->text_len - off);
-			ret = 0;
-		}
-		pthread_mutex_unlock(&e->lock);
 	}
+	/* views: never zero-copy, their cached text may be evicted before
+	 * the caller is done with a span */
 	pthread_rwlock_unlock(&t->lock);
 	return ret;
 }
@@ -1245,15 +1391,15 @@ static int open_node(struct tree *t, struct node *n, int flags,
 	if ((writable || (flags & O_TRUNC)) && t->opts.ro)
 		return -EROFS;
 	if (n->kind == N_VIEW && !(flags & O_TRUNC)) {
-		bool rendered;
+		bool sized;
 
 		pthread_mutex_lock(&n->e->lock);
-		rendered = n->e->rendered;
+		sized = n->e->sized;
 		pthread_mutex_unlock(&n->e->lock);
 		ret = view_ready(t, n->e);
 		if (ret)
 			return ret;
-		if (!rendered)	/* stat said 0 for a big view: now it knows */
+		if (!sized)	/* stat said 0 for a big view: now it knows */
 			inval_add(t, n->path);
 	}
 	pthread_mutex_lock(&n->lock);
@@ -1428,7 +1574,7 @@ static int commit(struct tree *t, struct npz_err *err)
 	ret = archive_commit(t->ar, ch, n, &nar, err);
 	if (ret)
 		goto out_free;
-	grave_add(t, t->ar, 0, 0);
+	grave_add(t, t->ar);
 	t->ar = nar;
 	for (size_t i = 0; i < t->nentries; i++) {
 		struct entry *e = t->entries[i];

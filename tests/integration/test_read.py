@@ -127,13 +127,18 @@ def test_np_load_mmap(vm, name):
 
 @pytest.mark.parametrize("name", VIEWABLE)
 def test_txt_stat(vm, name):
-    """The size stat gives is the length of the content, before and after
-    an open (exact text: test_text.py)."""
+    """The size stat gives is the length of the content after an open, and
+    before it for small views (exact text: test_text.py).  A view whose text
+    may be big (its bound from the element count and the widest element
+    passes 1 MiB) shows 0 until it is opened."""
     rel = name + ".txt"
     st = os.stat(vm.path / rel)
     content = read(vm.path / rel)
     assert st.st_mode == 0o100644
-    assert st.st_size == len(content)
+    if len(content) <= 16384:       # bound <= 64 x the text: rendered by stat
+        assert st.st_size == len(content)
+    else:
+        assert st.st_size in (0, len(content))
     assert os.stat(vm.path / rel).st_size == len(content)
     with open(vm.path / rel, "rb") as f:
         assert os.fstat(f.fileno()).st_size == len(content)

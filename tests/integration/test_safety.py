@@ -1,0 +1,229 @@
+"""test_safety.py - nothing lost with two writers, no wrong bytes after the
+archive changed behind the mount (issue 8, part 1; SPEC.md "Concurrency").
+
+- Two daemons mounted on one archive close edits of different arrays at the
+  same instant (a barrier), for 200 rounds, on local disk and on a slower
+  FUSE passthrough (bindfs, as sshfs or NFS would be): every close() that
+  returned 0 has its change in the archive, and the other fails with ESTALE.
+- After np.savez rewrites the archive in place, reads through the mount fail
+  with EIO (never bytes of neither version); after a replacement by rename
+  or an unlink they keep returning the old bytes.
+"""
+import errno
+import os
+import subprocess
+import threading
+
+import numpy as np
+import pytest
+
+from conftest import Mount, poll, read
+
+ROUNDS = 200
+
+
+def npy_bytes(arr):
+    import io
+    b = io.BytesIO()
+    np.save(b, arr)
+    return b.getvalue()
+
+
+@pytest.fixture
+def slow_dir(tmp_path):
+    """A bindfs (FUSE passthrough) view of a directory, always unmounted."""
+    src, dst = tmp_path / "slow_src", tmp_path / "slow"
+    src.mkdir()
+    dst.mkdir()
+    subprocess.run(["bindfs", "--no-allow-other", str(src), str(dst)], check=True)
+    try:
+        yield dst
+    finally:
+        poll(lambda: subprocess.run(["fusermount3", "-u", str(dst)],
+                                    capture_output=True).returncode == 0, 10, step=0.1)
+
+
+def close_at_barrier(path, data, barrier, out, key):
+    """Open and write path, wait for the other writer, then close: out[key]
+    = 0 or the errno of close()."""
+    fd = os.open(path, os.O_WRONLY | os.O_TRUNC)
+    try:
+        os.write(fd, data)
+        barrier.wait(timeout=30)
+    finally:
+        try:
+            os.close(fd)
+            out[key] = 0
+        except OSError as e:
+            out[key] = e.errno
+
+
+def two_writer_rounds(tmp_path, archive_dir, rounds):
+    archive = archive_dir / "shared.npz"
+    a0, b0 = np.zeros(64), np.zeros(64)
+    np.savez(archive, a=a0, b=b0, c=np.arange(1000.0))
+    mnts = [tmp_path / "w1", tmp_path / "w2"]
+    losses, failed = [], 0
+    for r in range(1, rounds + 1):
+        m1 = Mount(archive, mnts[0], [], tmp_path).start()
+        m2 = Mount(archive, mnts[1], [], tmp_path).start()
+        try:
+            a, b = a0.copy(), b0.copy()
+            a[r % 64] = r
+            b[r % 64] = -r
+            barrier, out = threading.Barrier(2), {}
+            ts = [threading.Thread(target=close_at_barrier,
+                                   args=(m1 / "a.npy", npy_bytes(a), barrier, out, "a")),
+                  threading.Thread(target=close_at_barrier,
+                                   args=(m2 / "b.npy", npy_bytes(b), barrier, out, "b"))]
+            for t in ts:
+                t.start()
+            for t in ts:
+                t.join(60)
+        finally:
+            problems = m1.stop() + m2.stop()
+        assert not problems, "\n".join(problems)
+        assert set(out) == {"a", "b"}, out
+        assert all(v in (0, errno.ESTALE) for v in out.values()), out
+        assert 0 in out.values(), "round %d: neither commit landed: %s" % (r, out)
+        with np.load(archive) as z:
+            got = {k: z[k] for k in ("a", "b", "c")}
+        assert np.array_equal(got["c"], np.arange(1000.0))
+        for key, want in (("a", a), ("b", b)):
+            if out[key] == 0 and not np.array_equal(got[key], want):
+                losses.append((r, key))
+        failed += sum(1 for v in out.values() if v)
+        # the next round starts from what is on disk
+        a0, b0 = got["a"], got["b"]
+    return losses, failed
+
+
+def test_two_writers_local(tmp_path):
+    losses, failed = two_writer_rounds(tmp_path, tmp_path, ROUNDS)
+    assert losses == [], "%d silent losses in %d rounds" % (len(losses), ROUNDS)
+
+
+def test_two_writers_slow_fs(tmp_path, slow_dir):
+    losses, failed = two_writer_rounds(tmp_path, slow_dir, ROUNDS)
+    assert losses == [], "%d silent losses in %d rounds" % (len(losses), ROUNDS)
+
+
+def test_lock_file_beside_archive(tmp_path, mount):
+    """The lock is a hidden file beside the archive; a stale one (its holder
+    killed) blocks nobody."""
+    archive = tmp_path / "x.npz"
+    np.savez(archive, a=np.zeros(3))
+    lock = tmp_path / ".x.npz.lock"
+    # a daemon killed while holding the lock leaves the file behind
+    holder = subprocess.Popen(
+        ["/usr/bin/python3", "-c",
+         "import fcntl, os, struct, sys\n"
+         "fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT)\n"
+         "fcntl.fcntl(fd, 37, struct.pack('hhqqi4x', fcntl.F_WRLCK, 0, 0, 0, 0))\n"
+         "print('locked', flush=True)\n"
+         "sys.stdin.read()\n", str(lock)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    assert holder.stdout.readline() == b"locked\n"
+    holder.kill()
+    holder.wait()
+    assert lock.exists()
+    m = mount(archive)
+    with open(m / "a.npy", "wb") as f:
+        np.save(f, np.ones(3))
+    with np.load(archive) as z:
+        assert np.array_equal(z["a"], np.ones(3))
+    assert lock.exists()
+
+
+def test_commit_waits_for_lock(tmp_path, mount):
+    """A commit waits while another process holds the lock, then finds the
+    archive changed by that process and fails with ESTALE: nothing lost."""
+    archive = tmp_path / "x.npz"
+    np.savez(archive, a=np.zeros(3), b=np.zeros(3))
+    m = mount(archive)
+    holder = subprocess.Popen(
+        ["/usr/bin/python3", "-c",
+         "import fcntl, os, struct, sys\n"
+         "import numpy as np\n"
+         "fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT)\n"
+         "fcntl.fcntl(fd, 38, struct.pack('hhqqi4x', fcntl.F_WRLCK, 0, 0, 0, 0))\n"
+         "print('locked', flush=True)\n"
+         "sys.stdin.readline()\n"
+         "np.savez(sys.argv[2] + '.tmp.npz', a=np.zeros(3), b=np.full(3, 7.0))\n"
+         "os.replace(sys.argv[2] + '.tmp.npz', sys.argv[2])\n",
+         str(tmp_path / ".x.npz.lock"), str(archive)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        assert holder.stdout.readline() == b"locked\n"
+        out = {}
+        t = threading.Thread(target=lambda: out.update(r=_write_close(m / "a.npy", np.ones(3))))
+        t.start()
+        t.join(0.3)
+        assert t.is_alive(), "the commit did not wait for the lock"
+        holder.stdin.write(b"go\n")
+        holder.stdin.flush()
+        t.join(30)
+        assert out["r"] == errno.ESTALE
+    finally:
+        holder.stdin.close()
+        holder.wait()
+    with np.load(archive) as z:
+        assert np.array_equal(z["b"], np.full(3, 7.0))
+        assert np.array_equal(z["a"], np.zeros(3))
+
+
+def _write_close(path, arr):
+    # (not np.save into a file object: its tofile() closes a dup of the
+    # descriptor, and so commits, without releasing the GIL)
+    fd = os.open(path, os.O_WRONLY | os.O_TRUNC)
+    os.write(fd, npy_bytes(arr))
+    try:
+        os.close(fd)
+        return 0
+    except OSError as e:
+        return e.errno
+
+
+# ---------------------------------------------------------------- stale reads
+
+def _archive(path, compressed, **arrays):
+    (np.savez_compressed if compressed else np.savez)(path, **arrays)
+
+
+@pytest.mark.parametrize("compressed", [False, True], ids=["stored", "deflated"])
+def test_rewrite_in_place_reads_fail(tmp_path, mount, compressed):
+    """np.savez truncates and rewrites the archive file: the mount's offsets
+    now point into other bytes, so reads fail with EIO and one log line."""
+    archive = tmp_path / "x.npz"
+    rng = np.random.default_rng(1)
+    old = {"a": rng.random(100000), "b": rng.random(50000), "c": np.arange(10)}
+    _archive(archive, compressed, **old)
+    m = mount(archive)
+    assert read(m / "c.npy") == npy_bytes(old["c"])
+    new = {"b": rng.random(50000), "a": rng.random(100000), "c": np.arange(10) + 1}
+    _archive(archive, compressed, **new)     # same inode, new content
+    for rel in ("a.npy", "b.npy", "c.npy", "a.txt"):
+        with pytest.raises(OSError) as e:
+            read(m / rel)
+        assert e.value.errno == errno.EIO, rel
+    assert "rewritten in place" in m.stderr()
+    assert m.stderr().count("rewritten in place") == 1
+
+
+@pytest.mark.parametrize("how", ["rename", "unlink"])
+def test_replace_or_unlink_keeps_old_bytes(tmp_path, mount, how):
+    """A replacement by rename or an unlink leaves the daemon's file as it
+    was: reads return the old bytes."""
+    archive = tmp_path / "x.npz"
+    rng = np.random.default_rng(2)
+    old = {"a": rng.random(100000), "c": np.arange(10)}
+    np.savez_compressed(archive, **old)
+    m = mount(archive)
+    if how == "rename":
+        np.savez(tmp_path / "new.npz", a=np.zeros(5), c=np.ones(2))
+        os.replace(tmp_path / "new.npz", archive)
+    else:
+        os.unlink(archive)
+    assert read(m / "a.npy") == npy_bytes(old["a"])
+    assert read(m / "c.npy") == npy_bytes(old["c"])
+    assert read(m / "c.txt").decode().splitlines()[1:] == [str(i) for i in range(10)]
