@@ -45,6 +45,9 @@ struct archive_member {
 	uint16_t method;	/* ARCHIVE_STORE or ARCHIVE_DEFLATE (others: EIO on read) */
 	uint32_t crc;
 	time_t mtime;		/* from the DOS date/time (local time) */
+	bool nul_name;		/* the zip name holds a NUL byte: name is the
+				   part before it (what libzip and Python's
+				   zipfile see); archive_find() skips it */
 };
 
 /* Open the archive read-only and index it.  Returns 0 and *out, or

@@ -9,7 +9,10 @@
 #include "wbuf.h"
 
 /* Check that w holds a valid .npy whose data length matches its header.
- * Returns 0, or -EINVAL with a one-line reason in err. */
+ * An object array (an 'O' anywhere in its dtype: numpy pickles its data)
+ * only needs a non-empty data part ending like a pickle (STOP opcode '.');
+ * it is never unpickled.  Returns 0, or -EINVAL with a one-line reason in
+ * err. */
 int convert_check_npy(struct wbuf *w, struct npz_err *err);
 
 /* Parse the text view in `text` (dtype and shape rules of text_parse; base

@@ -486,6 +486,22 @@ static size_t parse_central(const unsigned char *p, size_t avail, size_t idx,
 	return len;
 }
 
+/* libzip's raw name of an entry against the central directory's bytes:
+ * equal, except that libzip shows a NUL byte as a space (or may stop at
+ * the first one). */
+static bool name_matches(const char *raw, const struct cd_entry *e)
+{
+	size_t len = strlen(raw), k;
+
+	if (len > e->name_len || (len < e->name_len && e->name[len] != 0))
+		return false;
+	for (k = 0; k < len; k++)
+		if ((unsigned char)raw[k] != e->name[k] &&
+		    !(e->name[k] == 0 && raw[k] == ' '))
+			return false;
+	return true;
+}
+
 /* Cross-check entry i of our parse against libzip's listing and fill
  * the public fields.  Returns 0 or -EINVAL. */
 static int check_entry(struct archive *a, size_t i, const struct cd_entry *e,
@@ -500,8 +516,7 @@ static int check_entry(struct archive *a, size_t i, const struct cd_entry *e,
 		return -EINVAL;
 	}
 	raw = zip_get_name(a->zip, i, ZIP_FL_ENC_RAW);
-	if (!raw || strlen(raw) != e->name_len ||
-	    memcmp(raw, e->name, e->name_len) != 0) {
+	if (!raw || !name_matches(raw, e)) {
 		npz_err_set(err, "damaged archive: entry %zu: name differs "
 			    "from libzip's", i);
 		return -EINVAL;
@@ -543,6 +558,8 @@ static int build_index(struct archive *a)
 	for (i = 0; i < a->count; i++) {
 		size_t h = (size_t)fnv1a(a->m[i].pub.name) & a->index_mask;
 
+		if (a->m[i].pub.nul_name)	/* not found by its cut name */
+			continue;
 		while (a->index[h] &&
 		       strcmp(a->m[a->index[h] - 1].pub.name,
 			      a->m[i].pub.name) != 0)
@@ -718,6 +735,7 @@ static int load_members(struct archive *a, struct npz_err *err)
 			}
 			m->pub.name = u;
 		}
+		m->pub.nul_name = memchr(e->name, 0, e->name_len) != NULL;
 		m->pub.size = e->size;
 		m->pub.comp_size = e->comp_size;
 		m->pub.method = e->method;

@@ -31,7 +31,15 @@ int convert_check_npy(struct wbuf *w, struct npz_err *err)
 	ret = npy_header_parse(p, total, &hdr, err);
 	if (ret)
 		return ret;
-	if (w->size - total != hdr.data_len) {
+	if (npy_dtype_has_object(&hdr.dtype)) {
+		/* numpy pickles object arrays: the data length says nothing.
+		 * Kept as opaque bytes, never unpickled; a pickle stream
+		 * ends with the STOP opcode '.' */
+		if (w->size == total || p[w->size - 1] != '.') {
+			npz_err_set(err, "object array: data is not a pickle (no STOP opcode at its end)");
+			ret = -EINVAL;
+		}
+	} else if (w->size - total != hdr.data_len) {
 		npz_err_set(err, "data length %llu does not match the header (%llu bytes for shape and dtype)",
 			    (unsigned long long)(w->size - total),
 			    (unsigned long long)hdr.data_len);

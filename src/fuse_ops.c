@@ -252,6 +252,22 @@ static int npzfs_rename(const char *from, const char *to, unsigned int flags)
 	return tree_rename(fs()->tree, from, to, flags);
 }
 
+/* No symbolic or hard links in an npz: EPERM, as on other filesystems
+ * without them (vfat), rather than libfuse's ENOSYS. */
+static int npzfs_symlink(const char *target, const char *path)
+{
+	(void)target;
+	(void)path;
+	return fs()->opts.ro ? -EROFS : -EPERM;
+}
+
+static int npzfs_link(const char *from, const char *to)
+{
+	(void)from;
+	(void)to;
+	return fs()->opts.ro ? -EROFS : -EPERM;
+}
+
 static int npzfs_mkdir(const char *path, mode_t mode)
 {
 	(void)mode;
@@ -375,6 +391,8 @@ const struct fuse_operations npzfs_ops = {
 	.release	= npzfs_release,
 	.unlink		= npzfs_unlink,
 	.rename		= npzfs_rename,
+	.symlink	= npzfs_symlink,
+	.link		= npzfs_link,
 	.mkdir		= npzfs_mkdir,
 	.rmdir		= npzfs_rmdir,
 	.chmod		= npzfs_chmod,

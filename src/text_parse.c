@@ -1137,6 +1137,11 @@ static int walk_string(struct tp *t, const char *s, size_t n, bool bytes,
 							    quote_tok(s, n, q));
 					c = c << 4 | (uint32_t)v;
 				}
+				/* numpy cannot load code points past U+10FFFF;
+				 * lone surrogates it loads, and so do we */
+				if (c > 0x10ffff)
+					return fail(t, "code point \\U%08x beyond U+10FFFF in %s",
+						    (unsigned)c, quote_tok(s, n, q));
 				p += len;
 			}
 		} else if (*p < 0x80 || bytes || form == STR_BYTES) {

@@ -58,6 +58,7 @@ struct entry {
 	bool doomed;		/* left out of the running commit */
 	bool shadowed;		/* an earlier member of a duplicate name: not
 				   shown, dropped at the first commit */
+	bool nul_name;		/* shadowed: its name holds a NUL byte */
 	struct node *raw;	/* N_MEMBER node, or NULL when not shown */
 	struct node *view;	/* N_VIEW node, or NULL */
 	struct wbuf *pending;	/* new content for the running commit */
@@ -639,6 +640,15 @@ static int add_member(struct tree *t, size_t i, struct buf *path)
 		entry_free(e);
 		return ret;
 	}
+	if (m->nul_name) {
+		/* no path can name it, and zip readers disagree on its
+		 * name: hidden, and left out of the next commit */
+		npz_log("member '%s': name holds a NUL byte, not shown; the next commit drops it",
+			m->name);
+		e->shadowed = true;
+		e->nul_name = true;
+		return 0;
+	}
 	ret = member_path(m->name, path, &is_dir);
 	if (ret == -EINVAL) {
 		npz_log("member '%s': unsafe name, not shown", m->name);
@@ -873,7 +883,8 @@ static int array_header(struct tree *t, struct entry *e,
 		return -EIO;
 	m = archive_member(t->ar, e->member);
 	ret = array_parse(t, e, hdr, &err);
-	if (!ret && hdr->header_len + hdr->data_len > m->size) {
+	if (!ret && hdr->header_len + hdr->data_len > m->size &&
+	    !npy_dtype_has_object(&hdr->dtype)) {	/* pickles: any length */
 		npz_err_set(&err, "data length %llu does not match the header (%llu bytes)",
 			    (unsigned long long)(m->size - hdr->header_len),
 			    (unsigned long long)hdr->data_len);
@@ -1449,6 +1460,15 @@ int tree_create(struct tree *t, const char *path, int flags,
 
 			if (hidden)
 				ret = -EEXIST;
+			if (hidden && hidden->kind == N_VIEW && hidden->e) {
+				char msg[NPZ_ERR_MSG_MAX];
+
+				snprintf(msg, sizeof(msg), "%s: %s is an object array, which has no text view to write",
+					 path + 1, hidden->e->mname);
+				npz_log("%s", msg);
+				set_error(&hidden->e->error, msg);
+				ret = -EPERM;
+			}
 		}
 		if (!ret)
 			ret = node_add(t, parent, path, strlen(path),
@@ -1580,7 +1600,10 @@ static int commit(struct tree *t, struct npz_err *err)
 		struct entry *e = t->entries[i];
 
 		if (e->doomed || e->shadowed) {
-			if (e->shadowed)
+			if (e->shadowed && e->nul_name)
+				npz_log("member '%s': name with a NUL byte, dropped",
+					e->mname);
+			else if (e->shadowed)
 				npz_log("member '%s': earlier duplicate of that name dropped",
 					e->mname);
 			if (e->raw)
@@ -1634,6 +1657,24 @@ static void report(struct node *n, struct entry *e, const char *what,
 		set_error(&e->error, msg);
 	else if (n)
 		set_error(&n->error, msg);
+}
+
+/* Report the rejected content of a new array file n (N_NEW): it is not in
+ * the archive; it stays in the mount under its name (to be rewritten or
+ * removed), and is stored as the plain member NAME.rejected at unmount. */
+static void report_new_rejected(struct node *n, const struct npz_err *err)
+{
+	char *msg;
+
+	if (asprintf(&msg, "new array %s rejected: %s; not stored in the archive: %s stays in the mount until rewritten or removed, and is stored as member %s.rejected at unmount",
+		     n->path + 1, err->msg[0] ? err->msg : strerror(EINVAL),
+		     n->path + 1, n->path + 1) < 0) {
+		report(n, NULL, n->path + 1, -EINVAL, err);
+		return;
+	}
+	npz_log("%s", msg);
+	free(n->error);
+	n->error = msg;
 }
 
 /* Turn `content` (what was written to a file named like `path`) into the
@@ -1833,7 +1874,9 @@ static int commit_node(struct tree *t, struct node *n)
 		n->dirty = false;
 	}
 	pthread_mutex_unlock(&n->lock);
-	if (ret)
+	if (ret == -EINVAL && n->kind == N_NEW)
+		report_new_rejected(n, &err);
+	else if (ret)
 		report(n, n->e, n->path + 1, ret, &err);
 	return ret;
 }
@@ -2364,9 +2407,43 @@ int tree_unmount(struct tree *t)
 				commit_node(t, n);
 			continue;
 		}
-		if (n->kind == N_NEW) {
-			npz_log("%s: never written, not stored", n->path + 1);
+		if (n->kind == N_NEW && n->dirty)
+			commit_node(t, n);	/* written after its last close */
+		if (n->kind == N_NEW && (!n->error || !n->edit)) {
+			npz_log("%s: created but never written, not stored",
+				n->path + 1);
 			continue;
+		}
+		if (n->kind == N_NEW) {
+			/* rejected (or failed) content: kept under another
+			 * name, as a plain member, unless that name is taken */
+			char *rname;
+
+			if (asprintf(&rname, "%s.rejected", n->path) < 0) {
+				ret = -ENOMEM;
+				break;
+			}
+			if (find(t, rname) || entry_by_mname(t, mname_of(rname))) {
+				npz_log("%s: rejected content dropped: %s exists",
+					n->path + 1, rname + 1);
+				free(rname);
+				continue;
+			}
+			e = entry_new(mname_of(rname));
+			if (e && !entries_add(t, e)) {
+				npz_log("%s: rejected content stored as member %s",
+					n->path + 1, rname + 1);
+				e->seq = t->next_seq++;
+				e->pending = n->edit;
+				store = true;
+				free(rname);
+				continue;
+			}
+			if (e)
+				entry_free(e);
+			free(rname);
+			ret = -ENOMEM;
+			break;
 		}
 		if (n->kind != N_SCRATCH)
 			continue;

@@ -119,10 +119,40 @@ def test_valid_write_after_rejection(ecase):
     ("new2.txt", b"1\nfoo bar\n"),
 ])
 def test_invalid_new_file(ecase, rel, content):
+    """A rejected new array: the message says so, why, and where the
+    content is (still in the mount under its name); the archive is
+    unchanged until unmount, which stores the content as NAME.rejected."""
     with pytest.raises(OSError) as exc:
         write_file(ecase / rel, content)
     assert exc.value.errno == errno.EINVAL
+    msg = getxattr(ecase / rel, "error")
+    assert msg.startswith("new array %s rejected: " % rel), msg
+    assert "not stored in the archive: %s stays in the mount" % rel in msg, msg
+    assert "stored as member %s.rejected at unmount" % rel in msg, msg
+    assert "never written" not in ecase.m.stderr()
+    assert read(ecase / rel) == content
+    ecase.unchanged()
+    unmount(ecase.m)
+    assert "%s: rejected content stored as member %s.rejected" % (rel, rel) in ecase.m.stderr()
+    check_archive(ecase.archive, ecase.before, plain={rel + ".rejected": content})
+
+
+def test_invalid_new_file_removed(ecase):
+    """Removed before unmount, a rejected new file leaves no trace."""
+    with pytest.raises(OSError) as exc:
+        write_file(ecase / "new.txt", b"1\nfoo bar\n")
+    assert exc.value.errno == errno.EINVAL
+    os.unlink(ecase / "new.txt")
     ecase.finish()
+
+
+def test_invalid_new_file_fixed(ecase):
+    """Rewritten with valid content, a rejected new file becomes the array."""
+    with pytest.raises(OSError):
+        write_file(ecase / "new.txt", b"1\nfoo bar\n")
+    write_file(ecase / "new.txt", b"1\n2\n")
+    unmount(ecase.m)
+    check_archive(ecase.archive, ecase.before, added={"new": np.array([1, 2])})
 
 
 def test_truncate_npy_invalid(ecase):

@@ -724,8 +724,13 @@ static void test_round_trips(void)
 					case 0: c %= 0x80; break;
 					case 1: c %= 0x110000; break;
 					case 2: c %= 0x30; break;
-					default: break;	/* anything, even > 0x10ffff */
+					/* not past U+10FFFF: numpy cannot load those
+					 * and the parser refuses them; lone
+					 * surrogates numpy loads */
+					default: c = 0xd800 + c % 0x800; break;
 					}
+					if (sw)
+						c = __builtin_bswap32(c);
 					memcpy(p + k, &c, 4);
 				}
 				break;
@@ -999,6 +1004,23 @@ static void test_parse_errors(void)
 	test_cond("S too long", parse_fails(HDR("'|S2'", "(1,)") "b\"\\x00\\x01\\x02\"\n",
 					    "too long for S2"));
 	test_cond("bad UTF-8", parse_fails(HDR("'<U2'", "(1,)") "\"\xff\"\n", "invalid UTF-8"));
+	/* issue 8: code points numpy cannot load are refused in every form */
+	test_cond("\\U past U+10FFFF",
+		  parse_fails(HDR("'<U2'", "(2,)") "\"a\"\n\"\\U00110000\"\n",
+			      "line 3: code point \\U00110000 beyond U+10FFFF"));
+	test_cond("\\U ffffffff inferred",
+		  parse_fails("\"\\Uffffffff\"\n", "line 1: code point \\Uffffffff beyond"));
+	test_cond("raw UTF-8 past U+10FFFF",
+		  parse_fails(HDR("'<U2'", "(1,)") "\"\xf4\x90\x80\x80\"\n",
+			      "line 2: invalid UTF-8"));
+	test_cond("raw UTF-8 surrogate",
+		  parse_fails(HDR("'<U2'", "(1,)") "\"\xed\xa0\x80\"\n",
+			      "line 2: invalid UTF-8"));
+	uint32_t hi[] = { 0x10ffff, 0xd800, 0xdfff, 0 };
+	test_cond("\\U0010ffff and escaped surrogates accepted (numpy loads them)",
+		  parse_gives(HDR("'<U2'", "(2,)") "\"\\U0010ffff\\ud800\"\n\"\\udfff\"\n", NULL,
+			      "{'descr': '<U2', 'fortran_order': False, 'shape': (2,), }",
+			      hi, sizeof(hi)));
 	test_cond("void short", parse_fails(HDR("'|V2'", "(1,)") "0xab\n",
 					    "expected 0x and 4 hex digits"));
 	test_cond("void bad hex", parse_fails(HDR("'|V2'", "(1,)") "0xabzz\n", "hex digits"));

@@ -113,6 +113,28 @@ static void test_convert(void)
 	npy_header_release(&hdr);
 	npy_dtype_release(&dt);
 	buf_release(&b);
+
+	/* object arrays (issue 8): pickled data, any length, never read;
+	 * what np.save(f, np.array([1, 'a', None], dtype=object)) writes */
+	static const char pickle[] = "\x80\x02cnumpy.core.multiarray\n_reconstruct\nq\x00...b.";
+	test_cond("dtype parse O", npy_dtype_parse_str("|O", 2, &dt, NULL) == 0);
+	test_cond("hdr O", npy_header_init(&hdr, &dt, 1, shape, false) == 0);
+	buf_init(&b);
+	test_cond("format O", npy_header_format(&hdr, &b) == 0);
+	wbuf_truncate(&out, 0);
+	wbuf_pwrite(&out, b.data, b.len, 0);
+	wbuf_pwrite(&out, pickle, sizeof(pickle) - 1, b.len);
+	test_cond("object npy accepted (data length not checked)",
+		  convert_check_npy(&out, &err) == 0);
+	wbuf_truncate(&out, b.len);
+	test_cond("object npy without data refused",
+		  convert_check_npy(&out, &err) == -EINVAL && strstr(err.msg, "object array"));
+	wbuf_pwrite(&out, v, 24, b.len);
+	test_cond("object npy not ending like a pickle refused",
+		  convert_check_npy(&out, &err) == -EINVAL && strstr(err.msg, "not a pickle"));
+	npy_header_release(&hdr);
+	npy_dtype_release(&dt);
+	buf_release(&b);
 	wbuf_release(&text);
 	wbuf_release(&out);
 }
