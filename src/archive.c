@@ -773,7 +773,8 @@ int archive_open(const char *path, struct archive **out, struct npz_err *err)
 			/* our own parse tells truncated from not-a-zip */
 			if (find_cdir(a, &(uint64_t){0}, &(uint64_t){0},
 				      &(uint64_t){0}, err) == 0)
-				npz_err_set(err, "not a zip archive");
+				npz_err_set(err, "damaged archive: "
+					    "central directory unreadable");
 		} else if (ret == -EINVAL) {
 			npz_err_set(err, "damaged archive: %s",
 				    zip_error_strerror(&ze));
