@@ -24,11 +24,11 @@ struct checker {
 	size_t problems;
 };
 
-/* Print name with control characters and backslashes escaped, so that a
- * hostile name cannot forge or split lines. */
-static void put_name(FILE *out, const char *name)
+/* Print s with control characters and backslashes escaped, so that a
+ * hostile name (also one quoted in a message) cannot forge or split lines. */
+static void put_escaped(FILE *out, const char *s)
 {
-	for (const unsigned char *p = (const unsigned char *)name; *p; p++) {
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
 		if (*p < 0x20 || *p == 0x7f || *p == '\\')
 			fprintf(out, "\\x%02x", *p);
 		else
@@ -38,8 +38,10 @@ static void put_name(FILE *out, const char *name)
 
 static void problem(struct checker *c, size_t i, const char *msg)
 {
-	put_name(c->out, archive_member(c->a, i)->name);
-	fprintf(c->out, ": %s\n", msg);
+	put_escaped(c->out, archive_member(c->a, i)->name);
+	fputs(": ", c->out);
+	put_escaped(c->out, msg);
+	fputc('\n', c->out);
 	c->problems++;
 }
 
@@ -198,8 +200,9 @@ int check_archive(const char *path, FILE *out)
 	if (ret == -ENOMEM)
 		return ret;
 	if (ret) {
-		fprintf(out, "%s: %s\n", path,
-			err.msg[0] ? err.msg : strerror(-ret));
+		fprintf(out, "%s: ", path);
+		put_escaped(out, err.msg[0] ? err.msg : strerror(-ret));
+		fputc('\n', out);
 		return fflush(out) || ferror(out) ? -EIO : 1;
 	}
 	n = archive_count(c.a);

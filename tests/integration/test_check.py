@@ -257,3 +257,13 @@ def test_names_escaped(tmp_path):
     assert rc == 1
     assert out[0].startswith("evil\\x0ax: fine.npy: npy header")
     assert len(out) == 2
+    # a name quoted in a message is escaped too
+    raw = bytearray(p.read_bytes())
+    raw[30:30 + 4] = b"\n\n\\\x7f"
+    p.write_bytes(bytes(raw))
+    rc, out = check(p)
+    assert rc == 1
+    assert out[0] == ('evil\\x0ax: fine.npy: local header name '
+                      '"\\x0a\\x0a\\x5c\\x7f\\x0ax: fine.npy" differs from the '
+                      "central directory's")
+    assert len(out) == 2
