@@ -1,9 +1,9 @@
 /* fuzz_zip_index.c - libFuzzer target over the central-directory reader.
  * Each input is written to a file in /dev/shm and opened with
  * archive_open(); when it opens, every member is read (at most 1 MiB each,
- * so a zip bomb cannot make a run slow), checked with
- * archive_check_member() (members claiming at most 8 MiB), the layout
- * checked, and the archive closed.  Invariants: no crash, no leak, no UB;
+ * so a zip bomb cannot make a run slow), asked for a span, and checked with
+ * archive_check_member() (members claiming at most 8 MiB); then the layout
+ * is checked and the archive closed.  Invariants: no crash, no leak, no UB;
  * every failure comes with a message; a read never returns more than asked. */
 #include <errno.h>
 #include <fcntl.h>
@@ -102,6 +102,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			if (r == 0)
 				break;
 			off += (uint64_t)r;
+		}
+		{
+			uint64_t pos;
+			size_t got;
+			int sfd;
+
+			ret = archive_member_span(a, i, m->size / 2, 4096, &sfd,
+						  &pos, &got, &err);
+			check(ret == 0 || ret == -EAGAIN || ret == -EIO ||
+			      ret == -ENOMEM, "span");
+			check(ret || (got <= 4096 && got <= m->size), "span size");
 		}
 		if (m->size <= CHECK_MAX) {
 			err.msg[0] = '\0';
