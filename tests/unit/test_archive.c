@@ -97,7 +97,9 @@ static const char fixture_py[] =
 "patch(d + '/s.npz', d + '/lmethod.npz', 'small.npy', lmethod)\n"
 "def lsize(b, info):\n"
 "    b[info.header_offset + 22] ^= 1\n"
-"patch(d + '/s.npz', d + '/lsize.npz', 'small.npy', lsize)\n";
+"patch(d + '/s.npz', d + '/lsize.npz', 'small.npy', lsize)\n"
+"p = raw.index(b'PK\\x01\\x02')\n"
+"open(d + '/badcd.npz', 'wb').write(raw[:p] + b'XX' + raw[p + 2:])\n";
 
 struct ref {
 	char name[256];
@@ -562,6 +564,11 @@ static void test_open_errors(void)
 	ret = archive_open(path_of("trunc.npz"), &a, &err);
 	test_cond("truncated: -EINVAL", ret == -EINVAL);
 	test_cond("truncated: message",
+		  strncmp(err.msg, "damaged archive: ", 17) == 0);
+
+	ret = archive_open(path_of("badcd.npz"), &a, &err);
+	test_cond("bad central directory signature: -EINVAL", ret == -EINVAL);
+	test_cond("bad central directory signature: damaged, not 'not a zip'",
 		  strncmp(err.msg, "damaged archive: ", 17) == 0);
 
 	ret = archive_open(tmpdir, &a, &err);
