@@ -87,6 +87,38 @@ int archive_member_span(struct archive *a, size_t i, uint64_t off,
 			size_t len, int *fd, uint64_t *pos, size_t *n,
 			struct npz_err *err);
 
+/* Verify member i the way `unzip -t` does, without the inflate cache:
+ *  - its local header: signature, name, method, not encrypted, and (unless
+ *    flag bit 3 defers them to a data descriptor) CRC and sizes equal to
+ *    the central directory's (0xffffffff placeholders are compared through
+ *    the local zip64 extra field when there is one, else skipped);
+ *  - its data [data offset, + comp_size) lies within the file;
+ *  - all of its data is read (stored) or inflated (deflated) in blocks of
+ *    at most 1 MiB, and must give exactly `size` bytes whose CRC-32 is the
+ *    central directory's.
+ * Memory use is bounded whatever the member's size; the member's inflate
+ * cache is neither used nor changed.  Returns 0 when the member is sound;
+ * -EIO for a damaged member (other methods included: "unsupported
+ * compression method 12") with err saying why, WITHOUT the member's name
+ * ("CRC mismatch (stored 0x1234abcd, computed 0x89abcdef)"); -EINVAL for i
+ * out of range; -ENOMEM. */
+int archive_check_member(struct archive *a, size_t i, struct npz_err *err);
+
+/* Called by archive_check_layout() once per problem: member i, and why
+ * (without the member's name). */
+typedef void archive_report_fn(void *ctx, size_t i, const char *msg);
+
+/* Check how the members lie in the file: every member's extent (its local
+ * header, name, extra field and data) ends before the central directory and
+ * overlaps no other member's.  An overlap is reported once, at the member
+ * that starts inside another (the later one by offset; for two members at
+ * the same offset, the later one in the central directory).  Members whose
+ * local header cannot be read are skipped (archive_check_member() reports
+ * them).  Returns the number of problems reported, or -ENOMEM / -EIO /
+ * -EINVAL (err says why). */
+int archive_check_layout(struct archive *a, archive_report_fn *report,
+			 void *ctx, struct npz_err *err);
+
 /* Name of a compression method: "stored", "deflated", or "method N". */
 const char *archive_method_name(uint16_t method);
 

@@ -12,6 +12,7 @@
 #include <fuse_lowlevel.h>
 
 #include "cache.h"
+#include "check.h"
 #include "npzfs.h"
 
 #define OPT(t, p, v) { t, offsetof(struct npzfs_opts, p), v }
@@ -35,6 +36,7 @@ static const struct fuse_opt npzfs_opt_spec[] = {
 static const char usage[] =
 "usage: npzfs [options] ARCHIVE MOUNTPOINT\n"
 "       fusermount3 -u MOUNTPOINT      (unmount)\n"
+"       npzfs --check ARCHIVE          (verify without mounting)\n"
 "\n"
 "Mount a NumPy .npz archive as a directory: every array NAME appears as\n"
 "NAME.npy (its exact bytes) and NAME.txt (an editable text view).\n"
@@ -50,6 +52,10 @@ static const char usage[] =
 "                           (default $TMPDIR, else /var/tmp)\n"
 "    -h, --help             this help\n"
 "    -V, --version          print the version\n"
+"    --check ARCHIVE        verify every member (CRC, npy header, local\n"
+"                           header, place in the file) without mounting:\n"
+"                           one line per problem, then a summary; exit\n"
+"                           status 0 if sound, 1 otherwise\n"
 "\n";
 
 /* Positional arguments seen so far (only main's thread parses options). */
@@ -98,7 +104,7 @@ static int create_empty(const char *path)
 
 /* Check ARCHIVE (creating it under -o create) and make its path absolute,
  * since the daemon changes directory to "/".  Returns 0 or exit status 1. */
-static int check_archive(struct npzfs_opts *o)
+static int prepare_archive(struct npzfs_opts *o)
 {
 	char abs[PATH_MAX];
 	struct stat st;
@@ -189,6 +195,24 @@ out_destroy:
 	return ret;
 }
 
+/* npzfs --check ARCHIVE: exit status 0 when sound, else 1. */
+static int run_check(int argc, char *argv[])
+{
+	int ret;
+
+	if (argc != 3) {
+		fprintf(stderr, "npzfs: usage: npzfs --check ARCHIVE\n");
+		return 1;
+	}
+	ret = check_archive(argv[2], stdout);
+	if (ret < 0) {
+		fprintf(stderr, "npzfs: --check %s: %s\n", argv[2],
+			strerror(-ret));
+		return 1;
+	}
+	return ret ? 1 : 0;
+}
+
 int main(int argc, char *argv[])
 {
 	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
@@ -199,6 +223,8 @@ int main(int argc, char *argv[])
 	struct stat st;
 	int ret = 1;
 
+	if (argc >= 2 && strcmp(argv[1], "--check") == 0)
+		return run_check(argc, argv);
 	memset(&state, 0, sizeof(state));
 	memset(&co, 0, sizeof(co));
 	state.opts.level = -1;
@@ -224,7 +250,7 @@ int main(int argc, char *argv[])
 		fprintf(stderr, "npzfs: expected ARCHIVE and MOUNTPOINT (see npzfs --help)\n");
 		goto out_args;
 	}
-	if (check_options(&state.opts) || check_archive(&state.opts))
+	if (check_options(&state.opts) || prepare_archive(&state.opts))
 		goto out_args;
 	if (stat(co.mountpoint, &st) || !S_ISDIR(st.st_mode)) {
 		fail("%s: %s", co.mountpoint,

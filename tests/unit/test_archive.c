@@ -85,7 +85,21 @@ static const char fixture_py[] =
 "            break\n"
 "        p += 4\n"
 "patch(d + '/c.npz', d + '/badcrc.npz', 'small.npy', badcrc)\n"
-"patch(d + '/c.npz', d + '/badcrc_big.npz', 'big.npy', badcrc)\n";
+"patch(d + '/c.npz', d + '/badcrc_big.npz', 'big.npy', badcrc)\n"
+"def flip(b, info):\n"
+"    b[data_off(b, info) + info.compress_size // 2] ^= 4\n"
+"patch(d + '/s.npz', d + '/flip_s.npz', 'a.npy', flip)\n"
+"def lname(b, info):\n"
+"    b[info.header_offset + 30] = ord('q')\n"
+"patch(d + '/s.npz', d + '/lname.npz', 'small.npy', lname)\n"
+"def lmethod(b, info):\n"
+"    b[info.header_offset + 8] = 8\n"
+"patch(d + '/s.npz', d + '/lmethod.npz', 'small.npy', lmethod)\n"
+"def lsize(b, info):\n"
+"    b[info.header_offset + 22] ^= 1\n"
+"patch(d + '/s.npz', d + '/lsize.npz', 'small.npy', lsize)\n"
+"p = raw.index(b'PK\\x01\\x02')\n"
+"open(d + '/badcd.npz', 'wb').write(raw[:p] + b'XX' + raw[p + 2:])\n";
 
 struct ref {
 	char name[256];
@@ -552,6 +566,11 @@ static void test_open_errors(void)
 	test_cond("truncated: message",
 		  strncmp(err.msg, "damaged archive: ", 17) == 0);
 
+	ret = archive_open(path_of("badcd.npz"), &a, &err);
+	test_cond("bad central directory signature: -EINVAL", ret == -EINVAL);
+	test_cond("bad central directory signature: damaged, not 'not a zip'",
+		  strncmp(err.msg, "damaged archive: ", 17) == 0);
+
 	ret = archive_open(tmpdir, &a, &err);
 	test_cond("directory: -EISDIR", ret == -EISDIR);
 
@@ -628,6 +647,98 @@ static void test_read_errors(void)
 	test_cond("CRC mismatch (big member): -EIO", n == -EIO);
 }
 
+/* Check member name of file: its return value, err in *err. */
+static int check_one(const char *file, const char *name, struct npz_err *err)
+{
+	struct archive *a;
+	size_t idx;
+	int ret;
+
+	if (archive_open(path_of(file), &a, err))
+		return -9999;
+	if (archive_find(a, name, &idx)) {
+		archive_close(a);
+		return -9998;
+	}
+	err->msg[0] = '\0';
+	ret = archive_check_member(a, idx, err);
+	archive_close(a);
+	return ret;
+}
+
+static void count_report(void *ctx, size_t i, const char *msg)
+{
+	(void)i;
+	(void)msg;
+	++*(int *)ctx;
+}
+
+static void test_check(void)
+{
+	static const char *sound[] = { "s.npz", "c.npz", "z64.npz" };
+	struct npz_err err = { "" };
+	struct archive *a;
+	int ret, reports;
+
+	for (size_t k = 0; k < 3; k++) {
+		bool opened = archive_open(path_of(sound[k]), &a, &err) == 0;
+		bool ok = opened;
+		char descr[96];
+
+		for (size_t i = 0; ok && i < archive_count(a); i++)
+			ok = archive_check_member(a, i, &err) == 0;
+		reports = 0;
+		ok = ok && archive_check_layout(a, count_report, &reports,
+						&err) == 0 && reports == 0;
+		snprintf(descr, sizeof(descr), "check: every member of %s is "
+			 "sound, layout too", sound[k]);
+		test_cond(descr, ok);
+		if (ok && k == 1) {
+			/* the inflate cache was not used */
+			size_t idx, n;
+			uint64_t pos;
+			int fd;
+
+			archive_find(a, "big.npy", &idx);
+			test_cond("check: leaves the inflate cache alone",
+				  archive_member_span(a, idx, 0, 100, &fd, &pos,
+						      &n, NULL) == -EAGAIN);
+			test_cond("check: index out of range",
+				  archive_check_member(a, archive_count(a),
+						       &err) == -EINVAL);
+		}
+		if (opened)
+			archive_close(a);
+	}
+
+	ret = check_one("flip_s.npz", "a.npy", &err);
+	test_cond("check: flipped byte in a stored member: -EIO", ret == -EIO);
+	test_cond("check: flipped byte: message",
+		  strncmp(err.msg, "CRC mismatch (stored 0x", 23) == 0);
+	ret = check_one("flip_s.npz", "small.npy", &err);
+	test_cond("check: the other members are sound", ret == 0);
+
+	ret = check_one("badsig.npz", "small.npy", &err);
+	test_cond("check: bad local signature", ret == -EIO &&
+		  strncmp(err.msg, "bad local header signature", 26) == 0);
+	ret = check_one("baddata.npz", "big.npy", &err);
+	test_cond("check: damaged deflate data", ret == -EIO && err.msg[0]);
+	ret = check_one("badcrc.npz", "small.npy", &err);
+	test_cond("check: CRC mismatch (deflated)", ret == -EIO &&
+		  strncmp(err.msg, "CRC mismatch (stored 0x", 23) == 0);
+	ret = check_one("lname.npz", "small.npy", &err);
+	test_cond("check: local name differs", ret == -EIO &&
+		  strcmp(err.msg, "local header name \"qmall.npy\" differs "
+			 "from the central directory's") == 0);
+	ret = check_one("lmethod.npz", "small.npy", &err);
+	test_cond("check: local method differs", ret == -EIO &&
+		  strcmp(err.msg, "local header method 8 differs from the "
+			 "central directory's 0") == 0);
+	ret = check_one("lsize.npz", "small.npy", &err);
+	test_cond("check: local size differs", ret == -EIO &&
+		  strncmp(err.msg, "local header sizes ", 19) == 0);
+}
+
 int main(void)
 {
 	char cmd[1024];
@@ -666,6 +777,7 @@ int main(void)
 	test_threads("c");
 	test_open_errors();
 	test_read_errors();
+	test_check();
 
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", tmpdir);
 	if (system(cmd) != 0)
