@@ -54,6 +54,13 @@ struct archive_member {
  * inflated data is $TMPDIR or /var/tmp. */
 int archive_open(const char *path, struct archive **out, struct npz_err *err);
 
+/* archive_open() for a path realpath() already resolved (absolute, no
+ * symlink, "." or ".." component), used as it is: realpath() costs one
+ * readlink() per component of the path.  The new archive an archive_commit()
+ * returns is opened this way too. */
+int archive_open_resolved(const char *path, struct archive **out,
+			  struct npz_err *err);
+
 /* Close and free everything (cache file included). NULL is a no-op. */
 void archive_close(struct archive *a);
 
@@ -110,7 +117,8 @@ struct archive_change {
  * written to a temporary file ".NAME.npzfs-XXXXXX" in the same directory,
  * fsync()ed, given the original's mode and owner (the owner only where
  * permitted), renamed over the original, and the directory is fsync()ed.
- * (a's path is resolved with realpath() at open: a symlink stays a symlink.)
+ * (a's path is resolved with realpath() at open: a symlink stays a symlink;
+ * the new archive reuses that path without resolving it again.)
  * New deflated content of 4 MiB or more is deflated on several threads
  * (see archive_tune_deflate()); smaller content exactly as numpy does.
  * Members are written in list order when it follows the current order, with

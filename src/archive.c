@@ -704,7 +704,9 @@ out_free:
 	return ret;
 }
 
-int archive_open(const char *path, struct archive **out, struct npz_err *err)
+/* archive_open(), with path already resolved (`resolved`) or not. */
+static int open_path(const char *path, bool resolved, struct archive **out,
+		     struct npz_err *err)
 {
 	struct archive *a;
 	struct stat sb;
@@ -745,7 +747,8 @@ int archive_open(const char *path, struct archive **out, struct npz_err *err)
 	}
 	a->st = sb;
 	a->file_size = (uint64_t)sb.st_size;
-	a->path = realpath(path, NULL);
+	/* realpath() costs one readlink() per component: once per mount */
+	a->path = resolved ? strdup(path) : realpath(path, NULL);
 	if (!a->path) {
 		ret = -errno;
 		npz_err_set(err, "%s", strerror(-ret));
@@ -797,6 +800,17 @@ out_free:
 	pthread_mutex_destroy(&a->pool_lock);
 	free(a);
 	return ret;
+}
+
+int archive_open(const char *path, struct archive **out, struct npz_err *err)
+{
+	return open_path(path, false, out, err);
+}
+
+int archive_open_resolved(const char *path, struct archive **out,
+			  struct npz_err *err)
+{
+	return open_path(path, true, out, err);
 }
 
 static void inflater_free_buffers(struct inflater *s)
@@ -2590,7 +2604,7 @@ int archive_commit(struct archive *a, const struct archive_change *changes,
 		zip_discard(za);
 		goto out_free;
 	}
-	ret = archive_open(a->path, out, err);
+	ret = open_path(a->path, true, out, err);
 	if (ret)
 		npz_err_prefix(err, "%s: written, but cannot be opened again",
 			       a->path);
