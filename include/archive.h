@@ -61,6 +61,13 @@ int archive_open(const char *path, struct archive **out, struct npz_err *err);
 int archive_open_resolved(const char *path, struct archive **out,
 			  struct npz_err *err);
 
+/* Free a's member table and inflate state, keeping only its descriptors
+ * (the archive file and the inflate cache), which stay valid for the
+ * zero-copy spans archive_member_span() handed out until archive_close(a).
+ * For an archive replaced by a commit: afterwards only archive_path() and
+ * archive_close() may be called on a.  NULL is a no-op. */
+void archive_retire(struct archive *a);
+
 /* Close and free everything (cache file included). NULL is a no-op. */
 void archive_close(struct archive *a);
 

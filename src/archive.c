@@ -14,7 +14,8 @@
  *    was already inflated comes from the cache file.
  *
  * Threads.  protects:
- *  - a->zip_lock: every libzip call on a->zip (after open, only zip_discard);
+ *  - a->zip_lock: every libzip call on a->zip (only used while opening:
+ *    discarded once the member table is built);
  *  - m->lock: the inflate progress of member m (its frontier only grows, under
  *    this lock); take before a->pool_lock;
  *  - a->pool_lock: the stream pool (slot owner, busy, tick) and every m->zs;
@@ -789,6 +790,12 @@ static int open_path(const char *path, bool resolved, struct archive **out,
 	ret = load_members(a, err);
 	if (ret)
 		goto out_close;
+	/* libzip's listing only cross-checked ours: don't keep a second
+	 * member table (about 200 bytes a member) for the archive's life */
+	pthread_mutex_lock(&a->zip_lock);
+	zip_discard(a->zip);
+	a->zip = NULL;
+	pthread_mutex_unlock(&a->zip_lock);
 	*out = a;
 	return 0;
 
@@ -823,12 +830,11 @@ static void inflater_free_buffers(struct inflater *s)
 	s->in = s->out = NULL;
 }
 
-void archive_close(struct archive *a)
+/* Free everything but the descriptors and the path. */
+static void free_tables(struct archive *a)
 {
 	size_t i;
 
-	if (!a)
-		return;
 	for (i = 0; i < ARCHIVE_STREAMS; i++)
 		inflater_free_buffers(&a->pool[i]);
 	if (a->m) {
@@ -842,10 +848,28 @@ void archive_close(struct archive *a)
 	free(a->m);
 	free(a->names);
 	free(a->index);
+	a->m = NULL;
+	a->names = NULL;
+	a->index = NULL;
+	a->count = 0;
 	pthread_mutex_lock(&a->zip_lock);
 	if (a->zip)
 		zip_discard(a->zip);
+	a->zip = NULL;
 	pthread_mutex_unlock(&a->zip_lock);
+}
+
+void archive_retire(struct archive *a)
+{
+	if (a)
+		free_tables(a);
+}
+
+void archive_close(struct archive *a)
+{
+	if (!a)
+		return;
+	free_tables(a);
 	if (a->cache_fd >= 0)
 		close(a->cache_fd);
 	if (a->fd >= 0)

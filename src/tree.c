@@ -12,6 +12,9 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -97,6 +100,7 @@ struct tree {
 	size_t count;
 	struct node *root;
 	uint64_t gen;		/* moves when nodes are removed or renamed */
+	atomic_bool trim;	/* a commit freed memory: release_free_memory */
 	char *tombs[TOMBS];	/* views removed with their array (for rm -r) */
 	size_t ntombs;
 	struct entry **entries;
@@ -162,12 +166,31 @@ static void inval_add_node(struct tree *t, const struct node *n)
 	pthread_mutex_unlock(&t->inval_lock);
 }
 
-/* Tell the kernel about the queued paths (but `skip`).  Called with no tree
- * lock held: the kernel may wait for reads that need it. */
+/* Give the memory commits freed back to the system.  A commit allocates
+ * and frees memory in proportion to the member count (libzip's copy of the
+ * central directory, the change list, the new member table replacing the
+ * old one), each time on whichever FUSE thread runs it; glibc keeps what is
+ * freed in that thread's arena and returns only the top of a heap by
+ * itself, so the daemon kept a few MB per thread that ever committed
+ * (20,000 members, 100 commits: RSS 31 -> 69 MB; 21 -> 31 MB with this).
+ * malloc_trim() measured 3-17 ms there: it runs with no tree lock held. */
+static void release_free_memory(struct tree *t)
+{
+	if (!atomic_exchange(&t->trim, false))
+		return;
+#ifdef __GLIBC__
+	malloc_trim(0);
+#endif
+}
+
+/* Tell the kernel about the queued paths (but `skip`), and return what
+ * commits freed to the system.  Called with no tree lock held: the kernel
+ * may wait for reads that need it. */
 static void inval_flush(struct tree *t, const char *skip)
 {
 	struct buf b;
 
+	release_free_memory(t);
 	if (!t->inval_fn)
 		return;
 	pthread_mutex_lock(&t->inval_lock);
@@ -1665,6 +1688,9 @@ static int commit(struct tree *t, struct npz_err *err)
 	ret = archive_commit(t->ar, ch, n, &nar, err);
 	if (ret)
 		goto out_free;
+	/* nobody reads the old archive's tables any more (readers hold
+	 * t->lock): only its descriptors stay, for zero-copy replies */
+	archive_retire(t->ar);
 	grave_add(t, t->ar, 0, 0);
 	t->ar = nar;
 	for (size_t i = 0; i < t->nentries; i++) {
@@ -1709,6 +1735,7 @@ static int commit(struct tree *t, struct npz_err *err)
 out_free:
 	free(list);
 	free(ch);
+	t->trim = true;		/* see release_free_memory() */
 	return ret;
 }
 
