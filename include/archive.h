@@ -57,6 +57,20 @@ struct archive_member {
  * inflated data is $TMPDIR or /var/tmp. */
 int archive_open(const char *path, struct archive **out, struct npz_err *err);
 
+/* archive_open() for a path realpath() already resolved (absolute, no
+ * symlink, "." or ".." component), used as it is: realpath() costs one
+ * readlink() per component of the path.  The new archive an archive_commit()
+ * returns is opened this way too. */
+int archive_open_resolved(const char *path, struct archive **out,
+			  struct npz_err *err);
+
+/* Free a's member table, inflate state and cached inflated data, keeping
+ * only the archive file's descriptor, which stays valid for the zero-copy
+ * spans archive_member_span() handed out until archive_close(a).
+ * For an archive replaced by a commit: afterwards only archive_path() and
+ * archive_close() may be called on a.  NULL is a no-op. */
+void archive_retire(struct archive *a);
+
 /* Close and free everything (cache file included). NULL is a no-op. */
 void archive_close(struct archive *a);
 
@@ -145,7 +159,8 @@ struct archive_change {
  * written to a temporary file ".NAME.npzfs-XXXXXX" in the same directory,
  * fsync()ed, given the original's mode and owner (the owner only where
  * permitted), renamed over the original, and the directory is fsync()ed.
- * (a's path is resolved with realpath() at open: a symlink stays a symlink.)
+ * (a's path is resolved with realpath() at open: a symlink stays a symlink;
+ * the new archive reuses that path without resolving it again.)
  * New deflated content of 4 MiB or more is deflated on several threads
  * (see archive_tune_deflate()); smaller content exactly as numpy does.
  * Members are written in list order when it follows the current order, with

@@ -25,8 +25,8 @@
  * Threads.  Lock order: tree->lock, then node->lock, then entry->lock, then
  * tree->cache_lock.
  *  - tree->lock (rwlock) protects: the namespace (hash map, kids lists,
- *    node paths and kinds), the entry list, t->ar.  Written by namespace
- *    changes and commits; read by everything else.
+ *    node names, parents and kinds), the entry list, t->ar.  Written by
+ *    namespace changes and commits; read by everything else.
  *  - node->lock (mutex) protects: the node's edit, write-open count, refs.
  *  - entry->lock (mutex) protects: the parsed header and rendered-view state.
  *  - tree->cache_lock (mutex) protects: the text cache file's end offset.

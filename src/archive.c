@@ -14,7 +14,8 @@
  *    was already inflated comes from the cache file.
  *
  * Threads.  protects:
- *  - a->zip_lock: every libzip call on a->zip (after open, only zip_discard);
+ *  - a->zip_lock: every libzip call on a->zip (only used while opening:
+ *    discarded once the member table is built);
  *  - m->lock: the inflate progress of member m (its frontier only grows, under
  *    this lock); take before a->pool_lock;
  *  - a->pool_lock: the stream pool (slot owner, busy, tick) and every m->zs;
@@ -769,7 +770,9 @@ out_free:
 	return ret;
 }
 
-int archive_open(const char *path, struct archive **out, struct npz_err *err)
+/* archive_open(), with path already resolved (`resolved`) or not. */
+static int open_path(const char *path, bool resolved, struct archive **out,
+		     struct npz_err *err)
 {
 	struct archive *a;
 	struct stat sb;
@@ -811,7 +814,8 @@ int archive_open(const char *path, struct archive **out, struct npz_err *err)
 	}
 	a->st = sb;
 	a->file_size = (uint64_t)sb.st_size;
-	a->path = realpath(path, NULL);
+	/* realpath() costs one readlink() per component: once per mount */
+	a->path = resolved ? strdup(path) : realpath(path, NULL);
 	if (!a->path) {
 		ret = -errno;
 		npz_err_set(err, "%s", strerror(-ret));
@@ -853,6 +857,12 @@ int archive_open(const char *path, struct archive **out, struct npz_err *err)
 	ret = load_members(a, err);
 	if (ret)
 		goto out_close;
+	/* libzip's listing only cross-checked ours: don't keep a second
+	 * member table (about 200 bytes a member) for the archive's life */
+	pthread_mutex_lock(&a->zip_lock);
+	zip_discard(a->zip);
+	a->zip = NULL;
+	pthread_mutex_unlock(&a->zip_lock);
 	*out = a;
 	return 0;
 
@@ -867,6 +877,17 @@ out_free:
 	return ret;
 }
 
+int archive_open(const char *path, struct archive **out, struct npz_err *err)
+{
+	return open_path(path, false, out, err);
+}
+
+int archive_open_resolved(const char *path, struct archive **out,
+			  struct npz_err *err)
+{
+	return open_path(path, true, out, err);
+}
+
 static void inflater_free_buffers(struct inflater *s)
 {
 	if (s->z_ready)
@@ -877,12 +898,11 @@ static void inflater_free_buffers(struct inflater *s)
 	s->in = s->out = NULL;
 }
 
-void archive_close(struct archive *a)
+/* Free everything but the descriptors and the path. */
+static void free_tables(struct archive *a)
 {
 	size_t i;
 
-	if (!a)
-		return;
 	for (i = 0; i < ARCHIVE_STREAMS; i++)
 		inflater_free_buffers(&a->pool[i]);
 	if (a->m) {
@@ -897,10 +917,34 @@ void archive_close(struct archive *a)
 	free(a->m);
 	free(a->names);
 	free(a->index);
+	a->m = NULL;
+	a->names = NULL;
+	a->index = NULL;
+	a->count = 0;
 	pthread_mutex_lock(&a->zip_lock);
 	if (a->zip)
 		zip_discard(a->zip);
+	a->zip = NULL;
 	pthread_mutex_unlock(&a->zip_lock);
+}
+
+void archive_retire(struct archive *a)
+{
+	if (!a)
+		return;
+	free_tables(a);
+	/* no span points into the cache (archive_member_span): its bytes
+	 * can go now, out of the budget and off the disk */
+	if (a->cache_fd >= 0)
+		close(a->cache_fd);
+	a->cache_fd = -1;
+}
+
+void archive_close(struct archive *a)
+{
+	if (!a)
+		return;
+	free_tables(a);
 	if (a->cache_fd >= 0)
 		close(a->cache_fd);
 	if (a->fd >= 0)
@@ -2805,7 +2849,7 @@ int archive_commit(struct archive *a, const struct archive_change *changes,
 		zip_discard(za);
 		goto out_free;
 	}
-	ret = archive_open(a->path, out, err);
+	ret = open_path(a->path, true, out, err);
 	if (ret)
 		npz_err_prefix(err, "%s: written, but cannot be opened again",
 			       a->path);

@@ -261,7 +261,8 @@ int main(int argc, char *argv[])
 	if (ret > 0)
 		fprintf(stderr, "npzfs: removed %d temporary file(s) of an interrupted commit beside %s\n",
 			ret, state.opts.archive);
-	ret = archive_open(state.opts.archive, &state.ar, &err);
+	/* check_archive() resolved the path: resolve it only once */
+	ret = archive_open_resolved(state.opts.archive, &state.ar, &err);
 	if (ret) {
 		fail("%s: %s", state.opts.archive,
 		     err.msg[0] ? err.msg : strerror(-ret));
