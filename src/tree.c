@@ -17,6 +17,7 @@
 #endif
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -83,6 +84,8 @@ struct entry {
 	uint64_t text_off;
 	time_t cache_failed;	/* when keeping the text last failed */
 	struct cache_item ci;	/* the cached text in the budget */
+	_Atomic bool big_render;	/* a big view is being rendered under
+					   e->lock: listings do not wait */
 };
 
 struct node {
@@ -1184,6 +1187,8 @@ static bool view_visible(struct tree *t, struct entry *e)
 {
 	bool visible;
 
+	if (atomic_load(&e->big_render))
+		return true;	/* it renders: it has a view */
 	pthread_mutex_lock(&e->lock);
 	visible = array_load(t, e) || e->viewable;
 	pthread_mutex_unlock(&e->lock);
@@ -1324,7 +1329,10 @@ static int array_render(struct tree *t, struct entry *e, uint64_t max_bound,
 		rc.caching = rc.fd >= 0;
 	}
 	rc.stop_after_win = win && e->sized;
+	if (e->text_bound > TREE_STAT_TEXT_MAX)
+		atomic_store(&e->big_render, true);
 	ret = text_format(&hdr, &src, &sink, &err);
+	atomic_store(&e->big_render, false);
 	npy_header_release(&hdr);
 	full = !ret;
 	if (ret == -ECANCELED && rc.stop_after_win)
@@ -1387,7 +1395,8 @@ static uint64_t node_size(struct tree *t, struct node *n)
 		size = n->edit->size;
 	} else if (n->kind == N_MEMBER && e && e->in_archive) {
 		size = archive_member(t->ar, e->member)->size;
-	} else if (n->kind == N_VIEW && e) {
+	} else if (n->kind == N_VIEW && e && !atomic_load(&e->big_render)) {
+		/* (a big view being rendered: 0 until its open is done) */
 		pthread_mutex_lock(&e->lock);
 		/* only small views are rendered to learn their size */
 		if (!e->sized && e->in_archive && e->state != ARRAY_BAD)
