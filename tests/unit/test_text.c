@@ -65,6 +65,9 @@ static int header_of(const char *dict, struct npy_header *h)
 	return ret;
 }
 
+/* Renders whose text passed text_size_bound(), and renders seen. */
+static unsigned bound_misses, bound_checked;
+
 /* Render; returns a malloc'd string (NULL on error, *ret set). */
 static char *render_h(const struct npy_header *h, const void *data,
 		      int *ret, struct npz_err *err)
@@ -80,6 +83,14 @@ static char *render_h(const struct npy_header *h, const void *data,
 	if (*ret) {
 		buf_release(&s.b);
 		return NULL;
+	}
+	bound_checked++;
+	if (s.b.len > text_size_bound(h)) {
+		bound_misses++;
+		printf("text of %llu bytes over its bound %llu: %s\n",
+		       (unsigned long long)s.b.len,
+		       (unsigned long long)text_size_bound(h),
+		       h->dict ? h->dict : "?");
 	}
 	return buf_detach(&s.b, NULL);
 }
@@ -1656,6 +1667,23 @@ static void test_fast_path(void)
 		npy_header_release(&bases[i]);
 }
 
+static bool test_bound_edges(void)
+{
+	struct npy_header h;
+	bool ok = true;
+
+	if (header_of("{'descr': '|O', 'fortran_order': False, 'shape': (3,), }", &h))
+		return false;
+	ok &= text_size_bound(&h) == UINT64_MAX;
+	npy_header_release(&h);
+	if (header_of("{'descr': '<U1000', 'fortran_order': False, "
+		      "'shape': (2200000000000000,), }", &h))
+		return false;
+	ok &= text_size_bound(&h) == UINT64_MAX;
+	npy_header_release(&h);
+	return ok;
+}
+
 int main(void)
 {
 	test_render_floats();
@@ -1674,5 +1702,9 @@ int main(void)
 	test_callbacks();
 	test_fast_decimals();
 	test_fast_path();
+	test_cond("text_size_bound() holds every rendered text",
+		  bound_checked > 100 && bound_misses == 0);
+	test_cond("text_size_bound(): objects and overflow",
+		  test_bound_edges());
 	return test_report();
 }
