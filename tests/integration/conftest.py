@@ -5,6 +5,7 @@ command prefix ("valgrind -q --error-exitcode=33").  Every mount is undone with
 `fusermount3 -u`; a test fails when its daemon reported a sanitizer error,
 died, or did not exit with status 0 after the unmount.
 """
+import contextlib
 import os
 import re
 import shlex
@@ -25,6 +26,20 @@ SLOW = 6 if WRAP else 1                 # valgrind is slow
 # Valgrind computes x87 long double arithmetic in double precision: under
 # it, the daemon cannot render float128/complex256 exactly.
 VALGRIND = any("valgrind" in w for w in WRAP)
+
+
+def _sanitized(path):
+    try:
+        with open(path, "rb") as f:
+            return b"__asan_init" in f.read()
+    except OSError:
+        return False
+
+
+# The AddressSanitizer build (make SAN=1): its memory figures say nothing
+# about ours (shadow memory, quarantine) and it runs a few times slower, so
+# tests measure memory and repeat statistical rounds only without it.
+SANITIZED = _sanitized(BIN)
 MOUNT_TIMEOUT = 10 * SLOW
 EXIT_TIMEOUT = 30 * SLOW
 SANITIZER_MARKS = ("ERROR: AddressSanitizer", "runtime error:", "LeakSanitizer")
@@ -211,6 +226,20 @@ class Mounted:
 
     def member(self, name):
         return self.zip.read(name)
+
+
+@contextlib.contextmanager
+def tmpfs(path, size):
+    """A tmpfs of `size` ("16m") mounted on the new directory path, always
+    unmounted afterwards."""
+    path.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=" + size, "tmpfs", str(path)],
+                   check=True)
+    try:
+        yield path
+    finally:
+        if subprocess.run(["umount", str(path)]).returncode != 0:
+            subprocess.run(["umount", "-l", str(path)])
 
 
 def read(path):

@@ -17,7 +17,7 @@ import zlib
 import numpy as np
 import pytest
 
-from conftest import read, run_npzfs
+from conftest import read, run_npzfs, tmpfs
 
 MiB = 1 << 20
 GiB = 1 << 30
@@ -192,14 +192,8 @@ def test_lru_eviction_within_budget(tmp_path, mount, cache_dir):
 @pytest.fixture
 def tiny_fs(tmp_path):
     """A 2 MiB tmpfs for cache_dir, always unmounted."""
-    d = tmp_path / "tiny"
-    d.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(d)], check=True)
-    try:
+    with tmpfs(tmp_path / "tiny", "2m") as d:
         yield d
-    finally:
-        if subprocess.run(["umount", str(d)]).returncode != 0:
-            subprocess.run(["umount", "-l", str(d)])
 
 
 def test_full_cache_disk_is_a_miss(tmp_path, tiny_fs, mount):

@@ -14,7 +14,7 @@ import time
 import numpy as np
 import pytest
 
-from conftest import BIN, WRAP, is_mounted, poll
+from conftest import BIN, SANITIZED, WRAP, is_mounted, poll
 
 COMPONENT = "c" * 15                # 16 bytes a level with its slash
 MIB = 1 << 20
@@ -78,7 +78,7 @@ def test_deep_names_memory_and_find(tmp_path, mount):
     archive = tmp_path / "deep.npz"
     arrays = deep_archive(archive, depth)
     m = mount(archive)
-    assert status(m.proc.pid, "VmHWM") < 64 * MIB
+    assert SANITIZED or status(m.proc.pid, "VmHWM") < 64 * MIB
     t0 = time.monotonic()
     entries = find_names(m.path)
     took = time.monotonic() - t0
@@ -90,7 +90,7 @@ def test_deep_names_memory_and_find(tmp_path, mount):
     for name, want in arrays.items():
         got = load_deep(m.path, name + ".npy")
         assert got.dtype == want.dtype and np.array_equal(got, want)
-    assert status(m.proc.pid, "VmHWM") < 64 * MIB, "after find (%.1f s)" % took
+    assert SANITIZED or status(m.proc.pid, "VmHWM") < 64 * MIB, "after find (%.1f s)" % took
 
 
 def test_deep_names_memory_is_linear(tmp_path, mount):
@@ -103,7 +103,7 @@ def test_deep_names_memory_is_linear(tmp_path, mount):
         hwm[depth] = hwm_of_mount(mount, archive)
     grow2, grow4 = hwm[2000] - hwm[0], hwm[4000] - hwm[0]
     # quadratic would be 4x (32 MB, then 128 MB); allow noise of 2 MiB
-    assert grow4 <= 2.5 * grow2 + 2 * MIB, hwm
+    assert SANITIZED or grow4 <= 2.5 * grow2 + 2 * MIB, hwm
 
 
 def test_many_commits_memory(tmp_path, mount):
@@ -112,16 +112,17 @@ def test_many_commits_memory(tmp_path, mount):
     np.savez(archive, **{"m%05d" % i: np.arange(i % 5 + 1) for i in range(n)})
     m = mount(archive)
     rss = {}
-    for i in range(100):
+    rounds = 20 if SANITIZED else 100
+    for i in range(rounds):
         with open(m / "m00001.txt", "w") as f:
             f.write("%d\n%d\n" % (i, -i))
         if i == 0:
             rss[1] = status(m.proc.pid, "VmRSS")
     rss[100] = status(m.proc.pid, "VmRSS")
-    assert rss[100] <= 2 * rss[1], rss
+    assert SANITIZED or rss[100] <= 2 * rss[1], rss
     with np.load(archive) as z:
         assert len(z.files) == n
-        assert np.array_equal(z["m00001"], [99, -99])
+        assert np.array_equal(z["m00001"], [rounds - 1, 1 - rounds])
         assert np.array_equal(z["m19999"], np.arange(19999 % 5 + 1))
 
 
@@ -140,7 +141,9 @@ def test_archive_path_resolved_once(tmp_path):
     proc = subprocess.Popen(["strace", "-f", "-c", "-e", "trace=readlink", "-o", str(counts),
                              BIN, "-f", str(archive), str(mnt)],
                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+                            stderr=subprocess.DEVNULL,
+                            # LeakSanitizer cannot run under ptrace
+                            env=dict(os.environ, ASAN_OPTIONS="detect_leaks=0"))
     try:
         assert poll(lambda: os.path.ismount(mnt) or proc.poll() is not None, 10)
         assert os.path.ismount(mnt)

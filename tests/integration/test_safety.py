@@ -17,9 +17,9 @@ import threading
 import numpy as np
 import pytest
 
-from conftest import Mount, poll, read
+from conftest import SANITIZED, Mount, poll, read
 
-ROUNDS = 200
+ROUNDS = 50 if SANITIZED else 200      # the statistics: without the sanitizers
 
 
 def npy_bytes(arr):

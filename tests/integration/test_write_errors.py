@@ -11,6 +11,8 @@ import subprocess
 import numpy as np
 import pytest
 
+from conftest import tmpfs
+
 from writeutil import (COMPRESSIONS, Snapshot, base_arrays, check_archive, check_views,
                        close_errno, getxattr, make_archive, npy_bytes, poll, read, render,
                        run, unmount, write_file)
@@ -226,14 +228,8 @@ def test_shell_redirect_invalid(ecase):
 def small_fs(tmp_path):
     """A 16 MiB tmpfs, always unmounted afterwards.  Request it before
     `mount` so that the FUSE mount on top of it goes first."""
-    d = tmp_path / "small"
-    d.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(d)], check=True)
-    try:
+    with tmpfs(tmp_path / "small", "16m") as d:
         yield d
-    finally:
-        if subprocess.run(["umount", str(d)]).returncode != 0:
-            subprocess.run(["umount", "-l", str(d)])
 
 
 def fill(path, keep_free):
