@@ -86,8 +86,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		size_t idx;
 
 		check(m && m->name, "member");
-		check(archive_find(a, m->name, &idx) == 0 && idx < n &&
-		      !strcmp(archive_member(a, idx)->name, m->name), "find");
+		/* (a name holding a NUL byte is left out of the index) */
+		check(m->nul_name ||
+		      (archive_find(a, m->name, &idx) == 0 && idx < n &&
+		       !strcmp(archive_member(a, idx)->name, m->name)), "find");
 		while (off < READ_MAX) {
 			ssize_t r;
 
