@@ -14,7 +14,7 @@ PY      := /usr/bin/python3
 VERSION := 0.1.0
 CFLAGS  += -DNPZFS_VERSION='"$(VERSION)"'
 
-LIB_SRC := $(filter-out src/main.c,$(wildcard src/*.c))
+LIB_SRC := $(filter-out src/main.c,$(wildcard src/*.c src/*/*.c))
 LIB_OBJ := $(LIB_SRC:src/%.c=$(B)/obj/%.o)
 TESTS   := $(patsubst tests/unit/%.c,$(B)/%,$(wildcard tests/unit/test_*.c))
 FUZZ    := $(patsubst tests/fuzz/%.c,build-fuzz/%,$(wildcard tests/fuzz/fuzz_*.c))
@@ -24,6 +24,7 @@ FUZZ_SECONDS ?= 45
 all: $(B)/npzfs $(TESTS)
 
 $(B)/obj/%.o: src/%.c | $(B)/obj
+	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) -c -o $@ $<
 $(B)/obj/test_%.o: tests/unit/test_%.c | $(B)/obj
 	$(CC) $(CFLAGS) -Itests/unit -c -o $@ $<
@@ -80,4 +81,4 @@ install: $(B)/npzfs
 clean:
 	rm -rf build build-san build-fuzz
 
--include $(wildcard build/obj/*.d build-san/obj/*.d)
+-include $(wildcard build/obj/*.d build/obj/*/*.d build-san/obj/*.d build-san/obj/*/*.d)

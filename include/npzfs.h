@@ -8,6 +8,7 @@
 #define NPZFS_NPZFS_H
 
 #include <stdbool.h>
+#include <sys/types.h>
 
 #include <fuse.h>
 
@@ -29,6 +30,8 @@ struct npzfs_opts {
 struct npzfs {
 	struct npzfs_opts opts;
 	bool singlethread;	/* -s: the kernel may not cache attributes */
+	uid_t uid;		/* the mounting user: owner of every file */
+	gid_t gid;
 	struct archive *ar;
 	struct tree *tree;
 };

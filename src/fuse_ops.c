@@ -77,8 +77,8 @@ static void fill_stat(const struct npzfs *n, const struct tree_stat *ts,
 		st->st_mode = S_IFREG | (n->opts.ro ? 0444 : 0644);
 		st->st_nlink = 1;
 	}
-	st->st_uid = getuid();
-	st->st_gid = getgid();
+	st->st_uid = n->uid;
+	st->st_gid = n->gid;
 	st->st_size = (off_t)ts->size;
 	st->st_blocks = (blkcnt_t)((ts->size + 511) / 512);
 	st->st_blksize = 65536;

@@ -284,6 +284,8 @@ int main(int argc, char *argv[])
 	}
 	state.ar = NULL;	/* the tree owns it now */
 	state.singlethread = co.singlethread;
+	state.uid = getuid();
+	state.gid = getgid();
 	ret = serve(&args, &co, &state);
 	tree_free(state.tree);
 out_args:
