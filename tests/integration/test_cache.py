@@ -8,6 +8,7 @@ sampled while the daemon works.
 import ctypes
 import errno
 import os
+import signal
 import struct
 import subprocess
 import threading
@@ -98,10 +99,16 @@ def npy_header(descr, shape):
 
 class CacheWatch:
     """Samples the bytes on disk of the daemon's files in cache_dir (and
-    its VmHWM) on a thread until stopped: .peak, .hwm_kib."""
+    its VmHWM) on a thread until stopped: .peak, .hwm_kib.
 
-    def __init__(self, pid, cache_dir):
+    One sample stats the files one after another, so an eviction in one
+    file and a write to another between two stats count both.  A sample
+    over `limit` is therefore taken again with the daemon stopped
+    (SIGSTOP: every thread out of its syscall), which is exact."""
+
+    def __init__(self, pid, cache_dir, limit=None):
         self.pid, self.dir = pid, os.path.realpath(cache_dir) + "/"
+        self.limit = limit
         self.peak, self.samples = 0, 0
         self.stop_ev = threading.Event()
         self.t = threading.Thread(target=self._run, daemon=True)
@@ -118,9 +125,35 @@ class CacheWatch:
                 pass
         return total
 
+    def _all_stopped(self):
+        for tid in os.listdir("/proc/%d/task" % self.pid):
+            try:
+                with open("/proc/%d/task/%s/stat" % (self.pid, tid)) as f:
+                    state = f.read().rsplit(")", 1)[1].split()[0]
+            except OSError:
+                continue
+            if state not in "tTZX":
+                return False
+        return True
+
+    def used_exact(self):
+        os.kill(self.pid, signal.SIGSTOP)
+        try:
+            while not self._all_stopped():
+                time.sleep(0.0005)  # polling a state the kernel sets
+            return self.used()
+        finally:
+            os.kill(self.pid, signal.SIGCONT)
+
+    def sample(self):
+        u = self.used()
+        if self.limit is not None and u > self.limit:
+            u = self.used_exact()
+        self.peak = max(self.peak, u)
+
     def _run(self):
         while not self.stop_ev.is_set():
-            self.peak = max(self.peak, self.used())
+            self.sample()
             self.samples += 1
             self.stop_ev.wait(0.005)
 
@@ -131,7 +164,7 @@ class CacheWatch:
     def __exit__(self, *exc):
         self.stop_ev.set()
         self.t.join()
-        self.peak = max(self.peak, self.used())
+        self.sample()
 
     def hwm_kib(self):
         with open("/proc/%d/status" % self.pid) as f:
@@ -160,7 +193,7 @@ def test_bomb_last_4k(tmp_path, mount, cache_dir):
     assert os.path.getsize(arc) < 16 * MiB
     m = mount(arc, "-o", "cache_size=256M,cache_dir=%s" % cache_dir)
     assert os.stat(m / "bomb.bin").st_size == size
-    with CacheWatch(m.proc.pid, cache_dir) as w:
+    with CacheWatch(m.proc.pid, cache_dir, 256 * MiB) as w:
         fd = os.open(m / "bomb.bin", os.O_RDONLY)
         try:
             assert os.pread(fd, 4096, size - 4096) == bytes(4096)
@@ -181,7 +214,7 @@ def test_lru_eviction_within_budget(tmp_path, mount, cache_dir):
     arc = tmp_path / "lru.npz"
     np.savez_compressed(arc, **arrays)
     m = mount(arc, "-o", "cache_size=8M,cache_dir=%s" % cache_dir)
-    with CacheWatch(m.proc.pid, cache_dir) as w:
+    with CacheWatch(m.proc.pid, cache_dir, 8 * MiB + 64 * 1024) as w:
         for _ in range(2):
             for k, v in arrays.items():
                 assert np.array_equal(np.load(m / (k + ".npy")), v), k
@@ -258,7 +291,7 @@ def test_render_blocks_no_other_file(bool_archive, mount, cache_dir):
         out["fd"] = fd
         done.set()
 
-    with CacheWatch(m.proc.pid, cache_dir) as w:
+    with CacheWatch(m.proc.pid, cache_dir, 256 * MiB) as w:
         t = threading.Thread(target=opener)
         t.start()
         worst, during = 0.0, 0
