@@ -1,0 +1,252 @@
+/* zip_internal.h - what the files of src/zip/ share: the archive and member
+ * structs, the zip format's signatures, and the helpers one file of the zip
+ * layer offers another.  Nothing outside src/zip/ includes it; the public
+ * promise is include/archive.h.
+ *
+ * Invariants:
+ *  - the member table is built once in archive_open() (index.c) and never
+ *    changes; the central directory is parsed there (zip64 aware) and
+ *    cross-checked against libzip's listing, so both agree on count, names
+ *    and sizes;
+ *  - a member's data starts at data_off = local header offset + 30 +
+ *    name_len + LOCAL extra_len (read once, on first use, then cached:
+ *    reader.c);
+ *  - deflated member i owns the region [base_i, base_i + size_i) of one
+ *    unlinked sparse cache file; bytes [0, frontier_i) of that region hold
+ *    the member's inflated data and never change afterwards (inflate.c);
+ *  - a read that moves the frontier gets the new part of its range inflated
+ *    into its own buffer (then written to the cache), only the part that
+ *    was already inflated comes from the cache file.
+ *
+ * Threads.  protects:
+ *  - a->zip_lock: every libzip call on a->zip (only used while opening:
+ *    discarded once the member table is built);
+ *  - m->lock: the inflate progress of member m (its frontier only grows, under
+ *    this lock); take before a->pool_lock;
+ *  - a->pool_lock: the stream pool (slot owner, busy, tick) and every m->zs;
+ *  - a->cache_open_lock: creating a->cache_fd; a leaf;
+ *  - m->data_off, m->frontier and m->bad are atomics read without a lock, so
+ *    stored reads and reads below the frontier never wait for anybody.
+ *  The commit's own locks (the OFD lock on .NAME.lock, lock.c; the parallel
+ *  deflate's pz->lock, deflate.c) are described where they live.
+ *
+ * Writing (archive_commit(), commit.c) never touches a->zip nor the member
+ * table: it reads the old file through a->fd with pread() and replaces the
+ * file at a->path by rename(), so readers of a are undisturbed.
+ */
+#ifndef NPZFS_ZIP_INTERNAL_H
+#define NPZFS_ZIP_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <zip.h>
+#include <zlib.h>
+
+#include "archive.h"
+#include "cache.h"
+#include "err.h"
+
+#define ARCHIVE_STREAMS 8		/* live inflate streams kept (LRU) */
+
+#define SIG_LOCAL 0x04034b50u
+#define SIG_CENTRAL 0x02014b50u
+#define SIG_EOCD 0x06054b50u
+#define SIG_EOCD64 0x06064b50u
+#define SIG_EOCD64_LOC 0x07064b50u
+
+/* Why a member was found damaged (m->bad); 0 while it is not. */
+enum member_fault {
+	FAULT_NONE,
+	FAULT_LOCAL_HEADER,
+	FAULT_PAST_EOF,
+	FAULT_INFLATE,
+	FAULT_SIZE,
+	FAULT_CRC,
+	FAULT_ENCRYPTED,
+};
+
+struct inflater {
+	z_stream z;
+	bool z_ready;		/* inflateInit2 done */
+	bool pooled;		/* a pool slot, not a one-shot private stream */
+	bool busy;		/* pool_lock: a reader is using it */
+	size_t owner;		/* pool_lock: member index or NO_OWNER */
+	uint64_t tick;		/* pool_lock: last use, for LRU */
+	uint64_t in_pos;	/* compressed bytes read so far */
+	uint64_t out_pos;	/* uncompressed bytes produced so far */
+	uint32_t crc;		/* CRC-32 of the out_pos bytes */
+	unsigned char *in, *out;
+	size_t in_cap, out_cap;
+};
+
+struct member {
+	struct archive_member pub;	/* first: archive_member() returns it */
+	const char *raw_name;		/* bytes as in the zip, for the local header */
+	uint16_t raw_len;
+	uint16_t flags;			/* general purpose bit flags */
+	uint64_t lh_off;		/* local header offset */
+	uint64_t base;			/* region in the cache file */
+	_Atomic uint64_t data_off;	/* 0 until the local header was read */
+	_Atomic uint64_t frontier;	/* bytes inflated into the cache */
+	_Atomic int bad;		/* enum member_fault */
+	pthread_mutex_t lock;		/* inflate progress; before pool_lock */
+	struct inflater *zs;		/* pool_lock: pooled stream, or NULL */
+	struct archive *a;		/* the archive (for eviction) */
+	struct cache_item ci;		/* [base, base + frontier) in the budget */
+	_Atomic unsigned pins;		/* readers reading the cache unlocked */
+};
+
+struct archive {
+	char *path;			/* realpath() of the archive */
+	struct stat st;			/* fstat() of fd at open */
+	int fd;				/* the archive, for pread */
+	int cache_fd;			/* inflated data, -1 until first needed */
+	pthread_mutex_t cache_open_lock;	/* creating cache_fd; leaf */
+	_Atomic bool rewritten;		/* the file changed behind fd: reads fail */
+	uint64_t file_size;
+	zip_t *zip;
+	pthread_mutex_t zip_lock;	/* every libzip call on zip */
+	size_t count;
+	struct member *m;
+	char *names;			/* all names, NUL-terminated */
+	uint32_t *index;		/* hash: member index + 1, 0 = empty */
+	size_t index_mask;
+	pthread_mutex_t pool_lock;	/* pool, every m->zs; after m->lock */
+	struct inflater pool[ARCHIVE_STREAMS];
+	uint64_t tick;			/* pool_lock */
+};
+
+/* Little-endian fields of zip headers. */
+static inline uint16_t get16(const unsigned char *p)
+{
+	return (uint16_t)(p[0] | p[1] << 8);
+}
+
+static inline uint32_t get32(const unsigned char *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+	       (uint32_t)p[3] << 24;
+}
+
+static inline uint64_t get64(const unsigned char *p)
+{
+	return (uint64_t)get32(p) | (uint64_t)get32(p + 4) << 32;
+}
+
+/* ---- index.c: the central directory ---- */
+
+/* The one place libzip error codes become -errno. */
+int ar_zip_error_to_errno(zip_error_t *ze);
+
+/* Find the end of central directory of a (a->fd, a->file_size).  Fills the
+ * CD's offset, size and entry count.  Returns 0 or -EINVAL/-EIO/-ENOMEM
+ * with a message. */
+int ar_find_cdir(struct archive *a, uint64_t *cd_off, uint64_t *cd_size,
+		 uint64_t *entries, struct npz_err *err);
+
+/* ---- reader.c: member data in the archive file ---- */
+
+/* pread until len bytes or end of file.  Returns bytes read or -errno. */
+ssize_t ar_pread_full(int fd, void *buf, size_t len, uint64_t off);
+
+/* Is the file behind a->fd still the one indexed (same size and mtime)?
+ * Returns 0 or -EIO (the rewrite is logged once). */
+int ar_file_unchanged(struct archive *a);
+
+/* Record that m is damaged (the first fault sticks) and say why in err.
+ * Returns -EIO. */
+int ar_member_fail(struct member *m, int fault, struct npz_err *err);
+
+/* Offset of m's data in the archive, from its local header (read once).
+ * Returns the offset (> 0) or -errno. */
+int64_t ar_member_data_off(struct archive *a, struct member *m,
+			   struct npz_err *err);
+
+/* ---- inflate.c: the inflate cache and the stream pool ---- */
+
+/* Make a's stream pool empty (open) / free its streams' buffers. */
+void ar_pool_init(struct archive *a);
+void ar_pool_release(struct archive *a);
+
+/* The budget's eviction callback of a member's cached bytes (cache.h). */
+bool ar_member_evict(struct cache_item *it);
+
+/* Read [off, off + len) of deflated member i, from the cache or inflated.
+ * Returns 0 or -errno. */
+int ar_deflated_read(struct archive *a, size_t i, void *buf, size_t len,
+		     uint64_t off, struct npz_err *err);
+
+/* ---- crc.c ---- */
+
+/* zlib's crc32_z(crc, p, len), with PCLMULQDQ where the CPU has it. */
+uint32_t ar_crc32(uint32_t crc, const void *buf, size_t len);
+
+/* ---- lock.c: the commit lock ---- */
+
+/* Take the commit lock of the archive at path: wait for it, or only try
+ * when !wait.  Returns the descriptor that holds it (close it to release),
+ * -EAGAIN when !wait and another holds it, -1 when no lock file can be
+ * made where the archive is (a read-only directory: no commit can write
+ * there either, and fails with its own error), or another -errno. */
+int ar_lock_take(const char *path, bool wait);
+
+/* ---- writer.c: the durable zip_source over the archive file ---- */
+
+/* The state of the zip_source a commit reads the old archive through and
+ * writes the new one with (temporary file, fsync, rename). */
+struct file_src {
+	struct archive *a;
+	zip_error_t error;
+	int fail_errno;			/* first failure of ours, or 0 */
+	char msg[NPZ_ERR_MSG_MAX];	/* its message */
+	/* reading the old file */
+	uint64_t rpos;
+	unsigned char *rbuf;
+	uint64_t rbuf_off;
+	size_t rbuf_len;
+	/* writing the temporary file */
+	char *dir;			/* the archive's directory */
+	char *tmp_path;			/* set while a temporary file exists */
+	int tmp_fd;
+	unsigned char *wbuf;
+	uint64_t wbuf_off;		/* file offset of wbuf[0] */
+	size_t wbuf_len;
+	uint64_t wpos;			/* write position */
+	uint64_t wsize;			/* bytes of file written (or buffered) */
+	uint64_t synced;		/* writeback started up to here */
+};
+
+/* Set s up over a.  Returns 0 or -ENOMEM; either way release s with
+ * ar_fsrc_release(). */
+int ar_fsrc_init(struct file_src *s, struct archive *a);
+
+/* Remove the temporary file, if any (no temporary file survives a
+ * failure), and free s's buffers. */
+void ar_fsrc_release(struct file_src *s);
+
+/* A new zip_source over s (s stays the caller's), or NULL with ze set. */
+zip_source_t *ar_fsrc_source(struct file_src *s, zip_error_t *ze);
+
+/* Record a failure: libzip gets (zip_code, sys), we keep errno and text.
+ * Returns -1 for the source callback to return. */
+zip_int64_t ar_fsrc_fail(struct file_src *s, int zip_code, int sys,
+			 const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
+/* Is the file at a's path still the one a opened?  Returns 0, -ESTALE or
+ * -errno, with a message in msg. */
+int ar_check_same_file(const struct archive *a, char *msg, size_t len);
+
+/* ---- deflate.c: new content for a commit ---- */
+
+/* Returns a new source over c's content (stored, or deflated by us, big
+ * content on worker threads), or NULL (ENOMEM).  Failures are recorded in
+ * s too. */
+zip_source_t *ar_content_source(const struct archive_change *c,
+				struct file_src *s);
+
+#endif
