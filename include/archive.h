@@ -206,6 +206,11 @@ struct archive_deflate_tuning {
  * Not to be called while a commit runs. */
 void archive_tune_deflate(const struct archive_deflate_tuning *t);
 
+/* Create an empty archive (no member) at path, which must not exist yet
+ * (mode 0644 less the umask), and fsync() it.  Returns 0 or -errno
+ * (-EEXIST when path exists). */
+int archive_create_empty(const char *path);
+
 /* The path a was opened from, resolved by realpath(). */
 const char *archive_path(const struct archive *a);
 

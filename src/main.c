@@ -1,6 +1,5 @@
 /* main.c - command line, archive checks before mounting, fuse_main. */
 #include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -11,6 +10,7 @@
 
 #include <fuse_lowlevel.h>
 
+#include "archive.h"
 #include "cache.h"
 #include "check.h"
 #include "npzfs.h"
@@ -86,22 +86,6 @@ static int fail(const char *fmt, const char *a, const char *b)
 	return 1;
 }
 
-/* An empty zip: just the end-of-central-directory record. */
-static int create_empty(const char *path)
-{
-	static const unsigned char eocd[22] = { 'P', 'K', 5, 6 };
-	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-	int ret = 0;
-
-	if (fd < 0)
-		return -errno;
-	if (write(fd, eocd, sizeof(eocd)) != (ssize_t)sizeof(eocd) ||
-	    fsync(fd))
-		ret = -errno ? -errno : -EIO;
-	close(fd);
-	return ret;
-}
-
 /* Check ARCHIVE (creating it under -o create) and make its path absolute,
  * since the daemon changes directory to "/".  Returns 0 or exit status 1. */
 static int prepare_archive(struct npzfs_opts *o)
@@ -111,7 +95,7 @@ static int prepare_archive(struct npzfs_opts *o)
 	int ret;
 
 	if (stat(o->archive, &st) && errno == ENOENT && o->create) {
-		ret = create_empty(o->archive);
+		ret = archive_create_empty(o->archive);
 		if (ret)
 			return fail("%s: cannot create: %s", o->archive,
 				    strerror(-ret));

@@ -44,6 +44,9 @@
  * no cheaper than the write it replaces (measured slightly more CPU).
  */
 
+/* An empty zip: just the end-of-central-directory record. */
+static const unsigned char empty_zip[22] = { 'P', 'K', 5, 6 };
+
 #define WRITEBACK_STEP (8u << 20)	/* start writeback every 8 MiB */
 /* Buffers stay within L2: a copy out of a 4 MiB buffer had to go to
  * memory, and measured up to 3 times slower when other processes ran. */
@@ -241,11 +244,9 @@ static zip_int64_t fsrc_commit_write(struct file_src *s)
 /* libzip removes an archive left without members; we write an empty one. */
 static zip_int64_t fsrc_remove(struct file_src *s)
 {
-	static const unsigned char eocd[22] = { 0x50, 0x4b, 0x05, 0x06 };
-
 	if (fsrc_begin_write(s) < 0)
 		return -1;
-	if (fsrc_write(s, eocd, sizeof(eocd)) < 0 ||
+	if (fsrc_write(s, empty_zip, sizeof(empty_zip)) < 0 ||
 	    fsrc_commit_write(s) < 0) {
 		fsrc_rollback(s);
 		return -1;
@@ -428,4 +429,18 @@ int archive_clean_temps(const char *path)
 	if (lfd >= 0)
 		close(lfd);
 	return removed;
+}
+
+int archive_create_empty(const char *path)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+	int ret = 0;
+
+	if (fd < 0)
+		return -errno;
+	if (write(fd, empty_zip, sizeof(empty_zip)) !=
+	    (ssize_t)sizeof(empty_zip) || fsync(fd))
+		ret = -errno ? -errno : -EIO;
+	close(fd);
+	return ret;
 }
