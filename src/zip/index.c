@@ -77,12 +77,41 @@ static uint64_t fnv1a(const char *s)
 	return h;
 }
 
+/* zip64: a locator right before the EOCD at eocd points at the zip64 end
+ * of central directory record, whose fields then replace the EOCD's, and
+ * *cd_end becomes the record's offset.  No locator: nothing changes.
+ * Returns 0 or -EINVAL (bad record) with a message. */
+static int read_eocd64(struct archive *a, uint64_t eocd, uint64_t *cd_off,
+		       uint64_t *cd_size, uint64_t *entries, uint64_t *cd_end,
+		       struct npz_err *err)
+{
+	unsigned char loc[20], rec[56];
+	uint64_t rec_off;
+
+	if (eocd < 20 || ar_pread_full(a->fd, loc, 20, eocd - 20) != 20 ||
+	    get32(loc) != SIG_EOCD64_LOC)
+		return 0;
+	rec_off = get64(loc + 8);
+	if (rec_off > eocd - 20 || eocd - 20 - rec_off < 56 ||
+	    ar_pread_full(a->fd, rec, 56, rec_off) != 56 ||
+	    get32(rec) != SIG_EOCD64) {
+		npz_err_set(err, "damaged archive: bad zip64 end of "
+			    "central directory");
+		return -EINVAL;
+	}
+	*entries = get64(rec + 32);
+	*cd_size = get64(rec + 40);
+	*cd_off = get64(rec + 48);
+	*cd_end = rec_off;
+	return 0;
+}
+
 /* Find the end of central directory.  Fills the CD's offset, size and
  * entry count.  Returns 0 or -EINVAL/-EIO with a message. */
 int ar_find_cdir(struct archive *a, uint64_t *cd_off, uint64_t *cd_size,
 		     uint64_t *entries, struct npz_err *err)
 {
-	unsigned char *tail, head[4], loc[20], rec[56];
+	unsigned char *tail, head[4];
 	size_t tail_len, i;
 	uint64_t eocd = 0, cd_end;
 	bool found = false;
@@ -131,24 +160,9 @@ int ar_find_cdir(struct archive *a, uint64_t *cd_off, uint64_t *cd_size,
 	*cd_off = get32(tail + i + 16);
 	cd_end = eocd;
 
-	/* zip64: locator right before the EOCD, pointing at the record. */
-	if (eocd >= 20 && ar_pread_full(a->fd, loc, 20, eocd - 20) == 20 &&
-	    get32(loc) == SIG_EOCD64_LOC) {
-		uint64_t rec_off = get64(loc + 8);
-
-		if (rec_off > eocd - 20 || eocd - 20 - rec_off < 56 ||
-		    ar_pread_full(a->fd, rec, 56, rec_off) != 56 ||
-		    get32(rec) != SIG_EOCD64) {
-			npz_err_set(err, "damaged archive: bad zip64 end of "
-				    "central directory");
-			ret = -EINVAL;
-			goto out_free_tail;
-		}
-		*entries = get64(rec + 32);
-		*cd_size = get64(rec + 40);
-		*cd_off = get64(rec + 48);
-		cd_end = rec_off;
-	}
+	ret = read_eocd64(a, eocd, cd_off, cd_size, entries, &cd_end, err);
+	if (ret)
+		goto out_free_tail;
 	if (*cd_off > cd_end || *cd_size > cd_end - *cd_off) {
 		npz_err_set(err, "damaged archive: central directory past "
 			    "end of file");
@@ -309,47 +323,114 @@ static int build_index(struct archive *a)
 	return 0;
 }
 
+/* Read and parse the central directory: *cd holds its bytes, *ents its
+ * *entries entries (whose names point into *cd).  Returns 0, or -errno
+ * with a message; either way the caller frees *cd and *ents. */
+static int read_central(struct archive *a, unsigned char **cd,
+			struct cd_entry **ents, uint64_t *entries,
+			struct npz_err *err)
+{
+	uint64_t cd_off, cd_size;
+	size_t i, pos = 0;
+	ssize_t n;
+	int ret;
+
+	ret = ar_find_cdir(a, &cd_off, &cd_size, entries, err);
+	if (ret)
+		return ret;
+	if (*entries >= UINT32_MAX || cd_size > SIZE_MAX) {
+		npz_err_set(err, "damaged archive: too many entries");
+		return -EINVAL;
+	}
+	*cd = malloc(cd_size ? (size_t)cd_size : 1);
+	*ents = calloc(*entries ? (size_t)*entries : 1, sizeof(**ents));
+	if (!*cd || !*ents)
+		return -ENOMEM;
+	n = ar_pread_full(a->fd, *cd, (size_t)cd_size, cd_off);
+	if (n != (ssize_t)cd_size) {
+		ret = n < 0 ? (int)n : -EIO;
+		npz_err_set(err, "read error: %s", strerror(-ret));
+		return ret;
+	}
+	for (i = 0; i < *entries; i++) {
+		size_t len = parse_central(*cd + pos, (size_t)cd_size - pos, i,
+					   &(*ents)[i], err);
+		if (!len)
+			return -EINVAL;
+		pos += len;
+	}
+	return 0;
+}
+
+/* Fill member i from entry e, checked against libzip's listing (zip_lock
+ * held): its raw name goes to *np (moved past it), a deflated member gets
+ * the cache region at *base (moved past it).  Returns 0 or -errno. */
+static int fill_member(struct archive *a, size_t i, const struct cd_entry *e,
+		       char **np, uint64_t *base, struct npz_err *err)
+{
+	struct member *m = &a->m[i];
+	zip_stat_t st;
+	size_t sl;
+	int ret;
+
+	ret = check_entry(a, i, e, &st, err);
+	if (ret)
+		return ret;
+	pthread_mutex_init(&m->lock, NULL);
+	m->a = a;
+	m->ci.evict = ar_member_evict;
+	memcpy(*np, e->name, e->name_len);
+	(*np)[e->name_len] = '\0';
+	m->raw_name = *np;
+	m->raw_len = e->name_len;
+	*np += e->name_len + 1;
+	sl = strlen(st.name);
+	if (sl == e->name_len && memcmp(st.name, e->name, sl) == 0) {
+		m->pub.name = m->raw_name;
+	} else {
+		char *u = strdup(st.name);	/* rare: non-UTF-8 names */
+
+		if (!u)
+			return -ENOMEM;
+		m->pub.name = u;
+	}
+	m->pub.nul_name = memchr(e->name, 0, e->name_len) != NULL;
+	m->pub.size = e->size;
+	m->pub.comp_size = e->comp_size;
+	m->pub.method = e->method;
+	m->pub.crc = e->crc;
+	m->pub.mtime = (st.valid & ZIP_STAT_MTIME) ? st.mtime : 0;
+	m->flags = e->flags;
+	m->lh_off = e->lh_off;
+	if (e->method == ARCHIVE_DEFLATE) {
+		if (*base > INT64_MAX - 8192 ||
+		    e->size > INT64_MAX - 8192 - *base) {
+			npz_err_set(err, "damaged archive: member "
+				    "sizes too large");
+			return -EINVAL;
+		}
+		/* whole blocks each: punching one frees it all */
+		m->base = *base;
+		*base += (e->size + 4095) & ~(uint64_t)4095;
+	}
+	return 0;
+}
+
 /* Read the central directory, check it against libzip and build the
  * member table, names and index. */
 static int load_members(struct archive *a, struct npz_err *err)
 {
-	uint64_t cd_off, cd_size, entries, base = 0;
+	uint64_t entries, base = 0;
 	struct cd_entry *ents = NULL;
 	unsigned char *cd = NULL;
-	size_t i, pos = 0, names_len = 0;
+	size_t i, names_len = 0;
 	zip_int64_t zn;
 	char *np;
-	ssize_t n;
 	int ret;
 
-	ret = ar_find_cdir(a, &cd_off, &cd_size, &entries, err);
+	ret = read_central(a, &cd, &ents, &entries, err);
 	if (ret)
-		return ret;
-	if (entries >= UINT32_MAX || cd_size > SIZE_MAX) {
-		npz_err_set(err, "damaged archive: too many entries");
-		return -EINVAL;
-	}
-	cd = malloc(cd_size ? (size_t)cd_size : 1);
-	ents = calloc(entries ? (size_t)entries : 1, sizeof(*ents));
-	if (!cd || !ents) {
-		ret = -ENOMEM;
 		goto out_free;
-	}
-	n = ar_pread_full(a->fd, cd, (size_t)cd_size, cd_off);
-	if (n != (ssize_t)cd_size) {
-		ret = n < 0 ? (int)n : -EIO;
-		npz_err_set(err, "read error: %s", strerror(-ret));
-		goto out_free;
-	}
-	for (i = 0; i < entries; i++) {
-		size_t len = parse_central(cd + pos, (size_t)cd_size - pos, i,
-					   &ents[i], err);
-		if (!len) {
-			ret = -EINVAL;
-			goto out_free;
-		}
-		pos += len;
-	}
 
 	pthread_mutex_lock(&a->zip_lock);
 	zn = zip_get_num_entries(a->zip, 0);
@@ -376,54 +457,9 @@ static int load_members(struct archive *a, struct npz_err *err)
 	}
 	np = a->names;
 	for (i = 0; i < a->count; i++) {
-		struct member *m = &a->m[i];
-		const struct cd_entry *e = &ents[i];
-		zip_stat_t st;
-		size_t sl;
-
-		ret = check_entry(a, i, e, &st, err);
+		ret = fill_member(a, i, &ents[i], &np, &base, err);
 		if (ret)
 			goto out_unlock;
-		pthread_mutex_init(&m->lock, NULL);
-		m->a = a;
-		m->ci.evict = ar_member_evict;
-		memcpy(np, e->name, e->name_len);
-		np[e->name_len] = '\0';
-		m->raw_name = np;
-		m->raw_len = e->name_len;
-		np += e->name_len + 1;
-		sl = strlen(st.name);
-		if (sl == e->name_len && memcmp(st.name, e->name, sl) == 0) {
-			m->pub.name = m->raw_name;
-		} else {
-			char *u = strdup(st.name);	/* rare: non-UTF-8 names */
-
-			if (!u) {
-				ret = -ENOMEM;
-				goto out_unlock;
-			}
-			m->pub.name = u;
-		}
-		m->pub.nul_name = memchr(e->name, 0, e->name_len) != NULL;
-		m->pub.size = e->size;
-		m->pub.comp_size = e->comp_size;
-		m->pub.method = e->method;
-		m->pub.crc = e->crc;
-		m->pub.mtime = (st.valid & ZIP_STAT_MTIME) ? st.mtime : 0;
-		m->flags = e->flags;
-		m->lh_off = e->lh_off;
-		if (e->method == ARCHIVE_DEFLATE) {
-			if (base > INT64_MAX - 8192 ||
-			    e->size > INT64_MAX - 8192 - base) {
-				npz_err_set(err, "damaged archive: member "
-					    "sizes too large");
-				ret = -EINVAL;
-				goto out_unlock;
-			}
-			/* whole blocks each: punching one frees it all */
-			m->base = base;
-			base += (e->size + 4095) & ~(uint64_t)4095;
-		}
 	}
 	pthread_mutex_unlock(&a->zip_lock);
 
@@ -438,14 +474,51 @@ out_free:
 	return ret;
 }
 
+/* Open a->zip over a descriptor of its own on a->fd's file.  Returns 0, or
+ * -errno with a message (for a damaged archive, what our own parse of the
+ * central directory says when libzip finds no zip). */
+static int open_libzip(struct archive *a, struct npz_err *err)
+{
+	zip_error_t ze;
+	int zfd, zerr = 0, ret;
+
+	/* libzip gets its own descriptor of the same open file. */
+	zfd = fcntl(a->fd, F_DUPFD_CLOEXEC, 0);
+	if (zfd < 0) {
+		ret = -errno;
+		npz_err_set(err, "%s", strerror(-ret));
+		return ret;
+	}
+	a->zip = zip_fdopen(zfd, 0, &zerr);
+	if (!a->zip) {
+		close(zfd);
+		zip_error_init_with_code(&ze, zerr);
+		ret = ar_zip_error_to_errno(&ze);
+		if (zerr == ZIP_ER_NOZIP) {
+			/* our own parse tells truncated from not-a-zip */
+			if (ar_find_cdir(a, &(uint64_t){0}, &(uint64_t){0},
+				      &(uint64_t){0}, err) == 0)
+				npz_err_set(err, "damaged archive: "
+					    "central directory unreadable");
+		} else if (ret == -EINVAL) {
+			npz_err_set(err, "damaged archive: %s",
+				    zip_error_strerror(&ze));
+		} else {
+			npz_err_set(err, "%s", zip_error_strerror(&ze));
+		}
+		zip_error_fini(&ze);
+		return ret;
+	}
+	return 0;
+}
+
 /* archive_open(), with path already resolved (`resolved`) or not. */
 static int open_path(const char *path, bool resolved, struct archive **out,
 		     struct npz_err *err)
 {
 	struct archive *a;
 	struct stat sb;
-	zip_error_t ze;
-	int zfd, zerr = 0, ret;
+	int ret;
 
 	a = calloc(1, sizeof(*a));
 	if (!a)
@@ -491,33 +564,9 @@ static int open_path(const char *path, bool resolved, struct archive **out,
 		goto out_close;
 	}
 
-	/* libzip gets its own descriptor of the same open file. */
-	zfd = fcntl(a->fd, F_DUPFD_CLOEXEC, 0);
-	if (zfd < 0) {
-		ret = -errno;
-		npz_err_set(err, "%s", strerror(-ret));
+	ret = open_libzip(a, err);
+	if (ret)
 		goto out_close;
-	}
-	a->zip = zip_fdopen(zfd, 0, &zerr);
-	if (!a->zip) {
-		close(zfd);
-		zip_error_init_with_code(&ze, zerr);
-		ret = ar_zip_error_to_errno(&ze);
-		if (zerr == ZIP_ER_NOZIP) {
-			/* our own parse tells truncated from not-a-zip */
-			if (ar_find_cdir(a, &(uint64_t){0}, &(uint64_t){0},
-				      &(uint64_t){0}, err) == 0)
-				npz_err_set(err, "damaged archive: "
-					    "central directory unreadable");
-		} else if (ret == -EINVAL) {
-			npz_err_set(err, "damaged archive: %s",
-				    zip_error_strerror(&ze));
-		} else {
-			npz_err_set(err, "%s", zip_error_strerror(&ze));
-		}
-		zip_error_fini(&ze);
-		goto out_close;
-	}
 	ret = load_members(a, err);
 	if (ret)
 		goto out_close;

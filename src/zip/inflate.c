@@ -100,51 +100,61 @@ void ar_pool_release(struct archive *a)
 		inflater_free_buffers(&a->pool[i]);
 }
 
+/* Member idx's live pooled stream, else a free or least recently used idle
+ * pool slot (reset, now idx's), marked busy; NULL when every slot is busy. */
+static struct inflater *pool_claim(struct archive *a, size_t idx)
+{
+	struct member *m = &a->m[idx];
+	struct inflater *s = NULL, *victim = NULL;
+	size_t i;
+
+	pthread_mutex_lock(&a->pool_lock);
+	if (m->zs) {
+		s = m->zs;
+	} else {
+		for (i = 0; i < ARCHIVE_STREAMS; i++) {
+			struct inflater *p = &a->pool[i];
+
+			if (p->busy)
+				continue;
+			if (!victim || p->owner == NO_OWNER ||
+			    (victim->owner != NO_OWNER &&
+			     p->tick < victim->tick))
+				victim = p;
+			if (p->owner == NO_OWNER)
+				break;
+		}
+		s = victim;
+		if (s) {
+			if (s->owner != NO_OWNER)
+				a->m[s->owner].zs = NULL;
+			s->owner = idx;
+			m->zs = s;
+			s->in_pos = s->out_pos = 0;
+			s->crc = crc32(0, NULL, 0);
+			s->z.avail_in = 0;
+			if (s->z_ready)
+				inflateReset(&s->z);
+		}
+	}
+	if (s) {
+		s->busy = true;
+		s->tick = ++a->tick;
+	}
+	pthread_mutex_unlock(&a->pool_lock);
+	return s;
+}
+
 /* Get a stream for member idx: its live pooled one, a free or least
  * recently used idle pool slot (reset), or a one-shot private stream for
  * small members and when every slot is busy.  Returns NULL on ENOMEM. */
 static struct inflater *stream_get(struct archive *a, size_t idx)
 {
 	struct member *m = &a->m[idx];
-	struct inflater *s = NULL, *victim = NULL;
-	size_t i;
+	struct inflater *s = NULL;
 
-	if (m->pub.size > ARCHIVE_SMALL) {
-		pthread_mutex_lock(&a->pool_lock);
-		if (m->zs) {
-			s = m->zs;
-		} else {
-			for (i = 0; i < ARCHIVE_STREAMS; i++) {
-				struct inflater *p = &a->pool[i];
-
-				if (p->busy)
-					continue;
-				if (!victim || p->owner == NO_OWNER ||
-				    (victim->owner != NO_OWNER &&
-				     p->tick < victim->tick))
-					victim = p;
-				if (p->owner == NO_OWNER)
-					break;
-			}
-			s = victim;
-			if (s) {
-				if (s->owner != NO_OWNER)
-					a->m[s->owner].zs = NULL;
-				s->owner = idx;
-				m->zs = s;
-				s->in_pos = s->out_pos = 0;
-				s->crc = crc32(0, NULL, 0);
-				s->z.avail_in = 0;
-				if (s->z_ready)
-					inflateReset(&s->z);
-			}
-		}
-		if (s) {
-			s->busy = true;
-			s->tick = ++a->tick;
-		}
-		pthread_mutex_unlock(&a->pool_lock);
-	}
+	if (m->pub.size > ARCHIVE_SMALL)
+		s = pool_claim(a, idx);
 	if (!s) {
 		s = calloc(1, sizeof(*s));
 		if (!s)
@@ -258,6 +268,98 @@ static void cache_forget_member(struct archive *a, struct member *m)
 	cache_drop(&m->ci);
 }
 
+/* Copy what the cache holds of [off, end) of m to buf.  Returns where
+ * the bytes still to be inflated start (off when nothing was cached; a
+ * cache file that fails is forgotten, and off returned). */
+static uint64_t read_cached(struct archive *a, struct member *m,
+			    unsigned char *buf, uint64_t off, uint64_t end)
+{
+	uint64_t fr = atomic_load(&m->frontier);
+	size_t k;
+	ssize_t n;
+
+	if (off >= fr)
+		return off;
+	k = (size_t)((end < fr ? end : fr) - off);
+	n = ar_pread_full(a->cache_fd, buf, k, m->base + off);
+	if (n == (ssize_t)k) {
+		cache_touch(&m->ci);
+		return off + k;
+	}
+	npz_log("cache file in %s: %s; reading %s without it",
+		cache_dir(), n < 0 ? strerror((int)-n) :
+		"short read", m->pub.name);
+	cache_forget_member(a, m);
+	return off;
+}
+
+/* Read the next block of m's compressed data (at data_off in the archive)
+ * into s's input.  Returns 0 or -errno (-EIO: damaged member or archive
+ * rewritten). */
+static int refill_input(struct archive *a, struct member *m,
+			struct inflater *s, uint64_t data_off,
+			struct npz_err *err)
+{
+	size_t want = s->in_cap;
+	ssize_t n;
+	int ret;
+
+	if (s->in_pos >= m->pub.comp_size)
+		return ar_member_fail(m, FAULT_INFLATE, err);
+	if (m->pub.comp_size - s->in_pos < want)
+		want = (size_t)(m->pub.comp_size - s->in_pos);
+	n = ar_pread_full(a->fd, s->in, want, data_off + s->in_pos);
+	if (n != (ssize_t)want) {
+		ret = n < 0 ? (int)n : -EIO;
+		npz_err_set(err, "member %s: read error: %s",
+			    m->pub.name, strerror(-ret));
+		return ret;
+	}
+	ret = ar_file_unchanged(a);
+	if (ret)
+		return ret;
+	s->z.next_in = s->in;
+	s->z.avail_in = (uInt)want;
+	s->in_pos += want;
+	return 0;
+}
+
+/* Inflate into dst (cap bytes at most): *produced bytes, CRC updated; at
+ * the end of the stream *done, with size and CRC checked.  Returns 0 or
+ * -EIO (the member is marked damaged). */
+static int inflate_step(struct member *m, struct inflater *s,
+			unsigned char *dst, size_t cap, size_t *produced,
+			bool *done, struct npz_err *err)
+{
+	int zr;
+
+	s->z.next_out = dst;
+	s->z.avail_out = (uInt)cap;
+	zr = inflate(&s->z, Z_NO_FLUSH);
+	if (zr != Z_OK && zr != Z_STREAM_END &&
+	    !(zr == Z_BUF_ERROR && s->z.avail_in == 0)) {
+		int ret = ar_member_fail(m, FAULT_INFLATE, err);
+
+		if (s->z.msg)
+			npz_err_set(err, "member %s: damaged deflate "
+				    "data: %s", m->pub.name, s->z.msg);
+		return ret;
+	}
+	*produced = cap - s->z.avail_out;
+	if (*produced > m->pub.size - s->out_pos)
+		return ar_member_fail(m, FAULT_SIZE, err);
+	if (*produced)
+		s->crc = ar_crc32(s->crc, dst, *produced);
+	if (zr == Z_STREAM_END) {
+		*done = true;
+		if (s->out_pos + *produced != m->pub.size)
+			return ar_member_fail(m, FAULT_SIZE, err);
+		if (s->crc != m->pub.crc)
+			return ar_member_fail(m, FAULT_CRC, err);
+	}
+	return 0;
+}
+
 /* Fill buf with bytes [off, off + len) of deflated member idx: what is
  * cached from the cache file, the rest inflated straight into buf.  While
  * the budget lets it, inflated output extends the cached prefix
@@ -272,7 +374,7 @@ static int member_inflate(struct archive *a, size_t idx, unsigned char *buf,
 			  struct npz_err *err)
 {
 	struct member *m = &a->m[idx];
-	uint64_t end = off + len, need = off, fr, target;
+	uint64_t end = off + len, need, target;
 	int cfd = cache_file_if_any(a, m);
 	struct inflater *s;
 	int64_t data_off;
@@ -281,21 +383,7 @@ static int member_inflate(struct archive *a, size_t idx, unsigned char *buf,
 
 	if (atomic_load(&m->bad))
 		return ar_member_fail(m, FAULT_NONE, err);
-	fr = atomic_load(&m->frontier);
-	if (off < fr) {
-		size_t k = (size_t)((end < fr ? end : fr) - off);
-		ssize_t n = ar_pread_full(a->cache_fd, buf, k, m->base + off);
-
-		if (n == (ssize_t)k) {
-			need = off + k;
-			cache_touch(&m->ci);
-		} else {
-			npz_log("cache file in %s: %s; reading %s without it",
-				cache_dir(), n < 0 ? strerror((int)-n) :
-				"short read", m->pub.name);
-			cache_forget_member(a, m);
-		}
-	}
+	need = read_cached(a, m, buf, off, end);
 	if (need >= end)
 		return 0;
 	data_off = ar_member_data_off(a, m, err);
@@ -310,33 +398,12 @@ static int member_inflate(struct archive *a, size_t idx, unsigned char *buf,
 
 	while (!done && (s->out_pos < target || s->out_pos >= m->pub.size)) {
 		unsigned char *dst;
-		size_t produced, cap;
-		int zr;
+		size_t produced = 0, cap;
 
 		if (s->z.avail_in == 0) {
-			size_t want = s->in_cap;
-			ssize_t n;
-
-			if (s->in_pos >= m->pub.comp_size) {
-				ret = ar_member_fail(m, FAULT_INFLATE, err);
-				break;
-			}
-			if (m->pub.comp_size - s->in_pos < want)
-				want = (size_t)(m->pub.comp_size - s->in_pos);
-			n = ar_pread_full(a->fd, s->in, want,
-				       (uint64_t)data_off + s->in_pos);
-			if (n != (ssize_t)want) {
-				ret = n < 0 ? (int)n : -EIO;
-				npz_err_set(err, "member %s: read error: %s",
-					    m->pub.name, strerror(-ret));
-				break;
-			}
-			ret = ar_file_unchanged(a);
+			ret = refill_input(a, m, s, (uint64_t)data_off, err);
 			if (ret)
 				break;
-			s->z.next_in = s->in;
-			s->z.avail_in = (uInt)want;
-			s->in_pos += want;
 		}
 		/* Inside the caller's range the output goes to buf itself
 		 * (no copy out of the cache afterwards); before it, our block
@@ -352,35 +419,9 @@ static int member_inflate(struct archive *a, size_t idx, unsigned char *buf,
 		}
 		if (cap > ARCHIVE_MAX_STEP)
 			cap = ARCHIVE_MAX_STEP;
-		s->z.next_out = dst;
-		s->z.avail_out = (uInt)cap;
-		zr = inflate(&s->z, Z_NO_FLUSH);
-		if (zr != Z_OK && zr != Z_STREAM_END &&
-		    !(zr == Z_BUF_ERROR && s->z.avail_in == 0)) {
-			ret = ar_member_fail(m, FAULT_INFLATE, err);
-			if (s->z.msg)
-				npz_err_set(err, "member %s: damaged deflate "
-					    "data: %s", m->pub.name, s->z.msg);
+		ret = inflate_step(m, s, dst, cap, &produced, &done, err);
+		if (ret)
 			break;
-		}
-		produced = cap - s->z.avail_out;
-		if (produced > m->pub.size - s->out_pos) {
-			ret = ar_member_fail(m, FAULT_SIZE, err);
-			break;
-		}
-		if (produced)
-			s->crc = ar_crc32(s->crc, dst, produced);
-		if (zr == Z_STREAM_END) {
-			done = true;
-			if (s->out_pos + produced != m->pub.size) {
-				ret = ar_member_fail(m, FAULT_SIZE, err);
-				break;
-			}
-			if (s->crc != m->pub.crc) {
-				ret = ar_member_fail(m, FAULT_CRC, err);
-				break;
-			}
-		}
 		if (caching && produced &&
 		    !cache_extend(a, m, cfd, dst, s->out_pos, produced)) {
 			caching = false;
