@@ -107,31 +107,23 @@ static int set_new_entry(zip_t *za, zip_uint64_t idx,
 	return zip_file_set_mtime(za, idx, c->mtime, 0);
 }
 
-/* Turn the change list into libzip calls on za (opened on the current
- * archive).  Returns 0 or -1 (libzip's error in za, or -ENOMEM in *oom). */
-static int apply_changes(struct archive *a, zip_t *za, struct file_src *s,
-			 const struct archive_change *ch, size_t n, bool *oom)
+/* Decide how each change reaches the new archive (kind[k]): keep an old
+ * entry where the list's order allows it; the rest is appended, in order.
+ * claim[i] is the change that keeps old entry i, or -1 (entry deleted). */
+static void plan_changes(const struct archive *a,
+			 const struct archive_change *ch, size_t n,
+			 ssize_t *claim, bool *wanted, unsigned char *kind)
 {
-	ssize_t *claim = malloc((a->count ? a->count : 1) * sizeof(*claim));
-	bool *wanted = calloc(a->count ? a->count : 1, sizeof(*wanted));
-	unsigned char *kind = malloc(n ? n : 1);
-	char **tmp_names = calloc(n ? n : 1, sizeof(*tmp_names));
 	ssize_t last = -1;
 	bool appending = false;
 	size_t i, k, idx;
-	int ret = -1;
 
-	*oom = !claim || !wanted || !kind || !tmp_names;
-	if (*oom)
-		goto out_free;
 	for (i = 0; i < a->count; i++)
 		claim[i] = -1;
 	for (k = 0; k < n; k++)
 		if (ch[k].from >= 0)
 			wanted[ch[k].from] = true;
 
-	/* Keep an old entry where the list's order allows it; the rest is
-	 * appended, in order. */
 	for (k = 0; k < n; k++) {
 		const struct archive_change *c = &ch[k];
 
@@ -155,13 +147,18 @@ static int apply_changes(struct archive *a, zip_t *za, struct file_src *s,
 			appending = true;
 		}
 	}
+}
 
-	/* Raw copies are set up first, from the archive as it is. */
-	for (i = 0; i < a->count; i++)
-		if (claim[i] < 0 && zip_delete(za, i) < 0)
-			goto out_free;
-	/* Renames in two passes, so that swaps and a->b over a deleted b
-	 * never collide. */
+/* Rename the kept entries whose name changes, in two passes (through
+ * temporary names kept in tmp_names[k]), so that swaps and a->b over a
+ * deleted b never collide.  Returns 0 or -1 (libzip's error in za, or
+ * ENOMEM in *oom). */
+static int rename_kept(const struct archive *a, zip_t *za,
+		       const struct archive_change *ch, size_t n,
+		       const unsigned char *kind, char **tmp_names, bool *oom)
+{
+	size_t k;
+
 	for (k = 0; k < n; k++) {
 		char buf[64];
 
@@ -172,72 +169,111 @@ static int apply_changes(struct archive *a, zip_t *za, struct file_src *s,
 		tmp_names[k] = strdup(buf);
 		if (!tmp_names[k]) {
 			*oom = true;
-			goto out_free;
+			return -1;
 		}
 		if (zip_file_rename(za, (zip_uint64_t)ch[k].from, buf, 0) < 0)
-			goto out_free;
+			return -1;
 	}
 	for (k = 0; k < n; k++)
 		if (tmp_names[k] && zip_file_rename(za,
 			(zip_uint64_t)ch[k].from, ch[k].name, 0) < 0)
-			goto out_free;
-	for (k = 0; k < n; k++) {
-		const struct archive_change *c = &ch[k];
-		zip_source_t *src;
-		zip_int64_t ni;
+			return -1;
+	return 0;
+}
 
-		if (kind[k] == CK_KEEP)
-			continue;
-		if (kind[k] == CK_COPY)
-			src = zip_source_zip(za, za, (zip_uint64_t)c->from,
-					     ZIP_FL_COMPRESSED |
-					     ZIP_FL_UNCHANGED, 0, -1);
-		else
-			src = ar_content_source(c, s);
-		if (!src) {
-			if (kind[k] != CK_COPY) {
-				*oom = true;
-			}
-			goto out_free;
-		}
-		if (kind[k] == CK_REPLACE) {
-			archive_find(a, c->name, &idx);
-			if (zip_file_replace(za, idx, src, 0) < 0) {
-				zip_source_free(src);
-				goto out_free;
-			}
-			if (set_new_entry(za, idx, c) < 0)
-				goto out_free;
-			continue;
-		}
-		ni = zip_file_add(za, c->name, src, 0);
-		if (ni < 0) {
-			zip_source_free(src);
-			goto out_free;
-		}
-		if (kind[k] == CK_COPY) {
-			const struct archive_member *m = &a->m[c->from].pub;
-			zip_uint8_t opsys;
-			zip_uint32_t attr;
+/* Give the new entry ni, a raw copy of old member c->from, the old
+ * entry's attributes, method and mtime. */
+static int copy_entry_attributes(const struct archive *a, zip_t *za,
+				 const struct archive_change *c,
+				 zip_int64_t ni)
+{
+	const struct archive_member *m = &a->m[c->from].pub;
+	zip_uint8_t opsys;
+	zip_uint32_t attr;
 
-			if (zip_file_get_external_attributes(za,
-				(zip_uint64_t)c->from, ZIP_FL_UNCHANGED,
-				&opsys, &attr) < 0 ||
-			    zip_file_set_external_attributes(za,
-				(zip_uint64_t)ni, 0, opsys, attr) < 0 ||
-			    zip_set_file_compression(za, (zip_uint64_t)ni,
-						     m->method, 0) < 0 ||
-			    zip_file_set_mtime(za, (zip_uint64_t)ni,
-					       m->mtime, 0) < 0)
-				goto out_free;
-		} else {
-			if (zip_file_set_external_attributes(za,
-				(zip_uint64_t)ni, 0, ZIP_OPSYS_UNIX,
-				(zip_uint32_t)(S_IFREG | 0644) << 16) < 0 ||
-			    set_new_entry(za, (zip_uint64_t)ni, c) < 0)
-				goto out_free;
-		}
+	if (zip_file_get_external_attributes(za, (zip_uint64_t)c->from,
+					     ZIP_FL_UNCHANGED, &opsys,
+					     &attr) < 0 ||
+	    zip_file_set_external_attributes(za, (zip_uint64_t)ni, 0, opsys,
+					     attr) < 0 ||
+	    zip_set_file_compression(za, (zip_uint64_t)ni, m->method, 0) < 0 ||
+	    zip_file_set_mtime(za, (zip_uint64_t)ni, m->mtime, 0) < 0)
+		return -1;
+	return 0;
+}
+
+/* Put change c (kind CK_REPLACE, CK_COPY or CK_ADD) into za.  Returns 0
+ * or -1 (libzip's error in za, or ENOMEM in *oom). */
+static int put_change(struct archive *a, zip_t *za, struct file_src *s,
+		      const struct archive_change *c, unsigned char kind,
+		      bool *oom)
+{
+	zip_source_t *src;
+	zip_int64_t ni;
+	size_t idx;
+
+	if (kind == CK_COPY)
+		src = zip_source_zip(za, za, (zip_uint64_t)c->from,
+				     ZIP_FL_COMPRESSED |
+				     ZIP_FL_UNCHANGED, 0, -1);
+	else
+		src = ar_content_source(c, s);
+	if (!src) {
+		if (kind != CK_COPY)
+			*oom = true;
+		return -1;
 	}
+	if (kind == CK_REPLACE) {
+		archive_find(a, c->name, &idx);
+		if (zip_file_replace(za, idx, src, 0) < 0) {
+			zip_source_free(src);
+			return -1;
+		}
+		return set_new_entry(za, idx, c) < 0 ? -1 : 0;
+	}
+	ni = zip_file_add(za, c->name, src, 0);
+	if (ni < 0) {
+		zip_source_free(src);
+		return -1;
+	}
+	if (kind == CK_COPY)
+		return copy_entry_attributes(a, za, c, ni);
+	if (zip_file_set_external_attributes(za, (zip_uint64_t)ni, 0,
+					     ZIP_OPSYS_UNIX,
+					     (zip_uint32_t)(S_IFREG | 0644)
+						     << 16) < 0 ||
+	    set_new_entry(za, (zip_uint64_t)ni, c) < 0)
+		return -1;
+	return 0;
+}
+
+/* Turn the change list into libzip calls on za (opened on the current
+ * archive).  Returns 0 or -1 (libzip's error in za, or -ENOMEM in *oom). */
+static int apply_changes(struct archive *a, zip_t *za, struct file_src *s,
+			 const struct archive_change *ch, size_t n, bool *oom)
+{
+	ssize_t *claim = malloc((a->count ? a->count : 1) * sizeof(*claim));
+	bool *wanted = calloc(a->count ? a->count : 1, sizeof(*wanted));
+	unsigned char *kind = malloc(n ? n : 1);
+	char **tmp_names = calloc(n ? n : 1, sizeof(*tmp_names));
+	size_t i, k;
+	int ret = -1;
+
+	*oom = !claim || !wanted || !kind || !tmp_names;
+	if (*oom)
+		goto out_free;
+	plan_changes(a, ch, n, claim, wanted, kind);
+
+	/* Raw copies are set up first, from the archive as it is. */
+	for (i = 0; i < a->count; i++)
+		if (claim[i] < 0 && zip_delete(za, i) < 0)
+			goto out_free;
+	if (rename_kept(a, za, ch, n, kind, tmp_names, oom) < 0)
+		goto out_free;
+	for (k = 0; k < n; k++)
+		if (kind[k] != CK_KEEP &&
+		    put_change(a, za, s, &ch[k], kind[k], oom) < 0)
+			goto out_free;
 	ret = 0;
 out_free:
 	if (tmp_names)

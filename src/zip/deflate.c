@@ -113,6 +113,39 @@ static size_t pz_thread_count(uint64_t nchunks)
 	return nchunks < t ? (size_t)nchunks : t;
 }
 
+/* Deflate z's input into sl->out (grown as needed), ending with Z_FINISH
+ * when last, else Z_SYNC_FLUSH.  On failure sets sl->err (and sl->what). */
+static void pz_deflate(struct pz_slot *sl, z_stream *z, bool last)
+{
+	int zr;
+
+	for (;;) {
+		zr = deflate(z, last ? Z_FINISH : Z_SYNC_FLUSH);
+		sl->out_len = sl->out_cap - z->avail_out;
+		if (zr == Z_STREAM_ERROR) {
+			sl->err = EIO;
+			sl->what = "deflate failed";
+			return;
+		}
+		if (last ? zr == Z_STREAM_END
+			 : z->avail_in == 0 && z->avail_out != 0)
+			return;
+		if (z->avail_out == 0) {
+			unsigned char *p = realloc(sl->out, 2 * sl->out_cap);
+
+			if (!p) {
+				sl->err = ENOMEM;
+				sl->zip_code = ZIP_ER_MEMORY;
+				return;
+			}
+			sl->out = p;
+			z->next_out = p + sl->out_len;
+			z->avail_out = (uInt)(2 * sl->out_cap - sl->out_len);
+			sl->out_cap *= 2;
+		}
+	}
+}
+
 /* Compress chunk k into slot sl with z (reset here).  in holds PZ_DICT +
  * chunk bytes.  On failure sets sl->err (and sl->what). */
 static void pz_chunk(struct pz *pz, uint64_t k, struct pz_slot *sl,
@@ -125,7 +158,6 @@ static void pz_chunk(struct pz *pz, uint64_t k, struct pz_slot *sl,
 	bool last = k + 1 == pz->nchunks;
 	size_t need;
 	ssize_t n;
-	int zr;
 
 	sl->err = 0;
 	sl->zip_code = ZIP_ER_MEMORY;
@@ -171,31 +203,7 @@ static void pz_chunk(struct pz *pz, uint64_t k, struct pz_slot *sl,
 	z->avail_in = (uInt)len;
 	z->next_out = sl->out;
 	z->avail_out = (uInt)sl->out_cap;
-	for (;;) {
-		zr = deflate(z, last ? Z_FINISH : Z_SYNC_FLUSH);
-		sl->out_len = sl->out_cap - z->avail_out;
-		if (zr == Z_STREAM_ERROR) {
-			sl->err = EIO;
-			sl->what = "deflate failed";
-			return;
-		}
-		if (last ? zr == Z_STREAM_END
-			 : z->avail_in == 0 && z->avail_out != 0)
-			return;
-		if (z->avail_out == 0) {
-			unsigned char *p = realloc(sl->out, 2 * sl->out_cap);
-
-			if (!p) {
-				sl->err = ENOMEM;
-				sl->zip_code = ZIP_ER_MEMORY;
-				return;
-			}
-			sl->out = p;
-			z->next_out = p + sl->out_len;
-			z->avail_out = (uInt)(2 * sl->out_cap - sl->out_len);
-			sl->out_cap *= 2;
-		}
-	}
+	pz_deflate(sl, z, last);
 }
 
 static void *pz_worker(void *arg)
@@ -468,6 +476,78 @@ static zip_int64_t csrc_read(struct content_src *cs, void *data,
 	return n;
 }
 
+/* ZIP_SOURCE_OPEN: start reading the content from its beginning (again),
+ * set up to deflate it in one stream or on worker threads.  Returns 0 or
+ * -1 (ENOMEM in cs->error). */
+static zip_int64_t csrc_open(struct content_src *cs)
+{
+	cs->pos = cs->comp_size = 0;
+	cs->crc = (uint32_t)crc32(0, NULL, 0);
+	cs->done = false;
+	cs->in_pos = cs->in_len = 0;
+	pz_free(cs->pz);
+	cs->pz = NULL;
+	if (!cs->deflate) {
+		/* small content is read in one go, without a buffer */
+		if (!cs->in && cs->c->size > COMMIT_IN_BLOCK)
+			cs->in = malloc(COMMIT_IN_BLOCK);
+		return 0;
+	}
+	if (cs->c->size >= atomic_load(&pz_tune_min)) {
+		cs->pz = pz_new(cs->c->fd, cs->c->size,
+				cs->c->level < 0 ? Z_DEFAULT_COMPRESSION
+						 : cs->c->level);
+		if (cs->pz)
+			return 0;
+		/* no thread: one stream, here */
+	}
+	if (!cs->in) {
+		cs->in = malloc(COMMIT_IN_BLOCK);
+		if (!cs->in) {
+			zip_error_set(&cs->error, ZIP_ER_MEMORY, 0);
+			return -1;
+		}
+	}
+	if (cs->z_ready)
+		deflateEnd(&cs->z);
+	memset(&cs->z, 0, sizeof(cs->z));
+	/* what zipfile (numpy) uses: raw deflate, window 15, memLevel 8 */
+	cs->z_ready = deflateInit2(&cs->z, cs->c->level < 0 ?
+				   Z_DEFAULT_COMPRESSION : cs->c->level,
+				   Z_DEFLATED, -MAX_WBITS, 8,
+				   Z_DEFAULT_STRATEGY) == Z_OK;
+	if (!cs->z_ready) {
+		zip_error_set(&cs->error, ZIP_ER_MEMORY, 0);
+		return -1;
+	}
+	return 0;
+}
+
+/* ZIP_SOURCE_STAT: size, mtime and method; CRC and compressed size once
+ * the content was read. */
+static zip_int64_t csrc_stat(struct content_src *cs, void *data,
+			     zip_uint64_t len)
+{
+	zip_stat_t *st = ZIP_SOURCE_GET_ARGS(zip_stat_t, data, len,
+					     &cs->error);
+	if (!st)
+		return -1;
+	zip_stat_init(st);
+	st->size = cs->c->size;
+	st->mtime = cs->c->mtime;
+	st->comp_method = cs->deflate ? ZIP_CM_DEFLATE : ZIP_CM_STORE;
+	st->encryption_method = ZIP_EM_NONE;
+	st->valid = ZIP_STAT_SIZE | ZIP_STAT_MTIME |
+		    ZIP_STAT_COMP_METHOD | ZIP_STAT_ENCRYPTION_METHOD;
+	if (cs->deflate && cs->done) {
+		/* once read: libzip takes the CRC from here */
+		st->crc = cs->crc;
+		st->comp_size = cs->comp_size;
+		st->valid |= ZIP_STAT_CRC | ZIP_STAT_COMP_SIZE;
+	}
+	return sizeof(*st);
+}
+
 static zip_int64_t csrc_cb(void *ud, void *data, zip_uint64_t len,
 			   zip_source_cmd_t cmd)
 {
@@ -475,46 +555,7 @@ static zip_int64_t csrc_cb(void *ud, void *data, zip_uint64_t len,
 
 	switch (cmd) {
 	case ZIP_SOURCE_OPEN:
-		cs->pos = cs->comp_size = 0;
-		cs->crc = (uint32_t)crc32(0, NULL, 0);
-		cs->done = false;
-		cs->in_pos = cs->in_len = 0;
-		pz_free(cs->pz);
-		cs->pz = NULL;
-		if (!cs->deflate) {
-			/* small content is read in one go, without a buffer */
-			if (!cs->in && cs->c->size > COMMIT_IN_BLOCK)
-				cs->in = malloc(COMMIT_IN_BLOCK);
-			return 0;
-		}
-		if (cs->c->size >= atomic_load(&pz_tune_min)) {
-			cs->pz = pz_new(cs->c->fd, cs->c->size,
-					cs->c->level < 0 ? Z_DEFAULT_COMPRESSION
-							 : cs->c->level);
-			if (cs->pz)
-				return 0;
-			/* no thread: one stream, here */
-		}
-		if (!cs->in) {
-			cs->in = malloc(COMMIT_IN_BLOCK);
-			if (!cs->in) {
-				zip_error_set(&cs->error, ZIP_ER_MEMORY, 0);
-				return -1;
-			}
-		}
-		if (cs->z_ready)
-			deflateEnd(&cs->z);
-		memset(&cs->z, 0, sizeof(cs->z));
-		/* what zipfile (numpy) uses: raw deflate, window 15, memLevel 8 */
-		cs->z_ready = deflateInit2(&cs->z, cs->c->level < 0 ?
-					   Z_DEFAULT_COMPRESSION : cs->c->level,
-					   Z_DEFLATED, -MAX_WBITS, 8,
-					   Z_DEFAULT_STRATEGY) == Z_OK;
-		if (!cs->z_ready) {
-			zip_error_set(&cs->error, ZIP_ER_MEMORY, 0);
-			return -1;
-		}
-		return 0;
+		return csrc_open(cs);
 	case ZIP_SOURCE_READ:
 		return csrc_read(cs, data, len);
 	case ZIP_SOURCE_CLOSE:
@@ -528,26 +569,8 @@ static zip_int64_t csrc_cb(void *ud, void *data, zip_uint64_t len,
 		free(cs->in);
 		cs->in = NULL;
 		return 0;
-	case ZIP_SOURCE_STAT: {
-		zip_stat_t *st = ZIP_SOURCE_GET_ARGS(zip_stat_t, data, len,
-						     &cs->error);
-		if (!st)
-			return -1;
-		zip_stat_init(st);
-		st->size = cs->c->size;
-		st->mtime = cs->c->mtime;
-		st->comp_method = cs->deflate ? ZIP_CM_DEFLATE : ZIP_CM_STORE;
-		st->encryption_method = ZIP_EM_NONE;
-		st->valid = ZIP_STAT_SIZE | ZIP_STAT_MTIME |
-			    ZIP_STAT_COMP_METHOD | ZIP_STAT_ENCRYPTION_METHOD;
-		if (cs->deflate && cs->done) {
-			/* once read: libzip takes the CRC from here */
-			st->crc = cs->crc;
-			st->comp_size = cs->comp_size;
-			st->valid |= ZIP_STAT_CRC | ZIP_STAT_COMP_SIZE;
-		}
-		return sizeof(*st);
-	}
+	case ZIP_SOURCE_STAT:
+		return csrc_stat(cs, data, len);
 	case ZIP_SOURCE_ERROR:
 		return zip_error_to_data(&cs->error, data, len);
 	case ZIP_SOURCE_FREE:

@@ -28,6 +28,42 @@ struct local_hdr {
 	uint64_t data_off;
 };
 
+/* The sizes a local header's zip64 extra field (the extra_len bytes at x)
+ * gives for the 0xffffffff placeholders comp32 / size32: both sizes, size
+ * first (APPNOTE 4.5.3); only the overflowed ones from a short field.
+ * Returns whether the sizes are known now. */
+static bool local_zip64_sizes(struct local_hdr *lh, const unsigned char *x,
+			      uint32_t comp32, uint32_t size32)
+{
+	const unsigned char *xend = x + lh->extra_len;
+	bool found = false;
+
+	while (xend - x >= 4) {
+		uint16_t id = get16(x), sz = get16(x + 2);
+		const unsigned char *f = x + 4;
+
+		if (sz > xend - f)
+			break;
+		if (id == 0x0001) {
+			if (sz >= 16) {
+				lh->size = get64(f);
+				lh->comp_size = get64(f + 8);
+				found = true;
+			} else if (sz >= 8) {
+				if (size32 == 0xffffffffu)
+					lh->size = get64(f);
+				else
+					lh->comp_size = get64(f);
+				found = comp32 != 0xffffffffu ||
+					size32 != 0xffffffffu;
+			}
+			break;
+		}
+		x = f + sz;
+	}
+	return found;
+}
+
 /* Read and parse m's local header.  Returns 0, -EIO (damaged: err says
  * why) or -ENOMEM.  When check_name is set, the name must be m's. */
 static int check_read_local(struct archive *a, const struct member *m,
@@ -90,47 +126,57 @@ static int check_read_local(struct archive *a, const struct member *m,
 		ret = -EIO;
 		goto out_free_var;
 	}
-	if (lh->have_sizes && (comp32 == 0xffffffffu || size32 == 0xffffffffu)) {
-		/* zip64 extra: both sizes, size first (APPNOTE 4.5.3); take
-		 * only the overflowed ones from a short field */
-		const unsigned char *x = var + lh->name_len, *xend = x +
-					 lh->extra_len;
-		bool found = false;
-
-		while (xend - x >= 4) {
-			uint16_t id = get16(x), sz = get16(x + 2);
-			const unsigned char *f = x + 4;
-
-			if (sz > xend - f)
-				break;
-			if (id == 0x0001) {
-				if (sz >= 16) {
-					lh->size = get64(f);
-					lh->comp_size = get64(f + 8);
-					found = true;
-				} else if (sz >= 8) {
-					if (size32 == 0xffffffffu)
-						lh->size = get64(f);
-					else
-						lh->comp_size = get64(f);
-					found = comp32 != 0xffffffffu ||
-						size32 != 0xffffffffu;
-				}
-				break;
-			}
-			x = f + sz;
-		}
-		lh->have_sizes = found;
-	}
+	if (lh->have_sizes && (comp32 == 0xffffffffu || size32 == 0xffffffffu))
+		lh->have_sizes = local_zip64_sizes(lh, var + lh->name_len,
+						   comp32, size32);
 out_free_var:
 	free(var);
 	return ret;
 }
 
-/* Checksum m's data: stored bytes read as they are, deflated ones
- * inflated, each in blocks of at most CHECK_BLOCK.  0, -EIO, -ENOMEM. */
-static int check_data(struct archive *a, const struct member *m,
-		      uint64_t data_off, struct npz_err *err)
+/* Read m's stored data (at data_off) in blocks of at most CHECK_BLOCK:
+ * *crc_out is its CRC-32, *out_pos its length.  0, -EIO, -ENOMEM. */
+static int check_stored(struct archive *a, const struct member *m,
+			uint64_t data_off, uint32_t *crc_out,
+			uint64_t *out_pos, struct npz_err *err)
+{
+	const uint64_t comp = m->pub.comp_size;
+	size_t in_cap = comp < CHECK_BLOCK ? (size_t)comp : CHECK_BLOCK;
+	uint32_t crc = (uint32_t)crc32(0, NULL, 0);
+	unsigned char *in;
+	uint64_t in_pos = 0;
+	ssize_t n;
+	int ret = 0;
+
+	in = malloc(in_cap ? in_cap : 1);
+	if (!in)
+		return -ENOMEM;
+	while (in_pos < comp) {
+		size_t want = comp - in_pos < in_cap ?
+			      (size_t)(comp - in_pos) : in_cap;
+
+		n = ar_pread_full(a->fd, in, want, data_off + in_pos);
+		if (n != (ssize_t)want) {
+			npz_err_set(err, "read error: %s",
+				    strerror(n < 0 ? (int)-n : EIO));
+			ret = -EIO;
+			break;
+		}
+		crc = ar_crc32(crc, in, want);
+		in_pos += want;
+	}
+	*crc_out = crc;
+	*out_pos = in_pos;
+	free(in);
+	return ret;
+}
+
+/* Inflate m's deflated data (at data_off), in blocks of at most
+ * CHECK_BLOCK in and out: *crc_out is the CRC-32 of what it inflates to,
+ * *out_pos its length.  0, -EIO, -ENOMEM. */
+static int check_deflated(struct archive *a, const struct member *m,
+			  uint64_t data_off, uint32_t *crc_out,
+			  uint64_t *out_pos_out, struct npz_err *err)
 {
 	const uint64_t size = m->pub.size, comp = m->pub.comp_size;
 	size_t in_cap = comp < CHECK_BLOCK ? (size_t)comp : CHECK_BLOCK;
@@ -142,29 +188,6 @@ static int check_data(struct archive *a, const struct member *m,
 	z_stream z;
 	ssize_t n;
 	int ret = 0, zr;
-
-	if (m->pub.method == ARCHIVE_STORE) {
-		in = malloc(in_cap ? in_cap : 1);
-		if (!in)
-			return -ENOMEM;
-		while (in_pos < comp) {
-			size_t want = comp - in_pos < in_cap ?
-				      (size_t)(comp - in_pos) : in_cap;
-
-			n = ar_pread_full(a->fd, in, want, data_off + in_pos);
-			if (n != (ssize_t)want) {
-				npz_err_set(err, "read error: %s",
-					    strerror(n < 0 ? (int)-n : EIO));
-				ret = -EIO;
-				goto out_free;
-			}
-			crc = ar_crc32(crc, in, want);
-			in_pos += want;
-		}
-		out_pos = in_pos;
-		end = true;
-		goto out_crc;
-	}
 
 	memset(&z, 0, sizeof(z));
 	in = malloc(in_cap ? in_cap : 1);
@@ -219,9 +242,30 @@ static int check_data(struct archive *a, const struct member *m,
 		end = zr == Z_STREAM_END;
 	}
 	inflateEnd(&z);
+	*crc_out = crc;
+	*out_pos_out = out_pos;
+out_free:
+	free(in);
+	free(out);
+	return ret;
+}
+
+/* Checksum m's data: stored bytes read as they are, deflated ones
+ * inflated, each in blocks of at most CHECK_BLOCK.  0, -EIO, -ENOMEM. */
+static int check_data(struct archive *a, const struct member *m,
+		      uint64_t data_off, struct npz_err *err)
+{
+	const uint64_t size = m->pub.size;
+	uint32_t crc;
+	uint64_t out_pos;
+	int ret;
+
+	if (m->pub.method == ARCHIVE_STORE)
+		ret = check_stored(a, m, data_off, &crc, &out_pos, err);
+	else
+		ret = check_deflated(a, m, data_off, &crc, &out_pos, err);
 	if (ret)
-		goto out_free;
-out_crc:
+		return ret;
 	if (out_pos != size) {
 		npz_err_set(err, "inflates to %llu bytes, not its size %llu",
 			    (unsigned long long)out_pos,
@@ -232,9 +276,6 @@ out_crc:
 			    m->pub.crc, crc);
 		ret = -EIO;
 	}
-out_free:
-	free(in);
-	free(out);
 	return ret;
 }
 
