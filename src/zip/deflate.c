@@ -592,7 +592,7 @@ static zip_int64_t csrc_cb(void *ud, void *data, zip_uint64_t len,
 
 /* Returns a new source over c's content, or NULL (ENOMEM). */
 zip_source_t *ar_content_source(const struct archive_change *c,
-				    struct file_src *s)
+				struct file_src *s)
 {
 	struct content_src *cs = calloc(1, sizeof(*cs));
 	zip_source_t *src;

@@ -109,7 +109,7 @@ static int read_eocd64(struct archive *a, uint64_t eocd, uint64_t *cd_off,
 /* Find the end of central directory.  Fills the CD's offset, size and
  * entry count.  Returns 0 or -EINVAL/-EIO with a message. */
 int ar_find_cdir(struct archive *a, uint64_t *cd_off, uint64_t *cd_size,
-		     uint64_t *entries, struct npz_err *err)
+		 uint64_t *entries, struct npz_err *err)
 {
 	unsigned char *tail, head[4];
 	size_t tail_len, i;
@@ -497,7 +497,7 @@ static int open_libzip(struct archive *a, struct npz_err *err)
 		if (zerr == ZIP_ER_NOZIP) {
 			/* our own parse tells truncated from not-a-zip */
 			if (ar_find_cdir(a, &(uint64_t){0}, &(uint64_t){0},
-				      &(uint64_t){0}, err) == 0)
+					 &(uint64_t){0}, err) == 0)
 				npz_err_set(err, "damaged archive: "
 					    "central directory unreadable");
 		} else if (ret == -EINVAL) {

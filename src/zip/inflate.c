@@ -437,7 +437,7 @@ static int member_inflate(struct archive *a, size_t idx, unsigned char *buf,
  * it holds the range (no lock: pinned against eviction), else under the
  * member's lock.  Returns 0 or -errno. */
 int ar_deflated_read(struct archive *a, size_t i, void *buf, size_t len,
-			 uint64_t off, struct npz_err *err)
+		     uint64_t off, struct npz_err *err)
 {
 	struct member *m = &a->m[i];
 	uint64_t end = off + len, ahead;

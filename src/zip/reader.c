@@ -91,7 +91,7 @@ int ar_member_fail(struct member *m, int fault, struct npz_err *err)
 /* Offset of m's data in the archive, from its local header (read once).
  * Returns the offset (> 0) or -errno. */
 int64_t ar_member_data_off(struct archive *a, struct member *m,
-			       struct npz_err *err)
+			   struct npz_err *err)
 {
 	uint64_t off = atomic_load_explicit(&m->data_off, memory_order_acquire);
 	unsigned char stackbuf[30 + 256], *h = stackbuf;

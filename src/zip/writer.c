@@ -32,10 +32,11 @@
  *    the path (after checking that the path still holds a's file) and whose
  *    directory it fsyncs; ROLLBACK_WRITE unlinks it.
  * New content is read with pread() from the caller's fd by a second kind of
- * source; deflated content is compressed by that source itself (zlib, at the
- * caller's level; big content in chunks on worker threads: deflate.c) and handed to libzip as already-compressed data, which
- * libzip copies as it is (it recompresses only when the source's method
- * differs from the entry's).
+ * source (deflate.c); deflated content is compressed by that source itself
+ * (zlib, at the caller's level; big content in chunks on worker threads)
+ * and handed to libzip as already-compressed data, which libzip copies as
+ * it is (it recompresses only when the source's method differs from the
+ * entry's).
  *
  * Untouched members are copied by libzip's own loop (8 KiB reads and writes
  * through file_src, which batches them into COMMIT_RBUF reads and
@@ -142,7 +143,7 @@ static zip_int64_t fsrc_write(struct file_src *s, const void *data,
 	}
 	if (ret)
 		return ar_fsrc_fail(s, ZIP_ER_WRITE, -ret, "%s: writing the new "
-				 "archive: %s", s->a->path, strerror(-ret));
+				    "archive: %s", s->a->path, strerror(-ret));
 	s->wpos += len;
 	if (s->wpos > s->wsize)
 		s->wsize = s->wpos;
@@ -181,8 +182,8 @@ static zip_int64_t fsrc_begin_write(struct file_src *s)
 		free(s->tmp_path);
 		s->tmp_path = NULL;
 		return ar_fsrc_fail(s, ZIP_ER_TMPOPEN, e, "cannot create a "
-				 "temporary file in %s: %s", s->dir,
-				 strerror(e));
+				    "temporary file in %s: %s", s->dir,
+				    strerror(e));
 	}
 	s->wbuf_off = s->wbuf_len = 0;
 	s->synced = 0;
@@ -199,11 +200,11 @@ static zip_int64_t fsrc_commit_write(struct file_src *s)
 	ret = fsrc_flush(s);
 	if (ret)
 		return ar_fsrc_fail(s, ZIP_ER_WRITE, -ret, "%s: writing the new "
-				 "archive: %s", s->a->path, strerror(-ret));
+				    "archive: %s", s->a->path, strerror(-ret));
 	if (fsync(s->tmp_fd) < 0) {
 		e = errno;
 		return ar_fsrc_fail(s, ZIP_ER_WRITE, e, "fsync of %s: %s",
-				 s->tmp_path, strerror(e));
+				    s->tmp_path, strerror(e));
 	}
 	/* owner first: chown clears set-id bits; keep the group at least */
 	if (fchown(s->tmp_fd, st->st_uid, st->st_gid) < 0)
@@ -211,13 +212,13 @@ static zip_int64_t fsrc_commit_write(struct file_src *s)
 	if (fchmod(s->tmp_fd, st->st_mode & 07777) < 0) {
 		e = errno;
 		return ar_fsrc_fail(s, ZIP_ER_WRITE, e, "chmod of %s: %s",
-				 s->tmp_path, strerror(e));
+				    s->tmp_path, strerror(e));
 	}
 	if (close(s->tmp_fd) < 0) {
 		s->tmp_fd = -1;
 		e = errno;
 		return ar_fsrc_fail(s, ZIP_ER_CLOSE, e, "closing %s: %s",
-				 s->tmp_path, strerror(e));
+				    s->tmp_path, strerror(e));
 	}
 	s->tmp_fd = -1;
 	ret = ar_check_same_file(s->a, msg, sizeof(msg));
@@ -226,7 +227,7 @@ static zip_int64_t fsrc_commit_write(struct file_src *s)
 	if (rename(s->tmp_path, s->a->path) < 0) {
 		e = errno;
 		return ar_fsrc_fail(s, ZIP_ER_RENAME, e, "renaming %s to %s: %s",
-				 s->tmp_path, s->a->path, strerror(e));
+				    s->tmp_path, s->a->path, strerror(e));
 	}
 	free(s->tmp_path);
 	s->tmp_path = NULL;
@@ -285,10 +286,10 @@ static zip_int64_t fsrc_read(struct file_src *s, void *data, zip_uint64_t len)
 out_check:
 	if (n < 0)
 		return ar_fsrc_fail(s, ZIP_ER_READ, (int)-n, "reading %s: %s",
-				 s->a->path, strerror((int)-n));
+				    s->a->path, strerror((int)-n));
 	if (n == 0)
 		return ar_fsrc_fail(s, ZIP_ER_READ, EIO, "reading %s: file "
-				 "shrank", s->a->path);
+				    "shrank", s->a->path);
 	s->rpos += (uint64_t)n;
 	return n;
 }
