@@ -10,7 +10,7 @@
 
 #include "zip_internal.h"
 
-/* ---- The commit lock ----------------------------------------------------
+/* How commits exclude each other.
  *
  * Commits to one archive are mutually exclusive across processes (two
  * mounts, or two hosts on a shared filesystem): an open file description
