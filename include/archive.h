@@ -1,5 +1,6 @@
 /* archive.h - the zip archive under the mount (the only module that knows
- * libzip and the zip format).
+ * libzip and the zip format; its code is in src/zip/, one file per job,
+ * their shared structs and locks in src/zip/zip_internal.h).
  *
  * The member list is read once at open, from the central directory (zip64
  * aware), and indexed by name in a hash map.  Reads:
