@@ -142,122 +142,153 @@ static int conv_uint(struct tp *t, const char *s, size_t n,
 	return 0;
 }
 
+/* float64: the nearest double, refused if it overflows to inf. */
+static int parse_f64(struct tp *t, const char *s, size_t n, unsigned char *dst,
+		    const struct npy_dtype *dt)
+{
+	bool sw = dt->swapped;
+	double d;
+	int r;
+	uint64_t b;
+
+	r = text_to_double(s, n, &d);
+	if (r == NUM_BAD)
+		return text_fail_bad(t, s, n, dt);
+	if (isinf(d) && r != NUM_SPECIAL)
+		return text_fail_tok(t, s, n, dt, "out of range for");
+	memcpy(&b, &d, 8);
+	text_st64(dst, b, sw);
+	return 0;
+}
+
+/* float32: the nearest float; a double exactly between two floats is
+ * decided on the decimal. */
+static int parse_f32(struct tp *t, const char *s, size_t n, unsigned char *dst,
+		    const struct npy_dtype *dt)
+{
+	bool sw = dt->swapped;
+	double d;
+	int r;
+	float f;
+	uint32_t b;
+
+	r = text_to_double(s, n, &d);
+	if (r == NUM_BAD)
+		return text_fail_bad(t, s, n, dt);
+	f = (float)d;
+	if ((double)f != d && !isnan(d)) {
+		/* Exactly between two floats: decide on the decimal. */
+		float g = nextafterf(f, d > f ? INFINITY : -INFINITY);
+		if ((double)g - d == d - (double)f || d - (double)g == (double)f - d) {
+			char small[128], *c = text_tok_cstr(s, n, small, sizeof(small));
+
+			if (!c)
+				return -ENOMEM;
+			f = strtof_l(c, NULL, text_c_locale());
+			if (c != small)
+				free(c);
+		}
+	}
+	if (isinf(f) && r != NUM_SPECIAL)
+		return text_fail_tok(t, s, n, dt, "out of range for");
+	memcpy(&b, &f, 4);
+	text_st32(dst, b, sw);
+	return 0;
+}
+
+/* float16: rounded from the double, a float16 midpoint decided on the
+ * decimal. */
+static int parse_f16(struct tp *t, const char *s, size_t n, unsigned char *dst,
+		    const struct npy_dtype *dt)
+{
+	bool sw = dt->swapped;
+	double d;
+	int r;
+	uint16_t h;
+	bool neg;
+
+	r = text_to_double(s, n, &d);
+	if (r == NUM_BAD)
+		return text_fail_bad(t, s, n, dt);
+	neg = signbit(d);
+	if (isnan(d)) {
+		h = 0x7e00;
+	} else if (isinf(d)) {
+		if (r != NUM_SPECIAL)
+			return text_fail_tok(t, s, n, dt, "out of range for");
+		h = 0x7c00;
+	} else {
+		double a = fabs(d);
+		int dir = 0;
+
+		h = half_round(a, 0);
+		if (half_round(a, -1) != half_round(a, 1)) {
+			/* d is a float16 midpoint: is the decimal? */
+			char small[128], *c = text_tok_cstr(s, n, small, sizeof(small));
+			int mode = fegetround();
+			double lo, hi;
+
+			if (!c)
+				return -ENOMEM;
+			fesetround(FE_DOWNWARD);
+			lo = fabs(strtod_l(c, NULL, text_c_locale()));
+			fesetround(FE_UPWARD);
+			hi = fabs(strtod_l(c, NULL, text_c_locale()));
+			fesetround(mode);
+			if (c != small)
+				free(c);
+			if (lo != hi)	/* inexact: above a if a is the lower bracket */
+				dir = (lo < hi ? lo : hi) == a ? 1 : -1;
+			h = half_round(a, dir);
+		}
+		if ((h & 0x7fff) == 0x7c00)
+			return text_fail_tok(t, s, n, dt, "out of range for");
+	}
+	if (neg)
+		h |= 0x8000;
+	text_st16(dst, h, sw);
+	return 0;
+}
+
+/* x87 long double in 12 or 16 bytes, through strtold in the C locale. */
+static int parse_ld(struct tp *t, const char *s, size_t n, unsigned char *dst,
+		    size_t size, const struct npy_dtype *dt)
+{
+	bool sw = dt->swapped;
+	int r;
+	struct decnum dn;
+	char small[128], *c;
+	long double v;
+	unsigned char b[16] = { 0 };
+
+	r = text_scan_float(s, n, &dn);
+	if (r == NUM_BAD)
+		return text_fail_bad(t, s, n, dt);
+	c = text_tok_cstr(s, n, small, sizeof(small));
+	if (!c)
+		return -ENOMEM;
+	v = strtold_l(c, NULL, text_c_locale());
+	if (c != small)
+		free(c);
+	if (isinf(v) && r != NUM_SPECIAL)
+		return text_fail_tok(t, s, n, dt, "out of range for");
+	memcpy(b, &v, 10);
+	text_copy_swapped(dst, b, size, sw);
+	return 0;
+}
+
 /* One float of `size` bytes (2, 4, 8, 12, 16) from a token. */
 static int parse_float(struct tp *t, const char *s, size_t n,
 		       unsigned char *dst, size_t size,
 		       const struct npy_dtype *dt)
 {
-	bool sw = dt->swapped;
-	double d;
-	int r;
-
-	if (size == 8) {
-		uint64_t b;
-
-		r = text_to_double(s, n, &d);
-		if (r == NUM_BAD)
-			return text_fail_bad(t, s, n, dt);
-		if (isinf(d) && r != NUM_SPECIAL)
-			return text_fail_tok(t, s, n, dt, "out of range for");
-		memcpy(&b, &d, 8);
-		text_st64(dst, b, sw);
-		return 0;
-	}
-	if (size == 4) {
-		float f;
-		uint32_t b;
-
-		r = text_to_double(s, n, &d);
-		if (r == NUM_BAD)
-			return text_fail_bad(t, s, n, dt);
-		f = (float)d;
-		if ((double)f != d && !isnan(d)) {
-			/* Exactly between two floats: decide on the decimal. */
-			float g = nextafterf(f, d > f ? INFINITY : -INFINITY);
-			if ((double)g - d == d - (double)f || d - (double)g == (double)f - d) {
-				char small[128], *c = text_tok_cstr(s, n, small, sizeof(small));
-
-				if (!c)
-					return -ENOMEM;
-				f = strtof_l(c, NULL, text_c_locale());
-				if (c != small)
-					free(c);
-			}
-		}
-		if (isinf(f) && r != NUM_SPECIAL)
-			return text_fail_tok(t, s, n, dt, "out of range for");
-		memcpy(&b, &f, 4);
-		text_st32(dst, b, sw);
-		return 0;
-	}
-	if (size == 2) {
-		uint16_t h;
-		bool neg;
-
-		r = text_to_double(s, n, &d);
-		if (r == NUM_BAD)
-			return text_fail_bad(t, s, n, dt);
-		neg = signbit(d);
-		if (isnan(d)) {
-			h = 0x7e00;
-		} else if (isinf(d)) {
-			if (r != NUM_SPECIAL)
-				return text_fail_tok(t, s, n, dt, "out of range for");
-			h = 0x7c00;
-		} else {
-			double a = fabs(d);
-			int dir = 0;
-
-			h = half_round(a, 0);
-			if (half_round(a, -1) != half_round(a, 1)) {
-				/* d is a float16 midpoint: is the decimal? */
-				char small[128], *c = text_tok_cstr(s, n, small, sizeof(small));
-				int mode = fegetround();
-				double lo, hi;
-
-				if (!c)
-					return -ENOMEM;
-				fesetround(FE_DOWNWARD);
-				lo = fabs(strtod_l(c, NULL, text_c_locale()));
-				fesetround(FE_UPWARD);
-				hi = fabs(strtod_l(c, NULL, text_c_locale()));
-				fesetround(mode);
-				if (c != small)
-					free(c);
-				if (lo != hi)	/* inexact: above a if a is the lower bracket */
-					dir = (lo < hi ? lo : hi) == a ? 1 : -1;
-				h = half_round(a, dir);
-			}
-			if ((h & 0x7fff) == 0x7c00)
-				return text_fail_tok(t, s, n, dt, "out of range for");
-		}
-		if (neg)
-			h |= 0x8000;
-		text_st16(dst, h, sw);
-		return 0;
-	}
-	/* x87 long double in 12 or 16 bytes */
-	{
-		struct decnum dn;
-		char small[128], *c;
-		long double v;
-		unsigned char b[16] = { 0 };
-
-		r = text_scan_float(s, n, &dn);
-		if (r == NUM_BAD)
-			return text_fail_bad(t, s, n, dt);
-		c = text_tok_cstr(s, n, small, sizeof(small));
-		if (!c)
-			return -ENOMEM;
-		v = strtold_l(c, NULL, text_c_locale());
-		if (c != small)
-			free(c);
-		if (isinf(v) && r != NUM_SPECIAL)
-			return text_fail_tok(t, s, n, dt, "out of range for");
-		memcpy(b, &v, 10);
-		text_copy_swapped(dst, b, size, sw);
-		return 0;
-	}
+	if (size == 8)
+		return parse_f64(t, s, n, dst, dt);
+	if (size == 4)
+		return parse_f32(t, s, n, dst, dt);
+	if (size == 2)
+		return parse_f16(t, s, n, dst, dt);
+	return parse_ld(t, s, n, dst, size, dt);
 }
 
 static int conv_float(struct tp *t, const char *s, size_t n,
