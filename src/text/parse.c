@@ -258,6 +258,92 @@ static int header_sizes(struct npy_header *h)
 	return ret;
 }
 
+/* Line 1, when it is "# {...}": the header dict into *hl (*have set), and
+ * the body after it.  0, or -EINVAL with a message naming line 1. */
+static int header_line(struct tp *t, struct npy_header *hl, bool *have)
+{
+	const char *text = t->text;
+	size_t len = t->len;
+	const char *e = memchr(text, '\n', len);
+	const char *p = text, *le = e ? e : text + len;
+	int ret;
+
+	while (p < le && is_ws(*p))
+		p++;
+	if (p < le && *p == '#') {
+		for (p++; p < le && is_ws(*p); p++)
+			;
+		if (p < le && *p == '{') {
+			while (le > p && is_ws(le[-1]))
+				le--;
+			ret = npy_header_parse_dict(p, (size_t)(le - p), hl, t->err);
+			if (ret) {
+				npz_err_prefix(t->err, "line 1: bad header");
+				return ret;
+			}
+			*have = true;
+			t->body = e ? (size_t)(e - text) + 1 : len;
+			t->body_lineno = 2;
+		}
+	}
+	return 0;
+}
+
+/* No dtype anywhere: a first scan with classification decides one, the
+ * narrowest that holds every value.  0 or -EINVAL with a message. */
+static int infer_dtype(const struct tp *t, struct npy_dtype *dt)
+{
+	struct inferred inf = { INF_NONE, 0, 0, false };
+	struct tp s = *t;
+	char str[32];
+	int ret;
+
+	s.ncols = 1;
+	ret = text_scan_layout(&s, &inf);
+	if (ret)
+		return ret;
+	switch (inf.kind) {
+	case INF_BOOL: strcpy(str, "|b1"); break;
+	case INF_INT: strcpy(str, "<i8"); break;
+	case INF_NONE:
+	case INF_FLOAT: strcpy(str, "<f8"); break;
+	case INF_COMPLEX: strcpy(str, "<c16"); break;
+	default:
+		snprintf(str, sizeof(str), inf.all_bytes ? "|S%zu" : "<U%zu",
+			 inf.maxlen ? inf.maxlen : 1);
+		break;
+	}
+	ret = make_dtype(str, dt);
+	if (ret)
+		npz_err_set(t->err, "strings too long");
+	return ret;
+}
+
+/* The values (lines, for records) must fill hdr's shape exactly.
+ * 0 or -EINVAL with a message. */
+static int check_fill(const struct tp *t, const struct npy_header *hdr)
+{
+	uint64_t have = t->record ? t->nlines : t->nvalues;
+
+	if (t->record && !t->ncols) {
+		have = hdr->count;
+		if (hdr->data_len > TEXT_MAX_ITEMSIZE) {
+			npz_err_set(t->err, "array too large");
+			return -EINVAL;
+		}
+	}
+	if (have != hdr->count) {
+		npz_err_set(t->err, "%llu values do not fill shape of %llu",
+			    (unsigned long long)have,
+			    (unsigned long long)hdr->count);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* Longer than a screen on purpose: the order of its steps is the order in
+ * which errors are reported, which the fast path must reproduce (see
+ * out_release), and one cleanup label covers them all. */
 int text_parse(const char *text, size_t len, const struct npy_header *base,
 	       struct npy_header *hdr, const struct text_out *out,
 	       struct npz_err *err)
@@ -267,7 +353,6 @@ int text_parse(const char *text, size_t len, const struct npy_header *base,
 	struct npy_dtype inferred = { 0 };
 	const struct npy_header *ref = NULL;
 	const struct npy_dtype *dt;
-	struct inferred inf = { INF_NONE, 0, 0, false };
 	uint64_t shape[NPY_MAXDIMS];
 	int ndim = 0, ret;
 	bool have_hl = false, counted = false, fast = false;
@@ -279,30 +364,9 @@ int text_parse(const char *text, size_t len, const struct npy_header *base,
 		t.text = text = "";	/* an empty file may come as NULL */
 	t.body_lineno = 1;
 
-	/* line 1: "# {...}" */
-	{
-		const char *e = memchr(text, '\n', len);
-		const char *p = text, *le = e ? e : text + len;
-
-		while (p < le && is_ws(*p))
-			p++;
-		if (p < le && *p == '#') {
-			for (p++; p < le && is_ws(*p); p++)
-				;
-			if (p < le && *p == '{') {
-				while (le > p && is_ws(le[-1]))
-					le--;
-				ret = npy_header_parse_dict(p, (size_t)(le - p), &hl, err);
-				if (ret) {
-					npz_err_prefix(err, "line 1: bad header");
-					return ret;
-				}
-				have_hl = true;
-				t.body = e ? (size_t)(e - text) + 1 : len;
-				t.body_lineno = 2;
-			}
-		}
-	}
+	ret = header_line(&t, &hl, &have_hl);
+	if (ret)
+		return ret;
 	if (have_hl)
 		ref = &hl;
 	else if (base)
@@ -311,30 +375,9 @@ int text_parse(const char *text, size_t len, const struct npy_header *base,
 	if (ref) {
 		dt = &ref->dtype;
 	} else {
-		/* infer: a first scan with classification */
-		struct tp s = t;
-
-		s.ncols = 1;
-		ret = text_scan_layout(&s, &inf);
+		ret = infer_dtype(&t, &inferred);
 		if (ret)
 			return ret;
-		char str[32];
-		switch (inf.kind) {
-		case INF_BOOL: strcpy(str, "|b1"); break;
-		case INF_INT: strcpy(str, "<i8"); break;
-		case INF_NONE:
-		case INF_FLOAT: strcpy(str, "<f8"); break;
-		case INF_COMPLEX: strcpy(str, "<c16"); break;
-		default:
-			snprintf(str, sizeof(str), inf.all_bytes ? "|S%zu" : "<U%zu",
-				 inf.maxlen ? inf.maxlen : 1);
-			break;
-		}
-		ret = make_dtype(str, &inferred);
-		if (ret) {
-			npz_err_set(err, "strings too long");
-			return ret;
-		}
 		dt = &inferred;
 	}
 	ret = text_check_dtype(dt, 0, err);
@@ -384,25 +427,9 @@ int text_parse(const char *text, size_t len, const struct npy_header *base,
 	ret = setup_cols(&t, &hdr->dtype);
 	if (ret)
 		goto out_release;
-	{
-		uint64_t have = t.record ? t.nlines : t.nvalues;
-
-		if (t.record && !t.ncols) {
-			have = hdr->count;
-			if (hdr->data_len > TEXT_MAX_ITEMSIZE) {
-				npz_err_set(err, "array too large");
-				ret = -EINVAL;
-				goto out_release;
-			}
-		}
-		if (have != hdr->count) {
-			npz_err_set(err, "%llu values do not fill shape of %llu",
-				    (unsigned long long)have,
-				    (unsigned long long)hdr->count);
-			ret = -EINVAL;
-			goto out_release;
-		}
-	}
+	ret = check_fill(&t, hdr);
+	if (ret)
+		goto out_release;
 	t.hdr = hdr;
 	/* the fast conversion writes C order only */
 	counted = counted && !(hdr->fortran_order && hdr->ndim >= 2);

@@ -47,7 +47,9 @@ static bool days_checked(int64_t y, int m, int d, int64_t *days)
 	       !__builtin_add_overflow(*days, doe - 719468, days);
 }
 
-/* ISO 8601 as numpy writes it, into the dtype's unit (exactly). */
+/* ISO 8601 as numpy writes it, into the dtype's unit (exactly).  Longer
+ * than a screen on purpose: the field scan and the per-unit checks share
+ * the bad / range / inexact exits, each with its own message. */
 int text_conv_datetime(struct tp *t, const char *s, size_t n,
 		       unsigned char *dst, const struct npy_dtype *dt)
 {

@@ -1,4 +1,4 @@
-/* text_internal.h - helpers shared by text_format.c and text_parse.c only.
+/* text_internal.h - helpers shared by the renderer and the parser in src/text/ only.
  *
  * Not part of any public interface: the power-of-ten table (Schubfach when
  * rendering, Eisel-Lemire when parsing), byte order, float16 and calendar
@@ -49,10 +49,10 @@ int text_leaves(const struct npy_dtype *dt, struct text_leaf **leaves,
 void text_dtype_name(const struct npy_dtype *dt, char *out, size_t size);
 
 /* Fortran-order band size in bytes (32 MiB); tests lower it to exercise
- * the multi-band and element-at-a-time paths.  Defined in text_format.c. */
+ * the multi-band and element-at-a-time paths.  Defined in dtype.c. */
 extern size_t text_band_bytes;
 
-/* Test hooks of text_parse.c's fast path: body bytes per chunk (1 MiB),
+/* Test hooks of the parser's fast path (fast.c): body bytes per chunk (1 MiB),
  * threads (0: two when there are two CPUs; 1: one), false to always take
  * the general path (the reference the fast path must agree with), and the
  * widest SIMD its token count may use (2: AVX2 where the CPU has it, 1:
