@@ -1,4 +1,5 @@
-/* shortest.c - the shortest decimal that reads back to the same float.
+/* shortest.c - the shortest decimal that reads back to the same float, laid
+ * out as Python's repr() does.
  *
  * Invariant: for every finite float16/32/64, text_shortest() gives the shortest
  * decimal that rounds back to it, the closest of several (Schubfach, after
@@ -126,4 +127,44 @@ char *text_fmt_ld(char *o, long double v)
 	while (n > 1 && d[n - 1] == '0')
 		n--;
 	return text_fmt_digits(o, d, n, E);
+}
+
+/* Positional for 1e-4 <= |v| < 1e16, else d.ddde+XX. */
+char *text_fmt_digits(char *o, const char *d, int n, int E)
+{
+	int i;
+
+	if (E >= -4 && E < 16) {
+		if (E < 0) {
+			*o++ = '0';
+			*o++ = '.';
+			for (i = 0; i < -E - 1; i++)
+				*o++ = '0';
+			o = put_str(o, d, (size_t)n);
+		} else if (E + 1 >= n) {
+			o = put_str(o, d, (size_t)n);
+			for (i = n; i <= E; i++)
+				*o++ = '0';
+			*o++ = '.';
+			*o++ = '0';
+		} else {
+			o = put_str(o, d, (size_t)E + 1);
+			*o++ = '.';
+			o = put_str(o, d + E + 1, (size_t)(n - E - 1));
+		}
+		return o;
+	}
+	*o++ = d[0];
+	if (n > 1) {
+		*o++ = '.';
+		o = put_str(o, d + 1, (size_t)n - 1);
+	}
+	*o++ = 'e';
+	*o++ = E < 0 ? '-' : '+';
+	unsigned a = (unsigned)(E < 0 ? -E : E);
+	if (a < 100) {
+		memcpy(o, text_dig2 + 2 * a, 2);
+		return o + 2;
+	}
+	return fmt_u64(o, a);
 }
