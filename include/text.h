@@ -1,5 +1,5 @@
-/* text.h - the text view of an array: render (text_format.c) and read back
- * (text_parse.c).  Knows nothing of files or archives: data comes from and
+/* text.h - the text view of an array: render (src/text/format.c) and read back
+ * (src/text/parse.c).  Knows nothing of files or archives: data comes from and
  * goes to caller-supplied callbacks, so arrays never need to fit in RAM.
  *
  * Invariant: text_parse(text_format(a)) == a, byte for byte (padding bytes

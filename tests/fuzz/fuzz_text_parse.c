@@ -17,7 +17,7 @@
 
 #include "text.h"
 
-/* Test hooks of text_parse.c (text_internal.h). */
+/* Test hooks of the parser's fast path (text_internal.h, defined in fast.c). */
 extern size_t text_parse_chunk_bytes;
 extern int text_parse_threads;
 extern bool text_parse_fast;

@@ -1,4 +1,4 @@
-/* test_npy.c - unit tests for npy.c: numpy's own headers round-trip byte for
+/* test_npy.c - unit tests for src/npy/: numpy's own headers round-trip byte for
  * byte, and every hostile input fails with -EINVAL and a precise message. */
 #include <errno.h>
 #include <stdbool.h>

@@ -12,7 +12,7 @@
 #include "test.h"
 #include "text.h"
 
-/* Test hook of text_format.c (text_internal.h): Fortran band size. */
+/* Test hook of src/text/ (text_internal.h, defined in dtype.c): Fortran band size. */
 extern size_t text_band_bytes;
 
 #define PY "/usr/bin/python3"
@@ -1374,7 +1374,7 @@ static void test_callbacks(void)
 
 /* ---- the fast path -------------------------------------------------------- */
 
-/* Test hooks of text_parse.c (text_internal.h). */
+/* Test hooks of the parser's fast path (text_internal.h, defined in fast.c). */
 extern size_t text_parse_chunk_bytes;
 extern int text_parse_threads;
 extern bool text_parse_fast;
