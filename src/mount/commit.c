@@ -39,34 +39,31 @@ static uint16_t method_for(struct tree *t, const struct entry *e)
 	return archive_has_deflated(t->ar) ? ARCHIVE_DEFLATE : ARCHIVE_STORE;
 }
 
-/* Write the archive anew from the entries (doomed ones left out, pending
- * content for the others that have it) and swap it in.  t->lock held for
- * writing.  On success doomed entries are freed (their nodes detached) and
- * pending content is dropped; on failure nothing in the tree changed and
- * the caller undoes its own preparations. */
-int commit_archive(struct tree *t, struct npz_err *err)
-{
-	struct archive_change *ch;
+/* What a commit writes: the entries that stay, in member order, and for
+ * each its change (a copy of its member, or its pending content).  Built
+ * under t->lock; archive_commit() reads only ch and the pending content. */
+struct commit_plan {
 	struct entry **list;
-	struct archive *nar;
-	size_t n = 0, keep = 0;
-	time_t now = time(NULL);
+	struct archive_change *ch;
+	size_t n;
+	time_t now;
+};
+
+/* Fill p (list and ch allocated for t->nentries + 1) from the entries that
+ * are neither doomed nor shadowed.  t->lock held.  Returns 0, or a spill
+ * file's -errno with err. */
+static int commit_plan(struct tree *t, struct commit_plan *p,
+		       struct npz_err *err)
+{
 	int ret;
 
-	list = malloc((t->nentries + 1) * sizeof(*list));
-	ch = calloc(t->nentries + 1, sizeof(*ch));
-	if (!list || !ch) {
-		free(list);
-		free(ch);
-		npz_err_set(err, "out of memory");
-		return -ENOMEM;
-	}
 	for (size_t i = 0; i < t->nentries; i++)
 		if (!t->entries[i]->doomed && !t->entries[i]->shadowed)
-			list[n++] = t->entries[i];
-	qsort(list, n, sizeof(*list), seq_cmp);
-	for (size_t i = 0; i < n; i++) {
-		struct entry *e = list[i];
+			p->list[p->n++] = t->entries[i];
+	qsort(p->list, p->n, sizeof(*p->list), seq_cmp);
+	for (size_t i = 0; i < p->n; i++) {
+		struct entry *e = p->list[i];
+		struct archive_change *ch = p->ch;
 
 		ch[i].name = e->mname;
 		ch[i].from = -1;
@@ -78,22 +75,22 @@ int commit_archive(struct tree *t, struct npz_err *err)
 		if (ch[i].fd < 0) {
 			ret = ch[i].fd;
 			npz_err_set(err, "spill file: %s", strerror(-ret));
-			goto out_free;
+			return ret;
 		}
 		ch[i].size = e->pending->size;
 		ch[i].method = method_for(t, e);
 		ch[i].level = t->opts.level;
-		ch[i].mtime = now;
+		ch[i].mtime = p->now;
 	}
-	grave_sweep(t, false);
-	ret = archive_commit(t->ar, ch, n, &nar, err);
-	if (ret)
-		goto out_free;
-	/* nobody reads the old archive's tables any more (readers hold
-	 * t->lock): only its descriptors stay, for zero-copy replies */
-	archive_retire(t->ar);
-	grave_add(t, t->ar);
-	t->ar = nar;
+	return 0;
+}
+
+/* After a commit: free the entries it left out (doomed, shadowed) and
+ * detach their nodes.  t->lock held for writing. */
+static void commit_drop_left_out(struct tree *t)
+{
+	size_t keep = 0;
+
 	for (size_t i = 0; i < t->nentries; i++) {
 		struct entry *e = t->entries[i];
 
@@ -114,38 +111,79 @@ int commit_archive(struct tree *t, struct npz_err *err)
 		t->entries[keep++] = e;
 	}
 	t->nentries = keep;
-	for (size_t i = 0; i < n; i++) {
-		struct entry *e = list[i];
+}
+
+/* After a commit: the entries of p are the new archive's members, in that
+ * order; those with pending content forget their old header and text
+ * (the pending wbuf stays the caller's).  t->lock held for writing. */
+static void commit_renumber(struct tree *t, const struct commit_plan *p)
+{
+	for (size_t i = 0; i < p->n; i++) {
+		struct entry *e = p->list[i];
 
 		e->in_archive = true;
 		e->member = i;
 		e->seq = i;
 		if (e->pending) {
-			e->mtime = now;
+			e->mtime = p->now;
 			e->pending = NULL;	/* owned by the caller */
 			entry_reset(t, e);
 			if (e->raw) {
-				e->raw->mtime = now;
+				e->raw->mtime = p->now;
 				inval_add_node(t, e->raw);
 			}
 			if (e->view) {
-				e->view->mtime = now;
+				e->view->mtime = p->now;
 				inval_add_node(t, e->view);
 			}
 		}
 	}
-	t->next_seq = n;
-	ret = 0;
-out_free:
-	free(list);
-	free(ch);
+	t->next_seq = p->n;
+}
+
+/* Write the archive anew from the entries (doomed ones left out, pending
+ * content for the others that have it) and swap it in.  t->lock held for
+ * writing.  On success doomed entries are freed (their nodes detached) and
+ * pending content is dropped; on failure nothing in the tree changed and
+ * the caller undoes its own preparations. */
+int commit_archive(struct tree *t, struct npz_err *err)
+{
+	struct commit_plan p = { .now = time(NULL) };
+	struct archive *nar;
+	int ret;
+
+	p.list = malloc((t->nentries + 1) * sizeof(*p.list));
+	p.ch = calloc(t->nentries + 1, sizeof(*p.ch));
+	if (!p.list || !p.ch) {
+		free(p.list);
+		free(p.ch);
+		npz_err_set(err, "out of memory");
+		return -ENOMEM;
+	}
+	ret = commit_plan(t, &p, err);
+	if (!ret) {
+		grave_sweep(t, false);
+		ret = archive_commit(t->ar, p.ch, p.n, &nar, err);
+	}
+	if (!ret) {
+		/* nobody reads the old archive's tables any more (readers
+		 * hold t->lock): only its descriptors stay, for zero-copy
+		 * replies */
+		archive_retire(t->ar);
+		grave_add(t, t->ar);
+		t->ar = nar;
+		commit_drop_left_out(t);
+		commit_renumber(t, &p);
+	}
+	free(p.list);
+	free(p.ch);
 	t->trim = true;		/* see release_free_memory() */
 	return ret;
 }
 
 /* Report a rejected or failed write: log, keep in user.npzfs.error. */
 void error_report(struct node *n, struct entry *e, const char *what,
-		   int ret, const struct npz_err *err)
+		  int ret, const struct npz_err *err)
 {
 	char msg[NPZ_ERR_MSG_MAX + 64];
 
@@ -273,8 +311,8 @@ static int show_entry(struct tree *t, struct entry *e, struct node *n)
  * result through (or NULL).  t->lock held for writing.  Returns 0 or
  * -errno, with err set; on failure nothing changed. */
 int commit_content(struct tree *t, const char *path,
-			  struct entry *target, struct wbuf *content,
-			  struct node *n, struct npz_err *err)
+		   struct entry *target, struct wbuf *content,
+		   struct node *n, struct npz_err *err)
 {
 	char kind = target ? (target->is_array ? 'n' : 0) : name_array_kind(path);
 	struct entry *e = target;

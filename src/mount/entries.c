@@ -87,6 +87,26 @@ void entry_reset(struct tree *t, struct entry *e)
 
 /* ---- Building the tree at mount -------------------------------------- */
 
+/* Show entry e of a "dir/" member as the directory at path (its parents
+ * created): 0 or -ENOMEM; a file in the way hides it (logged). */
+static int add_dir_member(struct tree *t, struct entry *e,
+			  const struct buf *path)
+{
+	struct node *n;
+	int ret;
+
+	e->is_array = false;
+	ret = ns_dir_get(t, path->data, path->len, &n);
+	if (!ret && !n->e && n != t->root)
+		n->e = e;
+	if (ret == -ENOTDIR) {
+		npz_log("member '%s': clashes with a file, not shown",
+			e->mname);
+		return 0;
+	}
+	return ret;
+}
+
 static int add_member(struct tree *t, size_t i, struct buf *path)
 {
 	const struct archive_member *m = archive_member(t->ar, i);
@@ -124,18 +144,8 @@ static int add_member(struct tree *t, size_t i, struct buf *path)
 	}
 	if (ret)
 		return ret;
-	if (is_dir) {
-		e->is_array = false;
-		ret = ns_dir_get(t, path->data, path->len, &n);
-		if (!ret && !n->e && n != t->root)
-			n->e = e;
-		if (ret == -ENOTDIR) {
-			npz_log("member '%s': clashes with a file, not shown",
-				m->name);
-			return 0;
-		}
-		return ret;
-	}
+	if (is_dir)
+		return add_dir_member(t, e, path);
 	n = ns_find_len(t, path->data, path->len);
 	if (n && n->kind == N_MEMBER && !strcmp(n->e->mname, m->name)) {
 		/* a duplicate name: the later member wins, as in numpy */

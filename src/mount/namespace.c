@@ -31,7 +31,7 @@ static uint64_t name_hash(const struct node *parent, const char *s,
 
 /* The kid of dir named name[0..len), or NULL. */
 struct node *ns_kid_find(const struct tree *t, const struct node *dir,
-			     const char *name, size_t len)
+			 const char *name, size_t len)
 {
 	struct node *n = t->buckets[name_hash(dir, name, len) &
 				    (t->nbuckets - 1)];
@@ -141,7 +141,7 @@ static struct node *memo_start(const struct walk_memo *m,
 /* The node at path[0..len) ("/a/b"; "" and "/" are the root), walking one
  * component at a time.  t->lock held. */
 struct node *ns_find_len(const struct tree *t, const char *path,
-			     size_t len)
+			 size_t len)
 {
 	struct walk_memo *m = memo_get();
 	struct node *n = t->root, *dir = NULL, *from;
@@ -313,7 +313,7 @@ void node_free(struct node *n)
 /* Create a node named name[0..len) under parent (NULL for the root) and
  * index it. */
 int node_add(struct tree *t, struct node *parent, const char *name,
-		    size_t len, enum nkind kind, struct node **out)
+	     size_t len, enum nkind kind, struct node **out)
 {
 	struct node *n;
 	int ret;
@@ -350,7 +350,7 @@ int node_add(struct tree *t, struct node *parent, const char *name,
 
 /* node_add for the last component of path. */
 int node_add_path(struct tree *t, struct node *parent,
-			 const char *path, enum nkind kind, struct node **out)
+		  const char *path, enum nkind kind, struct node **out)
 {
 	const char *name = name_base(path);
 
@@ -380,7 +380,7 @@ void node_detach(struct tree *t, struct node *n)
 
 /* Give n the last component of path as its name, under a new parent. */
 int node_move(struct tree *t, struct node *n, struct node *parent,
-		     const char *path)
+	      const char *path)
 {
 	char *name = strdup(name_base(path));
 	int ret;
@@ -408,7 +408,7 @@ int node_move(struct tree *t, struct node *n, struct node *parent,
 /* The directory at path[0..len), created with its parents when missing
  * (one walk over the path).  -ENOTDIR when a file is in the way. */
 int ns_dir_get(struct tree *t, const char *path, size_t len,
-		   struct node **out)
+	       struct node **out)
 {
 	struct node *d = t->root, *n;
 	size_t i = 0, j;

@@ -57,7 +57,7 @@ int tree_stat(struct tree *t, const char *path, struct tree_stat *st)
 int tree_readdir(struct tree *t, const char *path, bool sizes,
 		 uint64_t start,
 		 int (*fill)(void *ctx, const char *name,
-			     const struct tree_stat *st, uint64_t next),
+		 const struct tree_stat *st, uint64_t next),
 		 void *ctx)
 {
 	struct node *d;
@@ -89,7 +89,7 @@ int tree_readdir(struct tree *t, const char *path, bool sizes,
 
 /* Read n's content when it has no edit.  t->lock held. */
 ssize_t node_read_content(struct tree *t, struct node *n, void *buf,
-			    size_t len, uint64_t off)
+			  size_t len, uint64_t off)
 {
 	struct entry *e = n->e;
 	size_t got = 0;

@@ -239,13 +239,75 @@ static int rename_member(struct tree *t, struct node *n, const char *to,
 	return ret;
 }
 
+/* Rename a created file src (N_NEW, N_SCRATCH) to `to`: its content is
+ * committed onto an array or member, or it moves as a scratch file. */
+static int rename_created(struct tree *t, struct node *src, struct node *dst,
+			  struct node *parent, const char *to)
+{
+	struct npz_err err = { "" };
+	int ret;
+
+	if (dst && (dst->kind == N_MEMBER || dst->kind == N_VIEW)) {
+		ret = commit_content(t, to, dst->e, src->edit, dst, &err);
+	} else if (name_array_kind(to)) {
+		if (dst)
+			node_detach(t, dst);
+		ret = commit_content(t, to, NULL, src->edit, NULL, &err);
+	} else {
+		if (dst)
+			node_detach(t, dst);
+		ret = node_move(t, src, parent, to);
+		if (!ret)
+			src->kind = N_SCRATCH;
+		return ret;
+	}
+	if (ret) {
+		error_report(src, NULL, to + 1, ret, &err);
+		if (ret == -EINVAL && dst && dst->e)
+			error_keep(&dst->e->error, src->error);
+	} else {
+		node_detach(t, src);
+	}
+	return ret;
+}
+
+/* Rename the view src to `to`: an array name renames the array; any other
+ * name gets the text (as a member's content, or as a scratch file) while
+ * the array stays. */
+static int rename_view(struct tree *t, struct node *src, struct node *dst,
+		       const char *to)
+{
+	struct npz_err err = { "" };
+	struct wbuf *text;
+	int ret;
+
+	if (name_array_kind(to) &&
+	    !(dst && dst->kind == N_MEMBER && !dst->e->is_array))
+		return rename_array(t, src->e, to);
+	/* the text moves out to a scratch file; the array stays */
+	ret = node_copy(t, src, &text);
+	if (ret)
+		return ret;
+	if (dst && dst->kind == N_MEMBER) {
+		ret = commit_content(t, to, dst->e, text, dst, &err);
+		wbuf_release(text);
+		free(text);
+		return ret;
+	}
+	if (dst)
+		node_detach(t, dst);
+	ret = scratch_add(t, to, text);
+	if (ret) {
+		wbuf_release(text);
+		free(text);
+	}
+	return ret;
+}
+
 int tree_rename(struct tree *t, const char *from, const char *to,
 		unsigned int flags)
 {
-	struct npz_err err = { "" };
 	struct node *src, *dst, *parent;
-	char tkind = name_array_kind(to);
-	struct wbuf *text;
 	int ret = 0;
 
 	if (t->opts.ro)
@@ -279,53 +341,13 @@ int tree_rename(struct tree *t, const char *from, const char *to,
 	switch (src->kind) {
 	case N_NEW:
 	case N_SCRATCH:
-		if (dst && (dst->kind == N_MEMBER || dst->kind == N_VIEW)) {
-			ret = commit_content(t, to, dst->e, src->edit, dst, &err);
-		} else if (tkind) {
-			if (dst)
-				node_detach(t, dst);
-			ret = commit_content(t, to, NULL, src->edit, NULL, &err);
-		} else {
-			if (dst)
-				node_detach(t, dst);
-			ret = node_move(t, src, parent, to);
-			if (!ret)
-				src->kind = N_SCRATCH;
-			goto out;
-		}
-		if (ret) {
-			error_report(src, NULL, to + 1, ret, &err);
-			if (ret == -EINVAL && dst && dst->e)
-				error_keep(&dst->e->error, src->error);
-		} else {
-			node_detach(t, src);
-		}
+		ret = rename_created(t, src, dst, parent, to);
 		break;
 	case N_VIEW:
-		if (tkind && !(dst && dst->kind == N_MEMBER && !dst->e->is_array)) {
-			ret = rename_array(t, src->e, to);
-			break;
-		}
-		/* the text moves out to a scratch file; the array stays */
-		ret = node_copy(t, src, &text);
-		if (ret)
-			break;
-		if (dst && dst->kind == N_MEMBER) {
-			ret = commit_content(t, to, dst->e, text, dst, &err);
-			wbuf_release(text);
-			free(text);
-			break;
-		}
-		if (dst)
-			node_detach(t, dst);
-		ret = scratch_add(t, to, text);
-		if (ret) {
-			wbuf_release(text);
-			free(text);
-		}
+		ret = rename_view(t, src, dst, to);
 		break;
 	case N_MEMBER:
-		if (src->e->is_array && tkind &&
+		if (src->e->is_array && name_array_kind(to) &&
 		    !(dst && dst->kind == N_MEMBER && !dst->e->is_array)) {
 			ret = rename_array(t, src->e, to);
 			break;

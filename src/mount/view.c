@@ -110,7 +110,7 @@ static int array_parse(struct tree *t, struct entry *e,
  * Called with e->lock held.  Returns 0 or -EIO (logged once, naming the
  * member). */
 int array_header(struct tree *t, struct entry *e,
-			struct npy_header *hdr)
+		 struct npy_header *hdr)
 {
 	const struct archive_member *m;
 	struct npz_err err = { "" };
@@ -271,8 +271,8 @@ static bool render_keep_mem(struct render_ctx *rc)
  * Returns 0, -EFBIG (bigger than max_bound: nothing done) or -EIO (logged:
  * a damaged member, an object array). */
 int array_render(struct tree *t, struct entry *e, uint64_t max_bound,
-			char *win, uint64_t win_off, size_t win_len,
-			size_t *got)
+		 char *win, uint64_t win_off, size_t win_len,
+		 size_t *got)
 {
 	struct npz_err err = { "" };
 	struct render_ctx rc = { .t = t, .e = e, .err = &err, .fd = -1,
