@@ -7,6 +7,7 @@
 #endif
 
 #include "mount_internal.h"
+
 /* Queue path: the kernel's cached attributes of it are stale.  Any lock may
  * be held. */
 void inval_add(struct tree *t, const char *path)
@@ -17,7 +18,6 @@ void inval_add(struct tree *t, const char *path)
 	buf_add(&t->inval, path, strlen(path) + 1);
 	pthread_mutex_unlock(&t->inval_lock);
 }
-
 
 /* Queue the full path of live node n. */
 

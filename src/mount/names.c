@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "mount_internal.h"
+
 /* The last component of path ("/a/b" -> "b"). */
 const char *name_base(const char *path)
 {
@@ -13,7 +14,6 @@ const char *name_base(const char *path)
 
 	return s ? s + 1 : path;
 }
-
 
 /* Member name -> "/a/b" in out, without empty or "." components.
  * -EINVAL for ".." components or an empty result. */

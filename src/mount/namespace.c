@@ -8,9 +8,7 @@
 
 #include "mount_internal.h"
 
-/* ---- Namespace --------------------------------------------------------
- *
- * A node stores only its own name and its parent; the hash map is keyed by
+/* A node stores only its own name and its parent; the hash map is keyed by
  * (parent, name), so a chain of d directories costs O(d) memory whatever
  * their depth, and a path is looked up one component at a time (O(path
  * length)).  Full paths (kernel invalidation, log lines, member names) are
@@ -223,7 +221,6 @@ char *node_path_dup(const struct node *n)
 	}
 	return buf_detach(&b, NULL);
 }
-
 
 static void hash_insert(struct tree *t, struct node *n)
 {

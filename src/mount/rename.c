@@ -121,13 +121,42 @@ static int scratch_add(struct tree *t, const char *path, struct wbuf *content)
 	return 0;
 }
 
+/* Commit entry e under the new member name mname (a new string, taken
+ * over on success) and kind is_array, leaving victim (another entry of that
+ * name, or NULL) out.  On failure e and victim are as they were, mname is
+ * freed, and the error is reported against path `to`. */
+static int commit_renamed(struct tree *t, struct entry *e, char *mname,
+			  bool is_array, struct entry *victim, const char *to)
+{
+	struct npz_err err = { "" };
+	char *old = e->mname;
+	bool was_array = e->is_array;
+	int ret;
+
+	if (victim)
+		victim->doomed = true;
+	e->mname = mname;
+	e->is_array = is_array;
+	ret = commit_archive(t, &err);
+	if (ret) {
+		e->mname = old;
+		e->is_array = was_array;
+		if (victim)
+			victim->doomed = false;
+		free(mname);
+		error_report(NULL, e, to + 1, ret, &err);
+		return ret;
+	}
+	free(old);
+	return 0;
+}
+
 /* Rename array entry e to the array named by path `to` (NAME.npy or
  * NAME.txt): the entry's member becomes NAME.npy, replacing any other
  * entry of that name. */
 static int rename_array(struct tree *t, struct entry *e, const char *to)
 {
-	struct npz_err err = { "" };
-	char *mname = name_array_member(to), *old;
+	char *mname = name_array_member(to);
 	struct entry *victim;
 	struct node *parent;
 	char *path;
@@ -145,20 +174,9 @@ static int rename_array(struct tree *t, struct entry *e, const char *to)
 		return ret;
 	}
 	victim = entry_by_mname(t, mname);
-	if (victim)
-		victim->doomed = true;
-	old = e->mname;
-	e->mname = mname;
-	ret = commit_archive(t, &err);
-	if (ret) {
-		e->mname = old;
-		if (victim)
-			victim->doomed = false;
-		free(mname);
-		error_report(NULL, e, to + 1, ret, &err);
+	ret = commit_renamed(t, e, mname, e->is_array, victim, to);
+	if (ret)
 		return ret;
-	}
-	free(old);
 	/* move the nodes: NAME.npy, and the view if its path is free */
 	if (asprintf(&path, "/%s", mname) < 0)
 		return -ENOMEM;
@@ -195,12 +213,10 @@ static int rename_array(struct tree *t, struct entry *e, const char *to)
 static int rename_member(struct tree *t, struct node *n, const char *to,
 			 struct node *dst)
 {
-	struct npz_err err = { "" };
 	struct entry *e = n->e, *victim = dst ? dst->e : NULL;
 	bool dst_scratch = dst && (dst->kind == N_NEW || dst->kind == N_SCRATCH);
 	struct node *parent;
-	char *mname = strdup(name_member(to)), *old;
-	bool was_array = e->is_array;
+	char *mname = strdup(name_member(to));
 	int ret;
 
 	if (!mname)
@@ -210,22 +226,10 @@ static int rename_member(struct tree *t, struct node *n, const char *to,
 		free(mname);
 		return ret;
 	}
-	if (victim && victim != e)
-		victim->doomed = true;
-	old = e->mname;
-	e->mname = mname;
-	e->is_array = name_ends_with(mname, ".npy");
-	ret = commit_archive(t, &err);
-	if (ret) {
-		e->mname = old;
-		e->is_array = was_array;
-		if (victim)
-			victim->doomed = false;
-		free(mname);
-		error_report(NULL, e, to + 1, ret, &err);
+	ret = commit_renamed(t, e, mname, name_ends_with(mname, ".npy"),
+			     victim != e ? victim : NULL, to);
+	if (ret)
 		return ret;
-	}
-	free(old);
 	if (dst_scratch)
 		node_detach(t, dst);
 	if (e->view) {
