@@ -1,5 +1,5 @@
 /* cache.h - one disk budget for everything the daemon caches: inflated
- * member data (src/zip/inflate.c) and rendered text views (tree.c).
+ * member data (src/zip/inflate.c) and rendered text views (src/mount/view.c).
  *
  * The budget stores nothing itself.  Owners keep their cached bytes in
  * files made by cache_tmpfile() (unlinked files in the cache directory),

@@ -1,0 +1,450 @@
+/* commit.c - what a commit contains and what follows it: new content
+ * checked or converted to npy, the change list handed to archive_commit(),
+ * the new archive swapped in, the namespace updated, rejections reported.
+ *  Invariant: a failed commit leaves the tree as it was before. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "convert.h"
+#include "mount_internal.h"
+
+static int seq_cmp(const void *a, const void *b)
+{
+	const struct entry *x = *(struct entry *const *)a;
+	const struct entry *y = *(struct entry *const *)b;
+
+	return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+static bool archive_has_deflated(const struct archive *ar)
+{
+	for (size_t i = 0; i < archive_count(ar); i++)
+		if (archive_member(ar, i)->method == ARCHIVE_DEFLATE)
+			return true;
+	return false;
+}
+
+/* The method for new content of e under the compress= rule. */
+static uint16_t method_for(struct tree *t, const struct entry *e)
+{
+	if (t->opts.compress == TREE_STORE)
+		return ARCHIVE_STORE;
+	if (t->opts.compress == TREE_DEFLATE)
+		return ARCHIVE_DEFLATE;
+	if (e->in_archive)
+		return archive_member(t->ar, e->member)->method ==
+			ARCHIVE_DEFLATE ? ARCHIVE_DEFLATE : ARCHIVE_STORE;
+	return archive_has_deflated(t->ar) ? ARCHIVE_DEFLATE : ARCHIVE_STORE;
+}
+
+/* What a commit writes: the entries that stay, in member order, and for
+ * each its change (a copy of its member, or its pending content).  Built
+ * under t->lock; archive_commit() reads only ch and the pending content. */
+struct commit_plan {
+	struct entry **list;
+	struct archive_change *ch;
+	size_t n;
+	time_t now;
+};
+
+/* Fill p (list and ch allocated for t->nentries + 1) from the entries that
+ * are neither doomed nor shadowed.  t->lock held.  Returns 0, or a spill
+ * file's -errno with err. */
+static int commit_plan(struct tree *t, struct commit_plan *p,
+		       struct npz_err *err)
+{
+	int ret;
+
+	for (size_t i = 0; i < t->nentries; i++)
+		if (!t->entries[i]->doomed && !t->entries[i]->shadowed)
+			p->list[p->n++] = t->entries[i];
+	qsort(p->list, p->n, sizeof(*p->list), seq_cmp);
+	for (size_t i = 0; i < p->n; i++) {
+		struct entry *e = p->list[i];
+		struct archive_change *ch = p->ch;
+
+		ch[i].name = e->mname;
+		ch[i].from = -1;
+		if (!e->pending) {
+			ch[i].from = (ssize_t)e->member;
+			continue;
+		}
+		ch[i].fd = wbuf_fd(e->pending);
+		if (ch[i].fd < 0) {
+			ret = ch[i].fd;
+			npz_err_set(err, "spill file: %s", strerror(-ret));
+			return ret;
+		}
+		ch[i].size = e->pending->size;
+		ch[i].method = method_for(t, e);
+		ch[i].level = t->opts.level;
+		ch[i].mtime = p->now;
+	}
+	return 0;
+}
+
+/* After a commit: free the entries it left out (doomed, shadowed) and
+ * detach their nodes.  t->lock held for writing. */
+static void commit_drop_left_out(struct tree *t)
+{
+	size_t keep = 0;
+
+	for (size_t i = 0; i < t->nentries; i++) {
+		struct entry *e = t->entries[i];
+
+		if (e->doomed || e->shadowed) {
+			if (e->shadowed && e->nul_name)
+				npz_log("member '%s': name with a NUL byte, dropped",
+					e->mname);
+			else if (e->shadowed)
+				npz_log("member '%s': earlier duplicate of that name dropped",
+					e->mname);
+			if (e->raw)
+				node_detach(t, e->raw);
+			if (e->view)
+				node_detach(t, e->view);
+			entry_free(e);
+			continue;
+		}
+		t->entries[keep++] = e;
+	}
+	t->nentries = keep;
+}
+
+/* After a commit: the entries of p are the new archive's members, in that
+ * order; those with pending content forget their old header and text
+ * (the pending wbuf stays the caller's).  t->lock held for writing. */
+static void commit_renumber(struct tree *t, const struct commit_plan *p)
+{
+	for (size_t i = 0; i < p->n; i++) {
+		struct entry *e = p->list[i];
+
+		e->in_archive = true;
+		e->member = i;
+		e->seq = i;
+		if (e->pending) {
+			e->mtime = p->now;
+			e->pending = NULL;	/* owned by the caller */
+			entry_reset(t, e);
+			if (e->raw) {
+				e->raw->mtime = p->now;
+				inval_add_node(t, e->raw);
+			}
+			if (e->view) {
+				e->view->mtime = p->now;
+				inval_add_node(t, e->view);
+			}
+		}
+	}
+	t->next_seq = p->n;
+}
+
+/* Write the archive anew from the entries (doomed ones left out, pending
+ * content for the others that have it) and swap it in.  t->lock held for
+ * writing.  On success doomed entries are freed (their nodes detached) and
+ * pending content is dropped; on failure nothing in the tree changed and
+ * the caller undoes its own preparations. */
+int commit_archive(struct tree *t, struct npz_err *err)
+{
+	struct commit_plan p = { .now = time(NULL) };
+	struct archive *nar;
+	int ret;
+
+	p.list = malloc((t->nentries + 1) * sizeof(*p.list));
+	p.ch = calloc(t->nentries + 1, sizeof(*p.ch));
+	if (!p.list || !p.ch) {
+		free(p.list);
+		free(p.ch);
+		npz_err_set(err, "out of memory");
+		return -ENOMEM;
+	}
+	ret = commit_plan(t, &p, err);
+	if (!ret) {
+		grave_sweep(t, false);
+		ret = archive_commit(t->ar, p.ch, p.n, &nar, err);
+	}
+	if (!ret) {
+		/* nobody reads the old archive's tables any more (readers
+		 * hold t->lock): only its descriptors stay, for zero-copy
+		 * replies */
+		archive_retire(t->ar);
+		grave_add(t, t->ar);
+		t->ar = nar;
+		commit_drop_left_out(t);
+		commit_renumber(t, &p);
+	}
+	free(p.list);
+	free(p.ch);
+	t->trim = true;		/* see release_free_memory() */
+	return ret;
+}
+
+/* Report a rejected or failed write: log, keep in user.npzfs.error. */
+void error_report(struct node *n, struct entry *e, const char *what,
+		  int ret, const struct npz_err *err)
+{
+	char msg[NPZ_ERR_MSG_MAX + 64];
+
+	snprintf(msg, sizeof(msg), "%s: %s", what,
+		 err->msg[0] ? err->msg : strerror(-ret));
+	npz_log("%s", msg);
+	if (e)
+		error_keep(&e->error, msg);
+	else if (n)
+		error_keep(&n->error, msg);
+}
+
+/* Report the rejected content of a new array file n (N_NEW): it is not in
+ * the archive; it stays in the mount under its name (to be rewritten or
+ * removed), and is stored as the plain member NAME.rejected at unmount. */
+static void report_new_rejected(struct node *n, const char *path,
+				const struct npz_err *err)
+{
+	char *msg;
+
+	if (asprintf(&msg, "new array %s rejected: %s; not stored in the archive: %s stays in the mount until rewritten or removed, and is stored as member %s.rejected at unmount",
+		     path + 1, err->msg[0] ? err->msg : strerror(EINVAL),
+		     path + 1, path + 1) < 0) {
+		error_report(n, NULL, path + 1, -EINVAL, err);
+		return;
+	}
+	npz_log("%s", msg);
+	free(n->error);
+	n->error = msg;
+}
+
+/* Turn `content` (what was written to a file named like `path`) into the
+ * new bytes of array entry e: a .txt is parsed (e's current array as the
+ * base), a .npy checked.  *npy is content itself or a new wbuf (owned).
+ * Returns 0 or -EINVAL with err. */
+static int make_npy(struct tree *t, struct entry *e, char kind,
+		    struct wbuf *content, struct wbuf **npy,
+		    struct npz_err *err)
+{
+	const struct npy_header *base = NULL;
+	struct wbuf *out;
+	int ret;
+
+	if (kind == 'n') {
+		*npy = content;
+		return convert_check_npy(content, err);
+	}
+	out = malloc(sizeof(*out));
+	if (!out)
+		return -ENOMEM;
+	wbuf_init(out);
+	if (e) {
+		struct npy_header hdr;
+
+		pthread_mutex_lock(&e->lock);
+		if (e->in_archive && !array_header(t, e, &hdr))
+			base = &hdr;
+		pthread_mutex_unlock(&e->lock);
+		ret = convert_text_to_npy(content, base, out, err);
+		if (base)
+			npy_header_release(&hdr);
+	} else {
+		ret = convert_text_to_npy(content, NULL, out, err);
+	}
+	if (ret) {
+		wbuf_release(out);
+		free(out);
+		return ret;
+	}
+	*npy = out;
+	return 0;
+}
+
+static void npy_free(struct wbuf *npy, struct wbuf *content)
+{
+	if (npy && npy != content) {
+		wbuf_release(npy);
+		free(npy);
+	}
+}
+
+/* Show a newly committed array entry: its .npy node (reusing `n` when it
+ * is the .npy path) and its view (reusing `n` when it is the .txt path). */
+static int show_entry(struct tree *t, struct entry *e, struct node *n)
+{
+	struct node *parent, *raw;
+	char *path;
+	int ret;
+
+	if (n && name_array_kind(n->name) == 'n') {
+		n->kind = N_MEMBER;
+		n->e = e;
+		e->raw = n;
+		return entry_add_view(t, e);
+	}
+	if (n) {
+		n->kind = N_VIEW;
+		n->e = e;
+		e->view = n;
+	}
+	if (e->raw)
+		return 0;
+	if (asprintf(&path, "/%s", e->mname) < 0)
+		return -ENOMEM;
+	ret = -EEXIST;
+	if (!ns_find(t, path)) {
+		ret = ns_parent_of(t, path, &parent);
+		if (!ret)
+			ret = node_add_path(t, parent, path, N_MEMBER, &raw);
+		if (!ret) {
+			raw->e = e;
+			raw->mtime = e->mtime;
+			e->raw = raw;
+		}
+	}
+	free(path);
+	if (!ret && !e->view)
+		ret = entry_add_view(t, e);
+	return ret == -EEXIST ? 0 : ret;
+}
+
+/* Commit new content for the array or member at `path`.  `content` is what
+ * was written (text for a .txt path, bytes otherwise); target is the entry
+ * it replaces, or NULL to add a new entry.  `n` is the node to show the
+ * result through (or NULL).  t->lock held for writing.  Returns 0 or
+ * -errno, with err set; on failure nothing changed. */
+int commit_content(struct tree *t, const char *path,
+		   struct entry *target, struct wbuf *content,
+		   struct node *n, struct npz_err *err)
+{
+	char kind = target ? (target->is_array ? 'n' : 0) : name_array_kind(path);
+	struct entry *e = target;
+	struct wbuf *npy = content;
+	char *mname = NULL;
+	bool added = false;
+	int ret;
+
+	if (target && target->view && n == target->view)
+		kind = 't';
+	if (!target && kind) {
+		mname = name_array_member(path);
+		if (!mname)
+			return -ENOMEM;
+		e = entry_by_mname(t, mname);	/* a hidden member */
+	}
+	if (kind) {
+		ret = make_npy(t, e, kind, content, &npy, err);
+		if (ret)
+			goto out;
+	}
+	if (!e) {
+		e = entry_new(mname ? mname : name_member(path));
+		ret = e ? entries_add(t, e) : -ENOMEM;
+		if (ret) {
+			if (e)
+				entry_free(e);
+			goto out_npy;
+		}
+		e->seq = t->next_seq++;
+		added = true;
+	}
+	e->pending = npy;
+	ret = commit_archive(t, err);
+	e->pending = NULL;
+	if (ret && added) {
+		t->nentries--;
+		entry_free(e);
+	}
+	if (!ret && (added || (n && n->kind == N_NEW)))
+		ret = show_entry(t, e, n);
+out_npy:
+	npy_free(npy, content);
+out:
+	free(mname);
+	return ret;
+}
+
+/* Commit n's edit if it was written since its last commit.  t->lock held
+ * for writing; takes n->lock. */
+int commit_node(struct tree *t, struct node *n)
+{
+	struct npz_err err = { "" };
+	struct entry *e = n->e;
+	char *path;
+	int ret = 0;
+
+	pthread_mutex_lock(&n->lock);
+	if (!n->dirty || n->dead || n->kind == N_SCRATCH || !n->edit) {
+		if (n->kind == N_SCRATCH)
+			n->dirty = false;
+		pthread_mutex_unlock(&n->lock);
+		return 0;
+	}
+	path = node_path_dup(n);
+	if (!path) {
+		pthread_mutex_unlock(&n->lock);
+		return -ENOMEM;
+	}
+	if (n->kind == N_NEW)
+		ret = commit_content(t, path, NULL, n->edit, n, &err);
+	else
+		ret = commit_content(t, path, e, n->edit, n, &err);
+	if (!ret) {
+		n->dirty = false;
+		free(n->error);
+		n->error = NULL;
+		if (n->e) {
+			free(n->e->error);
+			n->e->error = NULL;
+		}
+	} else if (ret == -EINVAL && n->kind != N_NEW) {
+		/* rejected: files opened from now on show the unchanged array
+		 * again; the files that wrote it may still finish their edit
+		 * (a child closing a shared descriptor also flushes) */
+		n->dirty = false;
+		n->rejected = true;
+		n->reject_gen++;
+		inval_add(t, path);
+		edit_end_if_idle(t, n);
+	} else if (ret == -EINVAL) {
+		n->dirty = false;
+	}
+	pthread_mutex_unlock(&n->lock);
+	if (ret == -EINVAL && n->kind == N_NEW)
+		report_new_rejected(n, path, &err);
+	else if (ret)
+		error_report(n, n->e, path + 1, ret, &err);
+	free(path);
+	return ret;
+}
+
+static bool node_dirty(struct node *n)
+{
+	bool dirty;
+
+	pthread_mutex_lock(&n->lock);
+	dirty = n->dirty;
+	pthread_mutex_unlock(&n->lock);
+	return dirty;
+}
+
+/* Commit f's node when it is dirty (and, unless `any`, f wrote to it). */
+int commit_file(struct tree *t, struct tree_file *f, bool any)
+{
+	int ret;
+
+	if (!(any || f->wrote) || !node_dirty(f->node))
+		return 0;
+	pthread_rwlock_wrlock(&t->lock);
+	ret = commit_node(t, f->node);
+	pthread_rwlock_unlock(&t->lock);
+	inval_flush(t, NULL);
+	return ret;
+}
+
+int tree_flush(struct tree *t, struct tree_file *f)
+{
+	return commit_file(t, f, false);
+}
+
+int tree_fsync(struct tree *t, struct tree_file *f)
+{
+	return commit_file(t, f, true);
+}

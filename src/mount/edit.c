@@ -1,0 +1,302 @@
+/* edit.c - open files and edits: open, create, write, truncate, flush,
+ * fsync, release.  Commits go through commit.c.
+ *  Invariant: n->refs counts the open files of n, n->wopens the writable
+ *  ones; a dead node is freed by the release that drops refs to 0. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "mount_internal.h"
+
+#define COPY_BLOCK (1u << 20)
+
+/* A copy of what n shows now, in a new wbuf.  t->lock and n->lock held. */
+int node_snapshot(struct tree *t, struct node *n, struct wbuf **out)
+{
+	struct wbuf *w = malloc(sizeof(*w));
+	char *block = malloc(COPY_BLOCK);
+	uint64_t off = 0;
+	int ret = w && block ? 0 : -ENOMEM;
+
+	if (w)
+		wbuf_init(w);
+	while (!ret) {
+		ssize_t r = n->edit ? wbuf_pread(n->edit, block, COPY_BLOCK, off)
+				    : node_read_content(t, n, block, COPY_BLOCK, off);
+
+		if (r <= 0) {
+			ret = (int)r;
+			break;
+		}
+		ret = wbuf_pwrite(w, block, (size_t)r, off);
+		off += (uint64_t)r;
+	}
+	free(block);
+	if (ret && w) {
+		wbuf_release(w);
+		free(w);
+	}
+	if (!ret)
+		*out = w;
+	return ret;
+}
+
+/* Start editing n: its edit holds a copy of the current content (or
+ * nothing when empty).  t->lock and n->lock held. */
+static int edit_begin(struct tree *t, struct node *n, bool empty)
+{
+	struct wbuf *w;
+
+	if (n->edit)
+		return empty ? wbuf_truncate(n->edit, 0) : 0;
+	if (empty || !n->e || (n->kind != N_MEMBER && n->kind != N_VIEW)) {
+		w = malloc(sizeof(*w));
+		if (!w)
+			return -ENOMEM;
+		wbuf_init(w);
+		n->edit = w;
+		return 0;
+	}
+	return node_snapshot(t, n, &n->edit);
+}
+
+/* Drop n's edit when nobody writes it any more.  n->lock held. */
+void edit_end_if_idle(struct tree *t, struct node *n)
+{
+	if (n->edit && !n->dirty && n->wopens == 0 &&
+	    (n->kind == N_MEMBER || n->kind == N_VIEW)) {
+		if (n->kind == N_VIEW && !n->dead)
+			inval_add_node(t, n);
+		wbuf_release(n->edit);
+		free(n->edit);
+		n->edit = NULL;
+		n->rejected = false;
+	}
+}
+
+/* Before f writes: a rejected edit is continued by the files that wrote
+ * it, and thrown away by files opened since.  n->lock held. */
+static void edit_claim(struct node *n, const struct tree_file *f)
+{
+	if (!n->rejected)
+		return;
+	n->rejected = false;
+	if (f && f->gen < n->reject_gen)
+		return;
+	wbuf_release(n->edit);
+	free(n->edit);
+	n->edit = NULL;
+}
+
+static int file_new(struct node *n, int flags, struct tree_file **out)
+{
+	struct tree_file *f = calloc(1, sizeof(*f));
+
+	if (!f)
+		return -ENOMEM;
+	f->node = n;
+	f->writable = (flags & O_ACCMODE) != O_RDONLY;
+	f->gen = n->reject_gen;
+	n->refs++;
+	if (f->writable)
+		n->wopens++;
+	*out = f;
+	return 0;
+}
+
+/* Open node n.  t->lock held. */
+static int open_node(struct tree *t, struct node *n, int flags,
+		     struct tree_file **out)
+{
+	bool writable = (flags & O_ACCMODE) != O_RDONLY;
+	int ret = 0;
+
+	if (n->kind == N_DIR)
+		return -EISDIR;
+	if ((writable || (flags & O_TRUNC)) && t->opts.ro)
+		return -EROFS;
+	if (n->kind == N_VIEW && !(flags & O_TRUNC)) {
+		bool sized;
+
+		pthread_mutex_lock(&n->e->lock);
+		sized = n->e->sized;
+		pthread_mutex_unlock(&n->e->lock);
+		ret = view_ready(t, n->e);
+		if (ret)
+			return ret;
+		if (!sized)	/* stat said 0 for a big view: now it knows */
+			inval_add_node(t, n);
+	}
+	pthread_mutex_lock(&n->lock);
+	if (flags & O_TRUNC) {
+		edit_claim(n, NULL);
+		ret = edit_begin(t, n, true);
+	}
+	if (!ret)
+		ret = file_new(n, flags, out);
+	pthread_mutex_unlock(&n->lock);
+	return ret;
+}
+
+int tree_open(struct tree *t, const char *path, int flags,
+	      struct tree_file **out)
+{
+	struct node *n;
+	int ret;
+
+	pthread_rwlock_rdlock(&t->lock);
+	n = ns_lookup(t, path);
+	ret = n ? open_node(t, n, flags, out) : -ENOENT;
+	pthread_rwlock_unlock(&t->lock);
+	inval_flush(t, NULL);
+	return ret;
+}
+
+int tree_create(struct tree *t, const char *path, int flags,
+		struct tree_file **out)
+{
+	struct node *n, *parent;
+	int ret;
+
+	if (t->opts.ro)
+		return -EROFS;
+	pthread_rwlock_wrlock(&t->lock);
+	n = ns_lookup(t, path);
+	if (n && (flags & O_EXCL)) {
+		ret = -EEXIST;
+	} else if (n) {
+		ret = open_node(t, n, flags | O_TRUNC, out);
+	} else {
+		ret = ns_parent_of(t, path, &parent);
+		if (!ret) {
+			/* a hidden view's path is taken by the view node */
+			struct node *hidden = ns_find(t, path);
+
+			if (hidden)
+				ret = -EEXIST;
+			if (hidden && hidden->kind == N_VIEW && hidden->e) {
+				char msg[NPZ_ERR_MSG_MAX];
+
+				snprintf(msg, sizeof(msg), "%s: %s is an object array, which has no text view to write",
+					 path + 1, hidden->e->mname);
+				npz_log("%s", msg);
+				error_keep(&hidden->e->error, msg);
+				ret = -EPERM;
+			}
+		}
+		if (!ret)
+			ret = node_add_path(t, parent, path,
+					    name_array_kind(path) ? N_NEW : N_SCRATCH,
+					    &n);
+		if (!ret) {
+			n->mtime = time(NULL);
+			pthread_mutex_lock(&n->lock);
+			ret = edit_begin(t, n, true);
+			if (!ret)
+				ret = file_new(n, flags, out);
+			pthread_mutex_unlock(&n->lock);
+			if (ret)
+				node_detach(t, n);
+		}
+	}
+	pthread_rwlock_unlock(&t->lock);
+	inval_flush(t, NULL);
+	return ret;
+}
+
+ssize_t tree_write(struct tree *t, struct tree_file *f, const void *buf,
+		   size_t len, uint64_t off)
+{
+	struct node *n = f->node;
+	int ret;
+
+	if (t->opts.ro)
+		return -EROFS;
+	pthread_rwlock_rdlock(&t->lock);
+	pthread_mutex_lock(&n->lock);
+	edit_claim(n, f);
+	ret = edit_begin(t, n, false);
+	if (!ret)
+		ret = wbuf_pwrite(n->edit, buf, len, off);
+	if (!ret) {
+		n->dirty = true;
+		f->wrote = true;
+		n->mtime = time(NULL);
+	}
+	pthread_mutex_unlock(&n->lock);
+	pthread_rwlock_unlock(&t->lock);
+	return ret ? ret : (ssize_t)len;
+}
+
+int tree_release(struct tree *t, struct tree_file *f)
+{
+	struct node *n = f->node;
+	bool gone;
+	int ret = 0;
+
+	grave_sweep(t, false);
+	ret = commit_file(t, f, false);
+	pthread_rwlock_rdlock(&t->lock);
+	pthread_mutex_lock(&n->lock);
+	n->refs--;
+	if (f->writable)
+		n->wopens--;
+	edit_end_if_idle(t, n);
+	gone = n->dead && n->refs == 0;
+	pthread_mutex_unlock(&n->lock);
+	pthread_rwlock_unlock(&t->lock);
+	inval_flush(t, NULL);
+	if (gone)
+		node_free(n);
+	free(f);
+	return ret;
+}
+
+int tree_truncate(struct tree *t, const char *path, struct tree_file *f,
+		  uint64_t size)
+{
+	struct node *n;
+	int ret;
+
+	if (t->opts.ro)
+		return -EROFS;
+	pthread_rwlock_wrlock(&t->lock);
+	n = f ? f->node : ns_lookup(t, path);
+	if (!n) {
+		ret = -ENOENT;
+		goto out;
+	}
+	if (n->kind == N_DIR) {
+		ret = -EISDIR;
+		goto out;
+	}
+	if (n->kind == N_VIEW && !n->edit) {
+		ret = view_ready(t, n->e);
+		if (ret)
+			goto out;
+	}
+	pthread_mutex_lock(&n->lock);
+	edit_claim(n, f);
+	ret = edit_begin(t, n, size == 0);
+	if (!ret)
+		ret = wbuf_truncate(n->edit, size);
+	if (!ret) {
+		n->dirty = true;
+		if (f)
+			f->wrote = true;
+		n->mtime = time(NULL);
+	}
+	pthread_mutex_unlock(&n->lock);
+	/* A path truncate of a file nobody has open has no close to wait for. */
+	if (!ret && !f && n->wopens == 0) {
+		ret = commit_node(t, n);
+		pthread_mutex_lock(&n->lock);
+		edit_end_if_idle(t, n);
+		pthread_mutex_unlock(&n->lock);
+	}
+out:
+	pthread_rwlock_unlock(&t->lock);
+	inval_flush(t, path);
+	return ret;
+}

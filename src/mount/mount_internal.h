@@ -1,0 +1,286 @@
+/* mount_internal.h - what the files of src/mount/ share: the tree, its
+ * nodes and entries, open files, and the helpers one file offers another.
+ * Not a public header: src/fuse_ops.c and everything outside src/mount/
+ * use include/tree.h.  The model and the lock order are in tree.h.
+ *
+ * Invariants:
+ *  - every live node is in the hash map under (parent, own name) and in
+ *    its parent's kids (no node stores its full path: see namespace.c);
+ *    dead nodes (unlinked while open) are in neither and are freed by the
+ *    last tree_release;
+ *  - t->entries holds one entry per member of t->ar (in_archive, member ==
+ *    its index) plus the entries a running commit adds; an entry's raw and
+ *    view nodes point back at it;
+ *  - a VIEW node exists only where no other node has its path.
+ *
+ * Unless said otherwise, a helper that reads the namespace is called with
+ * t->lock held (read or write), and one that changes it with t->lock held
+ * for writing.
+ */
+#ifndef NPZFS_MOUNT_INTERNAL_H
+#define NPZFS_MOUNT_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "archive.h"
+#include "buf.h"
+#include "cache.h"
+#include "err.h"
+#include "npy.h"
+#include "tree.h"
+#include "wbuf.h"
+
+#define TOMBS 256	/* views remembered as removed with their array */
+
+enum array_state { ARRAY_UNKNOWN, ARRAY_OK, ARRAY_BAD };
+
+enum nkind {
+	N_DIR,
+	N_MEMBER,	/* an entry's bytes */
+	N_VIEW,		/* an array entry's text view */
+	N_NEW,		/* a created NAME.npy / NAME.txt not yet committed */
+	N_SCRATCH,	/* any other created file */
+};
+
+struct node;
+struct grave;	/* grave.c */
+
+struct entry {
+	char *mname;		/* member name in the archive */
+	bool in_archive;	/* member is valid */
+	size_t member;		/* index in t->ar */
+	uint64_t seq;		/* position in the archive's member order */
+	bool is_array;		/* mname ends in ".npy" */
+	bool doomed;		/* left out of the running commit */
+	bool shadowed;		/* an earlier member of a duplicate name: not
+				   shown, dropped at the first commit */
+	bool nul_name;		/* shadowed: its name holds a NUL byte */
+	struct node *raw;	/* N_MEMBER node, or NULL when not shown */
+	struct node *view;	/* N_VIEW node, or NULL */
+	struct wbuf *pending;	/* new content for the running commit */
+	time_t mtime;
+	char *error;		/* last rejected write (tree->lock) */
+	struct tree *t;
+	pthread_mutex_t lock;	/* protects: state .. cache_failed; take
+				   before the cache's lock */
+	enum array_state state;
+	bool viewable;		/* state == ARRAY_OK: no objects inside */
+	uint64_t data_len;	/* state == ARRAY_OK: bytes of array data */
+	uint64_t text_bound;	/* state == ARRAY_OK: text_size_bound() */
+	bool sized;		/* text_len is known (rendered once) */
+	uint64_t text_len;
+	bool rendered;		/* the text is cached: in view_fd, or at
+				   text_off of t->cache_fd when view_fd < 0 */
+	int view_fd;
+	uint64_t text_off;
+	time_t cache_failed;	/* when keeping the text last failed */
+	struct cache_item ci;	/* the cached text in the budget */
+	_Atomic bool big_render;	/* a big view is being rendered under
+					   e->lock: listings do not wait */
+};
+
+struct node {
+	char *name;		/* own component ("b.npy"); "" for the root */
+	enum nkind kind;
+	struct node *parent;	/* NULL for the root and dead nodes */
+	struct node **kids;	/* N_DIR */
+	size_t nkids, kids_cap;
+	struct entry *e;	/* N_MEMBER, N_VIEW; N_DIR: its "dir/" member */
+	time_t mtime;
+	struct node *hnext;	/* hash chain */
+	bool dead;		/* out of the namespace (tree->lock) */
+	char *error;		/* N_NEW / N_SCRATCH: last rejected content */
+	pthread_mutex_t lock;	/* protects: edit, dirty, wopens, refs */
+	struct wbuf *edit;	/* content being written, or NULL */
+	bool dirty;		/* written since the last commit */
+	bool rejected;		/* the edit was rejected: files opened since
+				   see the archive's content again */
+	uint64_t reject_gen;	/* counts rejections */
+	unsigned int wopens;	/* open files with write access */
+	unsigned int refs;	/* open files */
+};
+
+struct tree {
+	struct archive *ar;
+	struct tree_opts opts;
+	pthread_rwlock_t lock;	/* see tree.h */
+	struct node **buckets;
+	size_t nbuckets;
+	size_t count;
+	struct node *root;
+	uint64_t gen;		/* moves when nodes are removed or renamed */
+	atomic_bool trim;	/* a commit freed memory: release_free_memory */
+	char *tombs[TOMBS];	/* views removed with their array (for rm -r) */
+	size_t ntombs;
+	struct entry **entries;
+	size_t nentries, entries_cap;
+	uint64_t next_seq;
+	pthread_mutex_t cache_lock;	/* protects: cache_end; a leaf lock */
+	int cache_fd;			/* small rendered views, or -1 */
+	uint64_t cache_end;
+	pthread_mutex_t grave_lock;	/* protects: graves; a leaf lock */
+	struct grave *graves;
+	pthread_mutex_t inval_lock;	/* protects: inval; a leaf lock */
+	struct buf inval;		/* paths whose kernel attributes are
+					   stale, NUL-separated */
+	void (*inval_fn)(void *ctx, const char *path);
+	void *inval_ctx;
+};
+
+struct tree_file {
+	struct node *node;
+	bool writable;
+	bool wrote;		/* written through this file since open */
+	uint64_t gen;		/* node->reject_gen at open */
+};
+
+/* ---- names.c: name rules, no tree (unit-tested) ----------------------- */
+
+/* The last component of path ("/a/b" -> "b"). */
+const char *name_base(const char *path);
+/* Member name -> "/a/b" in out, without empty or "." components; *is_dir
+ * when it ends in '/'.  -EINVAL for ".." components or an empty result. */
+int name_member_path(const char *name, struct buf *out, bool *is_dir);
+/* s ends in suffix, after a non-empty last component ("a/.npy": no). */
+bool name_ends_with(const char *s, const char *suffix);
+/* 'n' for NAME.npy, 't' for NAME.txt, 0 for other names. */
+char name_array_kind(const char *path);
+/* The member name for a mount path: without the leading '/'. */
+const char *name_member(const char *path);
+/* "/d/x.txt" or "/d/x.npy" -> member name "d/x.npy" (heap), or NULL. */
+char *name_array_member(const char *path);
+/* A hidden name or an editor backup ending in '~' (dropped at unmount). */
+bool name_is_backup(const char *name);
+
+/* ---- namespace.c: nodes, the (parent, name) hash map, path walks ------ */
+
+/* Grow the hash map to twice its size (1024 buckets at first). */
+int ns_hash_grow(struct tree *t);
+/* Nodes were removed or renamed: forget every thread's walk memo. */
+void ns_moved(struct tree *t);
+/* The kid of dir named name[0..len), or NULL. */
+struct node *ns_kid_find(const struct tree *t, const struct node *dir,
+			 const char *name, size_t len);
+/* The node at path[0..len) ("/a/b"; "" and "/" are the root), or NULL. */
+struct node *ns_find_len(const struct tree *t, const char *path, size_t len);
+struct node *ns_find(const struct tree *t, const char *path);
+/* The visible node at path (not a hidden view), or NULL. */
+struct node *ns_lookup(struct tree *t, const char *path);
+/* Append n's full path ("/" for the root) to out: 0 or -ENOMEM. */
+int node_path(const struct node *n, struct buf *out);
+/* n's full path in a new string (free() it), or NULL without memory. */
+char *node_path_dup(const struct node *n);
+/* Create a node named name[0..len) under parent (NULL for the root) and
+ * index it: 0 or -ENOMEM. */
+int node_add(struct tree *t, struct node *parent, const char *name,
+	     size_t len, enum nkind kind, struct node **out);
+/* node_add for the last component of path. */
+int node_add_path(struct tree *t, struct node *parent, const char *path,
+		  enum nkind kind, struct node **out);
+/* Take n out of the namespace; free it unless an open file holds it. */
+void node_detach(struct tree *t, struct node *n);
+/* Give n the last component of path as its name, under a new parent. */
+int node_move(struct tree *t, struct node *n, struct node *parent,
+	      const char *path);
+/* Free a node that is out of the namespace (or the whole tree goes). */
+void node_free(struct node *n);
+/* The directory at path[0..len), created with its parents when missing.
+ * -ENOTDIR (and *out the file) when a file is in the way. */
+int ns_dir_get(struct tree *t, const char *path, size_t len,
+	       struct node **out);
+/* The existing parent directory of path: 0, -ENOENT or -ENOTDIR. */
+int ns_parent_of(struct tree *t, const char *path, struct node **out);
+
+/* ---- entries.c: entries <-> archive members; the tree's life ---------- */
+
+/* A new entry for member name mname (not in the archive yet), or NULL. */
+struct entry *entry_new(const char *mname);
+void entry_free(struct entry *e);
+/* Append e to t->entries: 0 or -ENOMEM (then the caller still owns e). */
+int entries_add(struct tree *t, struct entry *e);
+/* The shown entry of member name mname, or NULL. */
+struct entry *entry_by_mname(struct tree *t, const char *mname);
+/* Forget the parsed header and rendered text: the content changed. */
+void entry_reset(struct tree *t, struct entry *e);
+/* Add the view NAME.txt of an array entry shown as NAME.npy, unless that
+ * path is taken: 0 or -ENOMEM. */
+int entry_add_view(struct tree *t, struct entry *e);
+/* Replace the message in *slot (user.npzfs.error) by a copy of msg. */
+void error_keep(char **slot, const char *msg);
+
+/* ---- view.c: npy headers and text views (rendering, cache) ------------ */
+
+/* Parse the array's header into *hdr (release with npy_header_release).
+ * e->lock held.  0 or -EIO (logged once, naming the member). */
+int array_header(struct tree *t, struct entry *e, struct npy_header *hdr);
+/* Learn the array's state once.  e->lock held: 0 or -EIO. */
+int array_load(struct tree *t, struct entry *e);
+/* Render e's view when its text is at most max_bound bytes, copying the
+ * window [win_off, win_off + win_len) into win.  e->lock held.  0, -EFBIG
+ * or -EIO (logged). */
+int array_render(struct tree *t, struct entry *e, uint64_t max_bound,
+		 char *win, uint64_t win_off, size_t win_len, size_t *got);
+/* A view is hidden when its array holds objects.  Takes e->lock. */
+bool view_visible(struct tree *t, struct entry *e);
+/* Load e and render its view if not cached.  Takes e->lock: 0 or -EIO. */
+int view_ready(struct tree *t, struct entry *e);
+/* Drop the cached text of e (it stays sized).  e->lock held. */
+void view_drop(struct entry *e);
+/* The budget wants an entry's text back (cache.h: must not block). */
+bool view_evict(struct cache_item *it);
+
+/* ---- read.c: stat, readdir, read -------------------------------------- */
+
+/* Read n's content when it has no edit (archive bytes or view text). */
+ssize_t node_read_content(struct tree *t, struct node *n, void *buf,
+			  size_t len, uint64_t off);
+
+/* ---- edit.c: open files and edits ------------------------------------- */
+
+/* A copy of what n shows now, in a new wbuf.  n->lock held. */
+int node_snapshot(struct tree *t, struct node *n, struct wbuf **out);
+/* Drop n's edit when nobody writes it any more.  n->lock held. */
+void edit_end_if_idle(struct tree *t, struct node *n);
+
+/* ---- commit.c: what a commit contains, and its outcome ---------------- */
+
+/* Write the archive anew from the entries and swap it in.  t->lock held
+ * for writing.  On failure nothing in the tree changed. */
+int commit_archive(struct tree *t, struct npz_err *err);
+/* Commit new content for the array or member at path (see commit.c). */
+int commit_content(struct tree *t, const char *path, struct entry *target,
+		   struct wbuf *content, struct node *n, struct npz_err *err);
+/* Commit n's edit if it was written since its last commit.  t->lock held
+ * for writing; takes n->lock. */
+int commit_node(struct tree *t, struct node *n);
+/* Commit f's node when it is dirty (and, unless `any`, f wrote to it).
+ * Takes t->lock for writing. */
+int commit_file(struct tree *t, struct tree_file *f, bool any);
+/* Report a rejected or failed write: log, keep in user.npzfs.error (of e,
+ * else of n). */
+void error_report(struct node *n, struct entry *e, const char *what, int ret,
+		  const struct npz_err *err);
+
+/* ---- inval.c: work done after the tree lock is released --------------- */
+
+/* Queue path: the kernel's cached attributes of it are stale.  Any lock
+ * may be held. */
+void inval_add(struct tree *t, const char *path);
+/* Queue the full path of live node n. */
+void inval_add_node(struct tree *t, const struct node *n);
+/* Tell the kernel about the queued paths (but `skip`), and give memory
+ * back.  No tree lock held. */
+void inval_flush(struct tree *t, const char *skip);
+
+/* ---- grave.c: replaced archives, closed a few seconds later ----------- */
+
+/* Keep ar (replaced by a commit) for zero-copy replies still in flight. */
+void grave_add(struct tree *t, struct archive *ar);
+/* Close what was replaced more than GRAVE_SECONDS ago (all when `all`). */
+void grave_sweep(struct tree *t, bool all);
+
+#endif

@@ -1,0 +1,419 @@
+/* rename.c - namespace changes: unlink, rename, mkdir, rmdir; the rules of
+ * scratch files (any created name that is not NAME.npy / NAME.txt).
+ *  Invariant: a change of array names commits at once; when the commit
+ *  fails the mount is as it was. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mount_internal.h"
+
+/* Remove entry e from the archive (and its nodes from the mount). */
+static int remove_entry(struct tree *t, struct entry *e)
+{
+	struct npz_err err = { "" };
+	int ret;
+
+	e->doomed = true;
+	ret = commit_archive(t, &err);
+	if (ret) {
+		e->doomed = false;
+		error_report(NULL, NULL, e->mname, ret, &err);
+	}
+	return ret;
+}
+
+/* Remember that the view at path went away with its array, so that its own
+ * unlink (rm x.npy x.txt, rm -r) succeeds.  t->lock held for writing. */
+static void tomb_add(struct tree *t, const char *path)
+{
+	char *p = strdup(path);
+
+	if (!p)
+		return;
+	if (t->ntombs == TOMBS) {
+		free(t->tombs[0]);
+		memmove(t->tombs, t->tombs + 1, (TOMBS - 1) * sizeof(*t->tombs));
+		t->ntombs--;
+	}
+	t->tombs[t->ntombs++] = p;
+}
+
+/* Forget path's tombstone; true if it had one. */
+static bool tomb_take(struct tree *t, const char *path)
+{
+	for (size_t i = 0; i < t->ntombs; i++) {
+		if (!strcmp(t->tombs[i], path)) {
+			free(t->tombs[i]);
+			memmove(t->tombs + i, t->tombs + i + 1,
+				(t->ntombs - i - 1) * sizeof(*t->tombs));
+			t->ntombs--;
+			return true;
+		}
+	}
+	return false;
+}
+
+int tree_unlink(struct tree *t, const char *path)
+{
+	struct node *n, *sibling;
+	char *spath = NULL;
+	int ret = 0;
+
+	if (t->opts.ro)
+		return -EROFS;
+	pthread_rwlock_wrlock(&t->lock);
+	n = ns_lookup(t, path);
+	if (!n) {
+		ret = tomb_take(t, path) ? 0 : -ENOENT;
+	} else if (n->kind == N_DIR) {
+		ret = -EISDIR;
+	} else if (n->kind == N_MEMBER || n->kind == N_VIEW) {
+		sibling = n == n->e->raw ? n->e->view : n->e->raw;
+		if (sibling) {
+			spath = node_path_dup(sibling);
+			if (!spath)
+				ret = -ENOMEM;
+		}
+		if (!ret)
+			ret = remove_entry(t, n->e);
+		if (!ret && spath)
+			tomb_add(t, spath);
+		free(spath);
+	} else {
+		node_detach(t, n);
+	}
+	pthread_rwlock_unlock(&t->lock);
+	inval_flush(t, NULL);
+	return ret;
+}
+
+/* What a node shows now, as a new wbuf (for moving a view's text out to a
+ * scratch file).  t->lock held. */
+static int node_copy(struct tree *t, struct node *n, struct wbuf **out)
+{
+	int ret;
+
+	if (n->kind == N_VIEW && !n->edit) {
+		ret = view_ready(t, n->e);
+		if (ret)
+			return ret;
+	}
+	pthread_mutex_lock(&n->lock);
+	ret = node_snapshot(t, n, out);
+	pthread_mutex_unlock(&n->lock);
+	return ret;
+}
+
+/* Make a scratch file at path holding content (ownership taken on success). */
+static int scratch_add(struct tree *t, const char *path, struct wbuf *content)
+{
+	struct node *parent, *s;
+	int ret = ns_parent_of(t, path, &parent);
+
+	if (!ret)
+		ret = node_add_path(t, parent, path, N_SCRATCH, &s);
+	if (ret)
+		return ret;
+	s->edit = content;
+	s->mtime = time(NULL);
+	return 0;
+}
+
+/* Commit entry e under the new member name mname (a new string, taken
+ * over on success) and kind is_array, leaving victim (another entry of that
+ * name, or NULL) out.  On failure e and victim are as they were, mname is
+ * freed, and the error is reported against path `to`. */
+static int commit_renamed(struct tree *t, struct entry *e, char *mname,
+			  bool is_array, struct entry *victim, const char *to)
+{
+	struct npz_err err = { "" };
+	char *old = e->mname;
+	bool was_array = e->is_array;
+	int ret;
+
+	if (victim)
+		victim->doomed = true;
+	e->mname = mname;
+	e->is_array = is_array;
+	ret = commit_archive(t, &err);
+	if (ret) {
+		e->mname = old;
+		e->is_array = was_array;
+		if (victim)
+			victim->doomed = false;
+		free(mname);
+		error_report(NULL, e, to + 1, ret, &err);
+		return ret;
+	}
+	free(old);
+	return 0;
+}
+
+/* Rename array entry e to the array named by path `to` (NAME.npy or
+ * NAME.txt): the entry's member becomes NAME.npy, replacing any other
+ * entry of that name. */
+static int rename_array(struct tree *t, struct entry *e, const char *to)
+{
+	char *mname = name_array_member(to);
+	struct entry *victim;
+	struct node *parent;
+	char *path;
+	int ret;
+
+	if (!mname)
+		return -ENOMEM;
+	if (!strcmp(mname, e->mname)) {
+		free(mname);
+		return 0;
+	}
+	ret = ns_parent_of(t, to, &parent);
+	if (ret) {
+		free(mname);
+		return ret;
+	}
+	victim = entry_by_mname(t, mname);
+	ret = commit_renamed(t, e, mname, e->is_array, victim, to);
+	if (ret)
+		return ret;
+	/* move the nodes: NAME.npy, and the view if its path is free */
+	if (asprintf(&path, "/%s", mname) < 0)
+		return -ENOMEM;
+	if (e->view) {
+		node_detach(t, e->view);
+		e->view = NULL;
+	}
+	ret = 0;
+	if (e->raw) {
+		struct node *clash = ns_find(t, path);
+
+		if (clash && clash != e->raw)
+			node_detach(t, clash);
+		ret = node_move(t, e->raw, parent, path);
+	}
+	free(path);
+	if (!ret) {
+		struct node *clash;
+
+		path = strdup(to);
+		if (!path)
+			return -ENOMEM;
+		memcpy(path + strlen(path) - 4, ".txt", 4);
+		clash = ns_find(t, path);
+		if (clash && (clash->kind == N_NEW || clash->kind == N_SCRATCH))
+			node_detach(t, clash);
+		free(path);
+		ret = entry_add_view(t, e);
+	}
+	return ret;
+}
+
+/* Rename member entry e (shown by node n) to the plain or array name `to`. */
+static int rename_member(struct tree *t, struct node *n, const char *to,
+			 struct node *dst)
+{
+	struct entry *e = n->e, *victim = dst ? dst->e : NULL;
+	bool dst_scratch = dst && (dst->kind == N_NEW || dst->kind == N_SCRATCH);
+	struct node *parent;
+	char *mname = strdup(name_member(to));
+	int ret;
+
+	if (!mname)
+		return -ENOMEM;
+	ret = ns_parent_of(t, to, &parent);
+	if (ret) {
+		free(mname);
+		return ret;
+	}
+	ret = commit_renamed(t, e, mname, name_ends_with(mname, ".npy"),
+			     victim != e ? victim : NULL, to);
+	if (ret)
+		return ret;
+	if (dst_scratch)
+		node_detach(t, dst);
+	if (e->view) {
+		node_detach(t, e->view);
+		e->view = NULL;
+	}
+	entry_reset(t, e);
+	ret = node_move(t, n, parent, to);
+	if (!ret)
+		ret = entry_add_view(t, e);
+	return ret;
+}
+
+/* Rename a created file src (N_NEW, N_SCRATCH) to `to`: its content is
+ * committed onto an array or member, or it moves as a scratch file. */
+static int rename_created(struct tree *t, struct node *src, struct node *dst,
+			  struct node *parent, const char *to)
+{
+	struct npz_err err = { "" };
+	int ret;
+
+	if (dst && (dst->kind == N_MEMBER || dst->kind == N_VIEW)) {
+		ret = commit_content(t, to, dst->e, src->edit, dst, &err);
+	} else if (name_array_kind(to)) {
+		if (dst)
+			node_detach(t, dst);
+		ret = commit_content(t, to, NULL, src->edit, NULL, &err);
+	} else {
+		if (dst)
+			node_detach(t, dst);
+		ret = node_move(t, src, parent, to);
+		if (!ret)
+			src->kind = N_SCRATCH;
+		return ret;
+	}
+	if (ret) {
+		error_report(src, NULL, to + 1, ret, &err);
+		if (ret == -EINVAL && dst && dst->e)
+			error_keep(&dst->e->error, src->error);
+	} else {
+		node_detach(t, src);
+	}
+	return ret;
+}
+
+/* Rename the view src to `to`: an array name renames the array; any other
+ * name gets the text (as a member's content, or as a scratch file) while
+ * the array stays. */
+static int rename_view(struct tree *t, struct node *src, struct node *dst,
+		       const char *to)
+{
+	struct npz_err err = { "" };
+	struct wbuf *text;
+	int ret;
+
+	if (name_array_kind(to) &&
+	    !(dst && dst->kind == N_MEMBER && !dst->e->is_array))
+		return rename_array(t, src->e, to);
+	/* the text moves out to a scratch file; the array stays */
+	ret = node_copy(t, src, &text);
+	if (ret)
+		return ret;
+	if (dst && dst->kind == N_MEMBER) {
+		ret = commit_content(t, to, dst->e, text, dst, &err);
+		wbuf_release(text);
+		free(text);
+		return ret;
+	}
+	if (dst)
+		node_detach(t, dst);
+	ret = scratch_add(t, to, text);
+	if (ret) {
+		wbuf_release(text);
+		free(text);
+	}
+	return ret;
+}
+
+int tree_rename(struct tree *t, const char *from, const char *to,
+		unsigned int flags)
+{
+	struct node *src, *dst, *parent;
+	int ret = 0;
+
+	if (t->opts.ro)
+		return -EROFS;
+	if (flags & ~1u)	/* only RENAME_NOREPLACE */
+		return -EINVAL;
+	pthread_rwlock_wrlock(&t->lock);
+	src = ns_lookup(t, from);
+	dst = ns_lookup(t, to);
+	if (!src) {
+		ret = -ENOENT;
+		goto out;
+	}
+	if (src == dst || !strcmp(from, to))
+		goto out;
+	if (dst && (flags & 1u)) {
+		ret = -EEXIST;
+		goto out;
+	}
+	ret = ns_parent_of(t, to, &parent);
+	if (ret)
+		goto out;
+	if (src->kind == N_DIR) {
+		ret = -EXDEV;	/* mv copies a directory, then removes it */
+		goto out;
+	}
+	if (dst && dst->kind == N_DIR) {
+		ret = -EISDIR;
+		goto out;
+	}
+	switch (src->kind) {
+	case N_NEW:
+	case N_SCRATCH:
+		ret = rename_created(t, src, dst, parent, to);
+		break;
+	case N_VIEW:
+		ret = rename_view(t, src, dst, to);
+		break;
+	case N_MEMBER:
+		if (src->e->is_array && name_array_kind(to) &&
+		    !(dst && dst->kind == N_MEMBER && !dst->e->is_array)) {
+			ret = rename_array(t, src->e, to);
+			break;
+		}
+		ret = rename_member(t, src, to, dst);
+		break;
+	case N_DIR:
+		break;
+	}
+out:
+	pthread_rwlock_unlock(&t->lock);
+	inval_flush(t, NULL);
+	return ret;
+}
+
+int tree_mkdir(struct tree *t, const char *path)
+{
+	struct node *n, *parent;
+	int ret;
+
+	if (t->opts.ro)
+		return -EROFS;
+	pthread_rwlock_wrlock(&t->lock);
+	if (ns_find(t, path))
+		ret = -EEXIST;
+	else
+		ret = ns_parent_of(t, path, &parent);
+	if (!ret)
+		ret = node_add_path(t, parent, path, N_DIR, &n);
+	if (!ret)
+		n->mtime = time(NULL);
+	pthread_rwlock_unlock(&t->lock);
+	return ret;
+}
+
+int tree_rmdir(struct tree *t, const char *path)
+{
+	struct node *n;
+	int ret = 0;
+
+	if (t->opts.ro)
+		return -EROFS;
+	pthread_rwlock_wrlock(&t->lock);
+	n = ns_find(t, path);
+	if (!n)
+		ret = -ENOENT;
+	else if (n->kind != N_DIR)
+		ret = -ENOTDIR;
+	else if (n == t->root)
+		ret = -EBUSY;
+	else if (n->nkids)
+		ret = -ENOTEMPTY;
+	if (!ret && n->e) {
+		struct entry *e = n->e;
+
+		ret = remove_entry(t, e);	/* its "dir/" member */
+		if (!ret)
+			n = ns_find(t, path);
+	}
+	if (!ret && n)
+		node_detach(t, n);
+	pthread_rwlock_unlock(&t->lock);
+	inval_flush(t, NULL);
+	return ret;
+}
