@@ -18,9 +18,10 @@
  * Namespace changes (unlink, rename of array names) commit at once and are
  * undone in the mount when the commit fails.
  *
- * Text views are rendered lazily into one shared, unlinked cache file: stat
- * renders views of arrays with at most TREE_STAT_RENDER_MAX bytes of data;
- * open renders any.
+ * Text views are rendered lazily and kept within the cache budget: small
+ * ones in one shared, unlinked cache file, big ones in a file each; stat
+ * renders a view only when its text is at most TREE_STAT_TEXT_MAX bytes
+ * (by text_size_bound), open renders any.
  *
  * Threads.  Lock order: tree->lock, then node->lock, then entry->lock, then
  * tree->cache_lock.
@@ -31,8 +32,8 @@
  *  - entry->lock (mutex) protects: the parsed header and rendered-view state.
  *  - tree->cache_lock (mutex) protects: the text cache file's end offset.
  *  - tree->grave_lock and tree->inval_lock (leaf mutexes) protect: the list
- *    of replaced archives and text regions released a few seconds later
- *    (zero-copy replies may still read them), and the queue of paths whose
+ *    of replaced archives closed a few seconds later (zero-copy replies
+ *    may still splice from them), and the queue of paths whose
  *    kernel attributes are stale (sent after tree->lock is released).
  */
 #ifndef NPZFS_TREE_H

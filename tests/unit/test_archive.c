@@ -1,4 +1,5 @@
-/* test_archive.c - archive.c against archives written by numpy and zipfile.
+/* test_archive.c - the zip layer (src/zip/) against archives written by
+ * numpy and zipfile.
  * Fixtures are made at run time by /usr/bin/python3 in a temporary directory,
  * together with the expected bytes of every member (written by zipfile). */
 #include <errno.h>
