@@ -257,6 +257,7 @@ int tree_truncate(struct tree *t, const char *path, struct tree_file *f,
 		  uint64_t size)
 {
 	struct node *n;
+	bool unopened;
 	int ret;
 
 	if (t->opts.ro)
@@ -287,9 +288,10 @@ int tree_truncate(struct tree *t, const char *path, struct tree_file *f,
 			f->wrote = true;
 		n->mtime = time(NULL);
 	}
+	unopened = n->wopens == 0;	/* release changes it under n->lock */
 	pthread_mutex_unlock(&n->lock);
 	/* A path truncate of a file nobody has open has no close to wait for. */
-	if (!ret && !f && n->wopens == 0) {
+	if (!ret && !f && unopened) {
 		ret = commit_node(t, n);
 		pthread_mutex_lock(&n->lock);
 		edit_end_if_idle(t, n);
