@@ -152,4 +152,17 @@ size_t npy_utf8_get(const unsigned char *s, size_t len, uint32_t *cp);
 /* Name of a datetime unit ("ns"), "" for generic. */
 const char *npy_unit_name(enum npy_unit unit);
 
+/* The value of hex digit c (either case), or -1.  Shared by the header
+ * lexer and the text parser. */
+static inline int npy_hex_digit(unsigned char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
 #endif

@@ -54,17 +54,6 @@ static bool is_ident_byte(unsigned char c)
 	       (c >= '0' && c <= '9') || c == '_' || c >= 0x80;
 }
 
-static int hexval(unsigned char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* One backslash escape (p->pos just past the backslash). */
 static int lp_escape(struct lp *p, struct buf *b, size_t at)
 {
@@ -99,7 +88,8 @@ static int lp_escape(struct lp *p, struct buf *b, size_t at)
 		return npy_lp_fail(p, p->pos - 2, "bad escape in string");
 	}
 	for (i = 0; i < ndig; i++) {
-		if (p->pos >= p->len || (h = hexval(p->s[p->pos])) < 0)
+		if (p->pos >= p->len ||
+		    (h = npy_hex_digit((unsigned char)p->s[p->pos])) < 0)
 			return npy_lp_fail(p, p->pos, "bad escape in string");
 		c = c << 4 | (uint32_t)h;
 		p->pos++;

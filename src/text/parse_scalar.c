@@ -13,17 +13,6 @@
 
 #include "parse_internal.h"
 
-static int hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* ---- float16 ------------------------------------------------------------- */
 
 /* Round |v| (finite, >= 0) to float16 magnitude bits; dir < 0 / > 0 breaks
@@ -411,7 +400,7 @@ int text_walk_string(struct tp *t, const char *s, size_t n, bool bytes,
 					return text_fail(t, "bad escape in %s",
 							 text_quote_tok(s, n, q));
 				for (int i = 0; i < len; i++) {
-					v = hexval((char)p[i]);
+					v = npy_hex_digit((unsigned char)p[i]);
 					if (v < 0)
 						return text_fail(t, "bad escape in %s",
 								 text_quote_tok(s, n, q));
@@ -492,7 +481,8 @@ static int conv_void(struct tp *t, const char *s, size_t n,
 	if (n != 2 + 2 * dt->itemsize || s[0] != '0' || (s[1] | 0x20) != 'x')
 		goto bad;
 	for (i = 0; i < dt->itemsize; i++) {
-		int hi = hexval(s[2 + 2 * i]), lo = hexval(s[3 + 2 * i]);
+		int hi = npy_hex_digit((unsigned char)s[2 + 2 * i]),
+		    lo = npy_hex_digit((unsigned char)s[3 + 2 * i]);
 
 		if (hi < 0 || lo < 0)
 			goto bad;
