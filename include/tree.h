@@ -23,12 +23,19 @@
  * renders a view only when its text is at most TREE_STAT_TEXT_MAX bytes
  * (by text_size_bound), open renders any.
  *
- * Threads.  Lock order: tree->lock, then node->lock, then entry->lock, then
- * tree->cache_lock.
+ * Threads.  Lock order: tree->change_lock, tree->lock, then node->lock,
+ * then entry->lock, then tree->cache_lock (docs/architecture.md has all).
+ *  - tree->change_lock (mutex) is held for a whole change: a commit, unlink,
+ *    rename, rmdir, truncate, unmount.  Commits are serialised by it; a
+ *    commit releases tree->lock while it parses and writes (nothing it
+ *    relies on changes without change_lock), so readers never wait for it.
  *  - tree->lock (rwlock) protects: the namespace (hash map, kids lists,
  *    node names, parents and kinds), the entry list, t->ar.  Written by
- *    namespace changes and commits; read by everything else.
+ *    changes (a commit: only to plan and to publish), creates and mkdir
+ *    (which only add nodes); read by everything else.
  *  - node->lock (mutex) protects: the node's edit, write-open count, refs.
+ *    A commit freezes the edit it reads: a write, truncate or O_TRUNC open
+ *    of that node waits until the commit is published.
  *  - entry->lock (mutex) protects: the parsed header and rendered-view state.
  *  - tree->cache_lock (mutex) protects: the text cache file's end offset.
  *  - tree->grave_lock and tree->inval_lock (leaf mutexes) protect: the list

@@ -142,9 +142,9 @@ static void commit_renumber(struct tree *t, const struct commit_plan *p)
 }
 
 /* Write the archive anew from the entries (doomed ones left out, pending
- * content for the others that have it) and swap it in.  t->lock held for
- * writing.  On success doomed entries are freed (their nodes detached) and
- * pending content is dropped; on failure nothing in the tree changed and
+ * content for the others that have it) and swap it in.  In a change:
+ * t->lock is released while the archive is written.  On success doomed
+ * entries are freed (their nodes detached) and pending content is dropped; on failure nothing in the tree changed and
  * the caller undoes its own preparations. */
 int commit_archive(struct tree *t, struct npz_err *err)
 {
@@ -163,7 +163,11 @@ int commit_archive(struct tree *t, struct npz_err *err)
 	ret = commit_plan(t, &p, err);
 	if (!ret) {
 		grave_sweep(t, false);
+		/* readers go on meanwhile: we are in a change, so the entries,
+		 * t->ar and the pending content stay as planned */
+		pthread_rwlock_unlock(&t->lock);
 		ret = archive_commit(t->ar, p.ch, p.n, &nar, err);
+		pthread_rwlock_wrlock(&t->lock);
 	}
 	if (!ret) {
 		/* nobody reads the old archive's tables any more (readers
@@ -308,7 +312,8 @@ static int show_entry(struct tree *t, struct entry *e, struct node *n)
 /* Commit new content for the array or member at `path`.  `content` is what
  * was written (text for a .txt path, bytes otherwise); target is the entry
  * it replaces, or NULL to add a new entry.  `n` is the node to show the
- * result through (or NULL).  t->lock held for writing.  Returns 0 or
+ * result through (or NULL).  In a change; content is frozen or private
+ * (t->lock is released while it is parsed and committed).  Returns 0 or
  * -errno, with err set; on failure nothing changed. */
 int commit_content(struct tree *t, const char *path,
 		   struct entry *target, struct wbuf *content,
@@ -330,7 +335,11 @@ int commit_content(struct tree *t, const char *path,
 		e = entry_by_mname(t, mname);	/* a hidden member */
 	}
 	if (kind) {
+		/* parsing may take long: let readers in (we are in a change,
+		 * nothing make_npy reads can change meanwhile) */
+		pthread_rwlock_unlock(&t->lock);
 		ret = make_npy(t, e, kind, content, &npy, err);
+		pthread_rwlock_wrlock(&t->lock);
 		if (ret)
 			goto out;
 	}
@@ -361,31 +370,12 @@ out:
 	return ret;
 }
 
-/* Commit n's edit if it was written since its last commit.  t->lock held
- * for writing; takes n->lock. */
-int commit_node(struct tree *t, struct node *n)
+/* n's commit is over (ret): n's edit is thawed; on success or rejection
+ * it is no longer dirty.  n->lock held. */
+static void commit_outcome(struct tree *t, struct node *n, const char *path,
+			   int ret)
 {
-	struct npz_err err = { "" };
-	struct entry *e = n->e;
-	char *path;
-	int ret = 0;
-
-	pthread_mutex_lock(&n->lock);
-	if (!n->dirty || n->dead || n->kind == N_SCRATCH || !n->edit) {
-		if (n->kind == N_SCRATCH)
-			n->dirty = false;
-		pthread_mutex_unlock(&n->lock);
-		return 0;
-	}
-	path = node_path_dup(n);
-	if (!path) {
-		pthread_mutex_unlock(&n->lock);
-		return -ENOMEM;
-	}
-	if (n->kind == N_NEW)
-		ret = commit_content(t, path, NULL, n->edit, n, &err);
-	else
-		ret = commit_content(t, path, e, n->edit, n, &err);
+	edit_thaw(n);
 	if (!ret) {
 		n->dirty = false;
 		free(n->error);
@@ -406,6 +396,37 @@ int commit_node(struct tree *t, struct node *n)
 	} else if (ret == -EINVAL) {
 		n->dirty = false;
 	}
+}
+
+/* Commit n's edit if it was written since its last commit.  In a change,
+ * n->lock not held.  The edit is frozen meanwhile: readers of n read it,
+ * writers of n wait for the end of the change. */
+int commit_node(struct tree *t, struct node *n)
+{
+	struct npz_err err = { "" };
+	struct wbuf *w;
+	char *path;
+	int ret;
+
+	pthread_mutex_lock(&n->lock);
+	if (!n->dirty || n->dead || n->kind == N_SCRATCH || !n->edit) {
+		if (n->kind == N_SCRATCH)
+			n->dirty = false;
+		pthread_mutex_unlock(&n->lock);
+		return 0;
+	}
+	path = node_path_dup(n);
+	ret = path ? edit_freeze(n) : -ENOMEM;
+	w = n->edit;
+	pthread_mutex_unlock(&n->lock);
+	if (ret) {
+		free(path);
+		return ret;
+	}
+	ret = commit_content(t, path, n->kind == N_NEW ? NULL : n->e, w, n,
+			     &err);
+	pthread_mutex_lock(&n->lock);
+	commit_outcome(t, n, path, ret);
 	pthread_mutex_unlock(&n->lock);
 	if (ret == -EINVAL && n->kind == N_NEW)
 		report_new_rejected(n, path, &err);
@@ -432,9 +453,9 @@ int commit_file(struct tree *t, struct tree_file *f, bool any)
 
 	if (!(any || f->wrote) || !node_dirty(f->node))
 		return 0;
-	pthread_rwlock_wrlock(&t->lock);
+	change_begin(t);
 	ret = commit_node(t, f->node);
-	pthread_rwlock_unlock(&t->lock);
+	change_end(t);
 	inval_flush(t, NULL);
 	return ret;
 }

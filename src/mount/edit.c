@@ -42,6 +42,35 @@ int node_snapshot(struct tree *t, struct node *n, struct wbuf **out)
 	return ret;
 }
 
+int edit_freeze(struct node *n)
+{
+	const char *p;
+	int ret = 0;
+
+	/* after these, reading the wbuf changes nothing in it */
+	if (n->edit)
+		ret = wbuf_fd(n->edit);
+	if (ret >= 0 && n->edit)
+		ret = wbuf_map(n->edit, &p);
+	if (ret < 0)
+		return ret;
+	n->frozen = true;
+	return 0;
+}
+
+void edit_thaw(struct node *n)
+{
+	n->frozen = false;
+}
+
+/* Wait until the running change (a commit that froze an edit) is over:
+ * called without locks. */
+static void change_wait(struct tree *t)
+{
+	pthread_mutex_lock(&t->change_lock);
+	pthread_mutex_unlock(&t->change_lock);
+}
+
 /* Start editing n: its edit holds a copy of the current content (or
  * nothing when empty).  t->lock and n->lock held. */
 static int edit_begin(struct tree *t, struct node *n, bool empty)
@@ -64,7 +93,7 @@ static int edit_begin(struct tree *t, struct node *n, bool empty)
 /* Drop n's edit when nobody writes it any more.  n->lock held. */
 void edit_end_if_idle(struct tree *t, struct node *n)
 {
-	if (n->edit && !n->dirty && n->wopens == 0 &&
+	if (n->edit && !n->frozen && !n->dirty && n->wopens == 0 &&
 	    (n->kind == N_MEMBER || n->kind == N_VIEW)) {
 		if (n->kind == N_VIEW && !n->dead)
 			inval_add_node(t, n);
@@ -105,7 +134,8 @@ static int file_new(struct node *n, int flags, struct tree_file **out)
 	return 0;
 }
 
-/* Open node n.  t->lock held. */
+/* Open node n.  t->lock held.  -EINPROGRESS: n's edit is frozen and
+ * O_TRUNC would change it; wait for the change and retry. */
 static int open_node(struct tree *t, struct node *n, int flags,
 		     struct tree_file **out)
 {
@@ -129,6 +159,10 @@ static int open_node(struct tree *t, struct node *n, int flags,
 			inval_add_node(t, n);
 	}
 	pthread_mutex_lock(&n->lock);
+	if ((flags & O_TRUNC) && n->frozen) {
+		pthread_mutex_unlock(&n->lock);
+		return -EINPROGRESS;
+	}
 	if (flags & O_TRUNC) {
 		edit_claim(n, NULL);
 		ret = edit_begin(t, n, true);
@@ -145,62 +179,84 @@ int tree_open(struct tree *t, const char *path, int flags,
 	struct node *n;
 	int ret;
 
-	pthread_rwlock_rdlock(&t->lock);
-	n = ns_lookup(t, path);
-	ret = n ? open_node(t, n, flags, out) : -ENOENT;
-	pthread_rwlock_unlock(&t->lock);
+	for (;;) {
+		pthread_rwlock_rdlock(&t->lock);
+		n = ns_lookup(t, path);
+		ret = n ? open_node(t, n, flags, out) : -ENOENT;
+		pthread_rwlock_unlock(&t->lock);
+		if (ret != -EINPROGRESS)
+			break;
+		change_wait(t);
+	}
 	inval_flush(t, NULL);
 	return ret;
 }
 
+/* -EEXIST when path is taken by a hidden node: -EPERM (reported) when that
+ * is the hidden view of an object array.  t->lock held. */
+static int create_hidden(struct tree *t, const char *path)
+{
+	struct node *hidden = ns_find(t, path);
+	char msg[NPZ_ERR_MSG_MAX];
+
+	if (!hidden)
+		return 0;
+	if (hidden->kind != N_VIEW || !hidden->e)
+		return -EEXIST;
+	snprintf(msg, sizeof(msg), "%s: %s is an object array, which has no text view to write",
+		 path + 1, hidden->e->mname);
+	npz_log("%s", msg);
+	error_keep(&hidden->e->error, msg);
+	return -EPERM;
+}
+
+/* tree_create with t->lock held for writing (-EINPROGRESS: retry). */
+static int create_locked(struct tree *t, const char *path, int flags,
+			 struct tree_file **out)
+{
+	struct node *n = ns_lookup(t, path), *parent;
+	int ret;
+
+	if (n)
+		return flags & O_EXCL ? -EEXIST
+				      : open_node(t, n, flags | O_TRUNC, out);
+	ret = ns_parent_of(t, path, &parent);
+	if (!ret)
+		ret = create_hidden(t, path);
+	if (!ret)
+		ret = node_add_path(t, parent, path,
+				    name_array_kind(path) ? N_NEW : N_SCRATCH, &n);
+	if (ret)
+		return ret;
+	n->mtime = time(NULL);
+	pthread_mutex_lock(&n->lock);
+	ret = edit_begin(t, n, true);
+	if (!ret)
+		ret = file_new(n, flags, out);
+	pthread_mutex_unlock(&n->lock);
+	if (ret)
+		node_detach(t, n);
+	return ret;
+}
+
+/* A create only adds a node: it takes t->lock, not the change lock, so
+ * that a create (an editor's temporary file) does not wait for a commit
+ * (the kernel would hold the directory meanwhile, and `ls` with it). */
 int tree_create(struct tree *t, const char *path, int flags,
 		struct tree_file **out)
 {
-	struct node *n, *parent;
 	int ret;
 
 	if (t->opts.ro)
 		return -EROFS;
-	pthread_rwlock_wrlock(&t->lock);
-	n = ns_lookup(t, path);
-	if (n && (flags & O_EXCL)) {
-		ret = -EEXIST;
-	} else if (n) {
-		ret = open_node(t, n, flags | O_TRUNC, out);
-	} else {
-		ret = ns_parent_of(t, path, &parent);
-		if (!ret) {
-			/* a hidden view's path is taken by the view node */
-			struct node *hidden = ns_find(t, path);
-
-			if (hidden)
-				ret = -EEXIST;
-			if (hidden && hidden->kind == N_VIEW && hidden->e) {
-				char msg[NPZ_ERR_MSG_MAX];
-
-				snprintf(msg, sizeof(msg), "%s: %s is an object array, which has no text view to write",
-					 path + 1, hidden->e->mname);
-				npz_log("%s", msg);
-				error_keep(&hidden->e->error, msg);
-				ret = -EPERM;
-			}
-		}
-		if (!ret)
-			ret = node_add_path(t, parent, path,
-					    name_array_kind(path) ? N_NEW : N_SCRATCH,
-					    &n);
-		if (!ret) {
-			n->mtime = time(NULL);
-			pthread_mutex_lock(&n->lock);
-			ret = edit_begin(t, n, true);
-			if (!ret)
-				ret = file_new(n, flags, out);
-			pthread_mutex_unlock(&n->lock);
-			if (ret)
-				node_detach(t, n);
-		}
+	for (;;) {
+		pthread_rwlock_wrlock(&t->lock);
+		ret = create_locked(t, path, flags, out);
+		pthread_rwlock_unlock(&t->lock);
+		if (ret != -EINPROGRESS)
+			break;
+		change_wait(t);
 	}
-	pthread_rwlock_unlock(&t->lock);
 	inval_flush(t, NULL);
 	return ret;
 }
@@ -213,8 +269,15 @@ ssize_t tree_write(struct tree *t, struct tree_file *f, const void *buf,
 
 	if (t->opts.ro)
 		return -EROFS;
-	pthread_rwlock_rdlock(&t->lock);
-	pthread_mutex_lock(&n->lock);
+	for (;;) {
+		pthread_rwlock_rdlock(&t->lock);
+		pthread_mutex_lock(&n->lock);
+		if (!n->frozen)
+			break;
+		pthread_mutex_unlock(&n->lock);
+		pthread_rwlock_unlock(&t->lock);
+		change_wait(t);
+	}
 	edit_claim(n, f);
 	ret = edit_begin(t, n, false);
 	if (!ret)
@@ -262,7 +325,7 @@ int tree_truncate(struct tree *t, const char *path, struct tree_file *f,
 
 	if (t->opts.ro)
 		return -EROFS;
-	pthread_rwlock_wrlock(&t->lock);
+	change_begin(t);
 	n = f ? f->node : ns_lookup(t, path);
 	if (!n) {
 		ret = -ENOENT;
@@ -298,7 +361,7 @@ int tree_truncate(struct tree *t, const char *path, struct tree_file *f,
 		pthread_mutex_unlock(&n->lock);
 	}
 out:
-	pthread_rwlock_unlock(&t->lock);
+	change_end(t);
 	inval_flush(t, path);
 	return ret;
 }

@@ -234,6 +234,7 @@ int tree_new(struct archive *ar, const struct tree_opts *opts,
 	t->opts = *opts;
 	t->cache_fd = -1;
 	t->next_seq = n;
+	pthread_mutex_init(&t->change_lock, NULL);
 	pthread_rwlock_init(&t->lock, NULL);
 	pthread_mutex_init(&t->cache_lock, NULL);
 	pthread_mutex_init(&t->inval_lock, NULL);
@@ -285,10 +286,23 @@ void tree_free(struct tree *t)
 		close(t->cache_fd);
 	archive_close(t->ar);
 	pthread_rwlock_destroy(&t->lock);
+	pthread_mutex_destroy(&t->change_lock);
 	pthread_mutex_destroy(&t->cache_lock);
 	pthread_mutex_destroy(&t->inval_lock);
 	buf_release(&t->inval);
 	free(t);
+}
+
+void change_begin(struct tree *t)
+{
+	pthread_mutex_lock(&t->change_lock);
+	pthread_rwlock_wrlock(&t->lock);
+}
+
+void change_end(struct tree *t)
+{
+	pthread_rwlock_unlock(&t->lock);
+	pthread_mutex_unlock(&t->change_lock);
 }
 
 const char *tree_archive_path(struct tree *t)

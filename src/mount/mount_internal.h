@@ -15,7 +15,7 @@
  *
  * Unless said otherwise, a helper that reads the namespace is called with
  * t->lock held (read or write), and one that changes it with t->lock held
- * for writing.
+ * for writing (and so t->change_lock: see change_begin).
  */
 #ifndef NPZFS_MOUNT_INTERNAL_H
 #define NPZFS_MOUNT_INTERNAL_H
@@ -94,8 +94,11 @@ struct node {
 	struct node *hnext;	/* hash chain */
 	bool dead;		/* out of the namespace (tree->lock) */
 	char *error;		/* N_NEW / N_SCRATCH: last rejected content */
-	pthread_mutex_t lock;	/* protects: edit, dirty, wopens, refs */
+	pthread_mutex_t lock;	/* protects: edit, frozen, dirty, wopens,
+				   refs */
 	struct wbuf *edit;	/* content being written, or NULL */
+	bool frozen;		/* a running commit reads edit: nobody
+				   changes or frees it (edit.c) */
 	bool dirty;		/* written since the last commit */
 	bool rejected;		/* the edit was rejected: files opened since
 				   see the archive's content again */
@@ -107,6 +110,7 @@ struct node {
 struct tree {
 	struct archive *ar;
 	struct tree_opts opts;
+	pthread_mutex_t change_lock;	/* see tree.h; before lock */
 	pthread_rwlock_t lock;	/* see tree.h */
 	struct node **buckets;
 	size_t nbuckets;
@@ -137,6 +141,15 @@ struct tree_file {
 	bool wrote;		/* written through this file since open */
 	uint64_t gen;		/* node->reject_gen at open */
 };
+
+/* ---- entries.c: the change lock ---------------------------------------- */
+
+/* Start a change of the namespace, the entries or the archive: take
+ * t->change_lock, then t->lock for writing.  Only a holder of change_lock
+ * changes what readers find under t->lock, so a commit may release t->lock
+ * while it builds (commit.c) and find everything as it left it. */
+void change_begin(struct tree *t);
+void change_end(struct tree *t);
 
 /* ---- names.c: name rules, no tree (unit-tested) ----------------------- */
 
@@ -243,22 +256,30 @@ ssize_t node_read_content(struct tree *t, struct node *n, void *buf,
 
 /* A copy of what n shows now, in a new wbuf.  n->lock held. */
 int node_snapshot(struct tree *t, struct node *n, struct wbuf **out);
+/* Hand n's edit to a commit (in a change): until edit_thaw, it is neither
+ * changed nor freed, and may be read without n->lock; a write, truncate
+ * or O_TRUNC open of n waits until the change ends.  n->lock held.  0 or
+ * the spill file's -errno. */
+int edit_freeze(struct node *n);
+void edit_thaw(struct node *n);
 /* Drop n's edit when nobody writes it any more.  n->lock held. */
 void edit_end_if_idle(struct tree *t, struct node *n);
 
 /* ---- commit.c: what a commit contains, and its outcome ---------------- */
 
-/* Write the archive anew from the entries and swap it in.  t->lock held
- * for writing.  On failure nothing in the tree changed. */
+/* Write the archive anew from the entries and swap it in.  Called in a
+ * change (change_begin); t->lock is released while the archive is written.
+ * On failure nothing in the tree changed. */
 int commit_archive(struct tree *t, struct npz_err *err);
-/* Commit new content for the array or member at path (see commit.c). */
+/* Commit new content for the array or member at path (see commit.c).
+ * content is frozen or private: it is read without a lock. */
 int commit_content(struct tree *t, const char *path, struct entry *target,
 		   struct wbuf *content, struct node *n, struct npz_err *err);
-/* Commit n's edit if it was written since its last commit.  t->lock held
- * for writing; takes n->lock. */
+/* Commit n's edit if it was written since its last commit.  In a change
+ * (change_begin), n->lock not held. */
 int commit_node(struct tree *t, struct node *n);
 /* Commit f's node when it is dirty (and, unless `any`, f wrote to it).
- * Takes t->lock for writing. */
+ * Makes its own change. */
 int commit_file(struct tree *t, struct tree_file *f, bool any);
 /* Report a rejected or failed write: log, keep in user.npzfs.error (of e,
  * else of n). */

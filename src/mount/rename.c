@@ -63,7 +63,7 @@ int tree_unlink(struct tree *t, const char *path)
 
 	if (t->opts.ro)
 		return -EROFS;
-	pthread_rwlock_wrlock(&t->lock);
+	change_begin(t);
 	n = ns_lookup(t, path);
 	if (!n) {
 		ret = tomb_take(t, path) ? 0 : -ENOENT;
@@ -84,7 +84,7 @@ int tree_unlink(struct tree *t, const char *path)
 	} else {
 		node_detach(t, n);
 	}
-	pthread_rwlock_unlock(&t->lock);
+	change_end(t);
 	inval_flush(t, NULL);
 	return ret;
 }
@@ -243,6 +243,26 @@ static int rename_member(struct tree *t, struct node *n, const char *to,
 	return ret;
 }
 
+/* Commit the content of created file src onto the array or member at `to`
+ * (dst: its node, or NULL).  src may be open for writing: its edit is
+ * frozen meanwhile. */
+static int commit_created(struct tree *t, struct node *src, const char *to,
+			  struct node *dst, struct npz_err *err)
+{
+	int ret;
+
+	pthread_mutex_lock(&src->lock);
+	ret = edit_freeze(src);
+	pthread_mutex_unlock(&src->lock);
+	if (ret)
+		return ret;
+	ret = commit_content(t, to, dst ? dst->e : NULL, src->edit, dst, err);
+	pthread_mutex_lock(&src->lock);
+	edit_thaw(src);
+	pthread_mutex_unlock(&src->lock);
+	return ret;
+}
+
 /* Rename a created file src (N_NEW, N_SCRATCH) to `to`: its content is
  * committed onto an array or member, or it moves as a scratch file. */
 static int rename_created(struct tree *t, struct node *src, struct node *dst,
@@ -252,11 +272,11 @@ static int rename_created(struct tree *t, struct node *src, struct node *dst,
 	int ret;
 
 	if (dst && (dst->kind == N_MEMBER || dst->kind == N_VIEW)) {
-		ret = commit_content(t, to, dst->e, src->edit, dst, &err);
+		ret = commit_created(t, src, to, dst, &err);
 	} else if (name_array_kind(to)) {
 		if (dst)
 			node_detach(t, dst);
-		ret = commit_content(t, to, NULL, src->edit, NULL, &err);
+		ret = commit_created(t, src, to, NULL, &err);
 	} else {
 		if (dst)
 			node_detach(t, dst);
@@ -318,7 +338,7 @@ int tree_rename(struct tree *t, const char *from, const char *to,
 		return -EROFS;
 	if (flags & ~1u)	/* only RENAME_NOREPLACE */
 		return -EINVAL;
-	pthread_rwlock_wrlock(&t->lock);
+	change_begin(t);
 	src = ns_lookup(t, from);
 	dst = ns_lookup(t, to);
 	if (!src) {
@@ -362,7 +382,7 @@ int tree_rename(struct tree *t, const char *from, const char *to,
 		break;
 	}
 out:
-	pthread_rwlock_unlock(&t->lock);
+	change_end(t);
 	inval_flush(t, NULL);
 	return ret;
 }
@@ -374,7 +394,7 @@ int tree_mkdir(struct tree *t, const char *path)
 
 	if (t->opts.ro)
 		return -EROFS;
-	pthread_rwlock_wrlock(&t->lock);
+	pthread_rwlock_wrlock(&t->lock);	/* adds a node: see tree_create */
 	if (ns_find(t, path))
 		ret = -EEXIST;
 	else
@@ -394,7 +414,7 @@ int tree_rmdir(struct tree *t, const char *path)
 
 	if (t->opts.ro)
 		return -EROFS;
-	pthread_rwlock_wrlock(&t->lock);
+	change_begin(t);
 	n = ns_find(t, path);
 	if (!n)
 		ret = -ENOENT;
@@ -413,7 +433,7 @@ int tree_rmdir(struct tree *t, const char *path)
 	}
 	if (!ret && n)
 		node_detach(t, n);
-	pthread_rwlock_unlock(&t->lock);
+	change_end(t);
 	inval_flush(t, NULL);
 	return ret;
 }

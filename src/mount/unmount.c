@@ -94,10 +94,10 @@ int tree_unmount(struct tree *t)
 	bool store = false;
 	int ret = 0;
 
-	pthread_rwlock_wrlock(&t->lock);
+	change_begin(t);
 	nodes = malloc((t->count + 1) * sizeof(*nodes));
 	if (!nodes) {
-		pthread_rwlock_unlock(&t->lock);
+		change_end(t);
 		return -ENOMEM;
 	}
 	for (size_t b = 0; b < t->nbuckets; b++)
@@ -113,6 +113,6 @@ int tree_unmount(struct tree *t)
 	}
 	free(nodes);
 	buf_release(&path);
-	pthread_rwlock_unlock(&t->lock);
+	change_end(t);
 	return ret;
 }

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from conftest import SANITIZED, Mount, poll, read
+from writeutil import lock_holder
 
 ROUNDS = 50 if SANITIZED else 200      # the statistics: without the sanitizers
 
@@ -115,15 +116,7 @@ def test_lock_file_beside_archive(tmp_path, mount):
     np.savez(archive, a=np.zeros(3))
     lock = tmp_path / ".x.npz.lock"
     # a daemon killed while holding the lock leaves the file behind
-    holder = subprocess.Popen(
-        ["/usr/bin/python3", "-c",
-         "import fcntl, os, struct, sys\n"
-         "fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT)\n"
-         "fcntl.fcntl(fd, 37, struct.pack('hhqqi4x', fcntl.F_WRLCK, 0, 0, 0, 0))\n"
-         "print('locked', flush=True)\n"
-         "sys.stdin.read()\n", str(lock)],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-    assert holder.stdout.readline() == b"locked\n"
+    holder = lock_holder(lock)
     holder.kill()
     holder.wait()
     assert lock.exists()
@@ -141,20 +134,12 @@ def test_commit_waits_for_lock(tmp_path, mount):
     archive = tmp_path / "x.npz"
     np.savez(archive, a=np.zeros(3), b=np.zeros(3))
     m = mount(archive)
-    holder = subprocess.Popen(
-        ["/usr/bin/python3", "-c",
-         "import fcntl, os, struct, sys\n"
-         "import numpy as np\n"
-         "fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT)\n"
-         "fcntl.fcntl(fd, 38, struct.pack('hhqqi4x', fcntl.F_WRLCK, 0, 0, 0, 0))\n"
-         "print('locked', flush=True)\n"
-         "sys.stdin.readline()\n"
-         "np.savez(sys.argv[2] + '.tmp.npz', a=np.zeros(3), b=np.full(3, 7.0))\n"
-         "os.replace(sys.argv[2] + '.tmp.npz', sys.argv[2])\n",
-         str(tmp_path / ".x.npz.lock"), str(archive)],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    holder = lock_holder(
+        tmp_path / ".x.npz.lock",
+        ["import numpy as np",
+         "np.savez(sys.argv[2] + '.tmp.npz', a=np.zeros(3), b=np.full(3, 7.0))",
+         "os.replace(sys.argv[2] + '.tmp.npz', sys.argv[2])"], [archive])
     try:
-        assert holder.stdout.readline() == b"locked\n"
         out = {}
         t = threading.Thread(target=lambda: out.update(r=_write_close(m / "a.npy", np.ones(3))))
         t.start()

@@ -303,3 +303,21 @@ class Daemon:
             subprocess.run(["fusermount3", "-u", str(self.mnt)], capture_output=True)
         if is_mounted(self.mnt):
             subprocess.run(["fusermount3", "-u", "-z", str(self.mnt)], capture_output=True)
+
+
+def lock_holder(lock, then=(), args=()):
+    """A process holding an OFD write lock on file `lock` (the commit lock of
+    an archive: .NAME.lock beside it) once it printed 'locked'.  After a
+    line on its stdin it runs the python lines `then` (sys.argv[2:] = args)
+    and exits, releasing the lock."""
+    code = "\n".join([
+        "import fcntl, os, struct, sys",
+        "fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT)",
+        "fcntl.fcntl(fd, 38, struct.pack('hhqqi4x', fcntl.F_WRLCK, 0, 0, 0, 0))",
+        "print('locked', flush=True)",
+        "sys.stdin.readline()", *then, ""])
+    holder = subprocess.Popen(["/usr/bin/python3", "-c", code, str(lock),
+                               *map(str, args)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    assert holder.stdout.readline() == b"locked\n"
+    return holder
