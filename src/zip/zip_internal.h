@@ -148,6 +148,13 @@ int ar_zip_error_to_errno(zip_error_t *ze);
 int ar_find_cdir(struct archive *a, uint64_t *cd_off, uint64_t *cd_size,
 		 uint64_t *entries, struct npz_err *err);
 
+/* archive_open() of the file open as fd, known by the resolved path `path`
+ * (used as it is, not looked up): the archive reads a descriptor of its own
+ * (a dup of fd; fd stays the caller's) and records that file's identity.
+ * Returns 0 and *out, or -errno with a message. */
+int ar_open_fd(int fd, const char *path, struct archive **out,
+	       struct npz_err *err);
+
 /* ---- reader.c: member data in the archive file ---- */
 
 /* pread until len bytes or end of file.  Returns bytes read or -errno. */
