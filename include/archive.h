@@ -60,8 +60,7 @@ int archive_open(const char *path, struct archive **out, struct npz_err *err);
 
 /* archive_open() for a path realpath() already resolved (absolute, no
  * symlink, "." or ".." component), used as it is: realpath() costs one
- * readlink() per component of the path.  The new archive an archive_commit()
- * returns is opened this way too. */
+ * readlink() per component of the path. */
 int archive_open_resolved(const char *path, struct archive **out,
 			  struct npz_err *err);
 
@@ -170,17 +169,21 @@ struct archive_change {
  * members out of order being copied raw as new entries.  n == 0 writes an
  * empty archive.
  *
- * Returns 0 and *out, a new struct archive over the new file; a itself
- * stays valid and keeps reading the old file (readers in flight see old
- * data) until the caller archive_close()s it.  On failure the file on disk
- * is untouched, no temporary file is left behind, *out is not set, and err
- * says why in one line:
+ * Returns 0 and *out, a new struct archive over the new file (opened from
+ * the temporary file's own descriptor before the rename, never by path, so
+ * it reads exactly the bytes just written, with the path a was opened
+ * from); a itself stays valid and keeps reading the old file (readers in
+ * flight see old data) until the caller archive_close()s it.  The rename is
+ * the last step that can fail: once it is done the commit returns 0.  On
+ * failure the file on disk is untouched, no temporary file is left behind,
+ * *out is not set, and err says why in one line:
  *  -EINVAL  bad change list (duplicate or empty name, from out of range,
  *           unknown method or level);
  *  -ESTALE  the file at a's path is no longer the one a opened (other
  *           inode, size or mtime; also when it was removed);
- *  -ENOSPC, -EDQUOT, -EACCES, -EROFS, -EPERM, -EIO, -ENOMEM: from the
- *           system, while writing the temporary file or renaming it.
+ *  -ENOSPC, -EDQUOT, -EACCES, -EROFS, -EPERM, -EIO, -ENOMEM, -EMFILE:
+ *           from the system, while writing the temporary file, opening it
+ *           as the new archive, or renaming it.
  * The content fds are read while archive_commit() runs, not after.
  * Not to be called twice at the same time on one archive file. */
 int archive_commit(struct archive *a, const struct archive_change *changes,

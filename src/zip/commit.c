@@ -1,7 +1,8 @@
 /* commit.c - archive_commit(): check the change list, take the commit lock,
  * turn the list into libzip edits of the current archive (untouched members
  * keep their entries and bytes), let libzip write it through writer.c's
- * source, and open the new archive. */
+ * source, which opens the new archive from the file it wrote before
+ * renaming it into place. */
 #include <errno.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -374,25 +375,28 @@ static int commit_write(struct archive *a, struct file_src *s,
 int archive_commit(struct archive *a, const struct archive_change *changes,
 		   size_t n, struct archive **out, struct npz_err *err)
 {
+	struct archive *nar = NULL;
 	struct file_src s;
 	int ret, lfd;
 
 	ret = check_changes(a, changes, n, err);
 	if (ret)
 		return ret;
-	/* lock, check, write, fsync, rename, reopen, unlock */
+	/* lock, check, write, fsync, open the new file, rename, unlock */
 	ret = commit_lock(a, &lfd, err);
 	if (ret)
 		return ret;
 	ret = ar_fsrc_init(&s, a);
 	if (!ret)
 		ret = commit_write(a, &s, changes, n, err);
-	if (!ret) {
-		ret = archive_open_resolved(a->path, out, err);
-		if (ret)
-			npz_err_prefix(err, "%s: written, but cannot be "
-				       "opened again", a->path);
-	}
+	if (!ret)
+		nar = ar_fsrc_take_new(&s);
+	/* nothing changed, so libzip wrote nothing: the file is a's, as
+	 * commit_lock() checked under the lock */
+	if (!ret && !nar)
+		ret = ar_open_fd(a->fd, a->path, &nar, err);
+	if (!ret)
+		*out = nar;
 	ar_fsrc_release(&s);	/* no temporary file survives a failure */
 	if (lfd >= 0)
 		close(lfd);

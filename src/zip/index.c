@@ -512,82 +512,96 @@ static int open_libzip(struct archive *a, struct npz_err *err)
 	return 0;
 }
 
-/* archive_open(), with path already resolved (`resolved`) or not. */
-static int open_path(const char *path, bool resolved, struct archive **out,
-		     struct npz_err *err)
+/* A new archive with nothing open yet (fd -1): archive_close() frees it. */
+static struct archive *archive_new(void)
 {
-	struct archive *a;
-	struct stat sb;
-	int ret;
+	struct archive *a = calloc(1, sizeof(*a));
 
-	a = calloc(1, sizeof(*a));
 	if (!a)
-		return -ENOMEM;
+		return NULL;
+	a->fd = -1;
 	a->cache_fd = -1;
 	pthread_mutex_init(&a->zip_lock, NULL);
 	pthread_mutex_init(&a->cache_open_lock, NULL);
 	pthread_mutex_init(&a->pool_lock, NULL);
 	ar_pool_init(a);
-	a->fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (a->fd < 0) {
-		ret = -errno;
-		npz_err_set(err, "%s", strerror(-ret));
-		goto out_free;
-	}
+	return a;
+}
+
+/* Index the file open as a->fd: record its identity (fstat: device, inode,
+ * size, mtime, mode, owner), check it with libzip, build the member table.
+ * Returns 0 or -errno with a message. */
+static int index_file(struct archive *a, struct npz_err *err)
+{
+	struct stat sb;
+	int ret;
+
 	if (fstat(a->fd, &sb) < 0) {
 		ret = -errno;
 		npz_err_set(err, "%s", strerror(-ret));
-		goto out_close;
+		return ret;
 	}
 	if (S_ISDIR(sb.st_mode)) {
-		ret = -EISDIR;
 		npz_err_set(err, "%s", strerror(EISDIR));
-		goto out_close;
+		return -EISDIR;
 	}
 	if (!S_ISREG(sb.st_mode)) {
-		ret = -EINVAL;
 		npz_err_set(err, "not a regular file");
-		goto out_close;
+		return -EINVAL;
 	}
 	a->st = sb;
 	a->file_size = (uint64_t)sb.st_size;
-	/* realpath() costs one readlink() per component: once per mount */
-	a->path = resolved ? strdup(path) : realpath(path, NULL);
-	if (!a->path) {
-		ret = -errno;
-		npz_err_set(err, "%s", strerror(-ret));
-		goto out_close;
-	}
 	if (a->file_size == 0) {
-		ret = -EINVAL;
 		npz_err_set(err, "not a zip archive (empty file)");
-		goto out_close;
+		return -EINVAL;
 	}
-
 	ret = open_libzip(a, err);
+	if (!ret)
+		ret = load_members(a, err);
 	if (ret)
-		goto out_close;
-	ret = load_members(a, err);
-	if (ret)
-		goto out_close;
+		return ret;
 	/* libzip's listing only cross-checked ours: don't keep a second
 	 * member table (about 200 bytes a member) for the archive's life */
 	pthread_mutex_lock(&a->zip_lock);
 	zip_discard(a->zip);
 	a->zip = NULL;
 	pthread_mutex_unlock(&a->zip_lock);
+	return 0;
+}
+
+/* Index a, whose a->fd and a->path were set unless ret (-errno) says
+ * why not.  Returns 0 and *out = a, or -errno with a message and a freed. */
+static int open_finish(struct archive *a, int ret, struct archive **out,
+		       struct npz_err *err)
+{
+	if (ret)
+		npz_err_set(err, "%s", strerror(-ret));
+	else
+		ret = index_file(a, err);
+	if (ret) {
+		archive_close(a);
+		return ret;
+	}
 	*out = a;
 	return 0;
+}
 
-out_close:
-	archive_close(a);
-	return ret;
-out_free:
-	pthread_mutex_destroy(&a->zip_lock);
-	pthread_mutex_destroy(&a->pool_lock);
-	pthread_mutex_destroy(&a->cache_open_lock);
-	free(a);
-	return ret;
+/* archive_open(), with path already resolved (`resolved`) or not. */
+static int open_path(const char *path, bool resolved, struct archive **out,
+		     struct npz_err *err)
+{
+	struct archive *a = archive_new();
+	int ret = 0;
+
+	if (!a)
+		return -ENOMEM;
+	a->fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (a->fd < 0)
+		ret = -errno;
+	/* realpath() costs one readlink() per component: once per mount */
+	else if (!(a->path = resolved ? strdup(path) : realpath(path, NULL)))
+		ret = -errno;
+	return open_finish(a, ret, out, err);
 }
 
 int archive_open(const char *path, struct archive **out, struct npz_err *err)
@@ -599,6 +613,22 @@ int archive_open_resolved(const char *path, struct archive **out,
 			  struct npz_err *err)
 {
 	return open_path(path, true, out, err);
+}
+
+int ar_open_fd(int fd, const char *path, struct archive **out,
+	       struct npz_err *err)
+{
+	struct archive *a = archive_new();
+	int ret = 0;
+
+	if (!a)
+		return -ENOMEM;
+	a->fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+	if (a->fd < 0)
+		ret = -errno;
+	else if (!(a->path = strdup(path)))
+		ret = -ENOMEM;
+	return open_finish(a, ret, out, err);
 }
 
 /* Free everything but the descriptors and the path. */

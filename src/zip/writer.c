@@ -1,10 +1,11 @@
 /* writer.c - the durable zip_source a commit writes through: reads the old
  * archive by pread(), writes the new one to a temporary file beside it,
- * fsync()s it, gives it the original's mode and owner, renames it over the
- * archive and fsync()s the directory; leftover temporary files are removed
- * by archive_clean_temps().
+ * fsync()s it, gives it the original's mode and owner, opens it as the new
+ * struct archive, renames it over the archive and fsync()s the directory;
+ * leftover temporary files are removed by archive_clean_temps().
  *  Invariant: the file at the archive's path is the old or the new archive,
- *  never a partial one; a failed commit leaves no temporary file. */
+ *  never a partial one; a failed commit leaves no temporary file; once the
+ *  rename is done, nothing fails. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -28,9 +29,12 @@
  * archive file, because libzip's file source renames without fsync:
  *  - reading goes through a->fd (the old file, whatever happens to the path);
  *  - writing goes to a temporary file beside the archive, which
- *    COMMIT_WRITE fsyncs, gives the original's mode and owner, renames over
- *    the path (after checking that the path still holds a's file) and whose
- *    directory it fsyncs; ROLLBACK_WRITE unlinks it.
+ *    COMMIT_WRITE fsyncs, gives the original's mode and owner, opens as the
+ *    new struct archive (through a dup of its descriptor), renames over the
+ *    path (after checking that the path still holds a's file) and whose
+ *    directory it fsyncs; ROLLBACK_WRITE unlinks it (and closes the new
+ *    struct archive).  The rename is the last step that can fail: after
+ *    it, the commit has happened and archive_commit() reports success.
  * New content is read with pread() from the caller's fd by a second kind of
  * source (deflate.c); deflated content is compressed by that source itself
  * (zlib, at the caller's level; big content in chunks on worker threads)
@@ -152,6 +156,8 @@ static zip_int64_t fsrc_write(struct file_src *s, const void *data,
 
 static void fsrc_rollback(struct file_src *s)
 {
+	archive_close(s->opened);
+	s->opened = NULL;
 	if (s->tmp_fd >= 0)
 		close(s->tmp_fd);
 	s->tmp_fd = -1;
@@ -191,6 +197,28 @@ static zip_int64_t fsrc_begin_write(struct file_src *s)
 	return 0;
 }
 
+/* Open the new archive from the temporary file's descriptor, before the
+ * rename: once the file is at the archive's path the commit has happened,
+ * and opening it again by path could fail (EMFILE, a path renamed away, a
+ * mode without read permission).  A failure here fails the commit cleanly:
+ * the archive on disk is still the old one. */
+static zip_int64_t fsrc_open_new(struct file_src *s)
+{
+	struct npz_err err = { "" };
+	int ret;
+
+	archive_close(s->opened);
+	s->opened = NULL;
+	ret = ar_open_fd(s->tmp_fd, s->a->path, &s->opened, &err);
+	if (ret)
+		return ar_fsrc_fail(s, ret == -ENOMEM ? ZIP_ER_MEMORY
+						      : ZIP_ER_READ, -ret,
+				    "%s: the new archive cannot be opened: %s",
+				    s->a->path,
+				    err.msg[0] ? err.msg : strerror(-ret));
+	return 0;
+}
+
 static zip_int64_t fsrc_commit_write(struct file_src *s)
 {
 	const struct stat *st = &s->a->st;
@@ -214,6 +242,10 @@ static zip_int64_t fsrc_commit_write(struct file_src *s)
 		return ar_fsrc_fail(s, ZIP_ER_WRITE, e, "chmod of %s: %s",
 				    s->tmp_path, strerror(e));
 	}
+	/* after fchown and fchmod: the new archive records the final mode
+	 * and owner, which the next commit gives its own file */
+	if (fsrc_open_new(s) < 0)
+		return -1;
 	if (close(s->tmp_fd) < 0) {
 		s->tmp_fd = -1;
 		e = errno;
@@ -358,6 +390,14 @@ static zip_int64_t fsrc_cb(void *ud, void *data, zip_uint64_t len,
 		zip_error_set(&s->error, ZIP_ER_OPNOTSUPP, 0);
 		return -1;
 	}
+}
+
+struct archive *ar_fsrc_take_new(struct file_src *s)
+{
+	struct archive *a = s->opened;
+
+	s->opened = NULL;
+	return a;
 }
 
 zip_source_t *ar_fsrc_source(struct file_src *s, zip_error_t *ze)

@@ -32,7 +32,9 @@
  *
  * Writing (archive_commit(), commit.c) never touches a->zip nor the member
  * table: it reads the old file through a->fd with pread() and replaces the
- * file at a->path by rename(), so readers of a are undisturbed.
+ * file at a->path by rename(), so readers of a are undisturbed.  The new
+ * archive is opened from the temporary file's descriptor before the rename
+ * (writer.c): nothing is looked up by path, and nothing can fail, after it.
  */
 #ifndef NPZFS_ZIP_INTERNAL_H
 #define NPZFS_ZIP_INTERNAL_H
@@ -148,6 +150,13 @@ int ar_zip_error_to_errno(zip_error_t *ze);
 int ar_find_cdir(struct archive *a, uint64_t *cd_off, uint64_t *cd_size,
 		 uint64_t *entries, struct npz_err *err);
 
+/* archive_open() of the file open as fd, known by the resolved path `path`
+ * (used as it is, not looked up): the archive reads a descriptor of its own
+ * (a dup of fd; fd stays the caller's) and records that file's identity.
+ * Returns 0 and *out, or -errno with a message. */
+int ar_open_fd(int fd, const char *path, struct archive **out,
+	       struct npz_err *err);
+
 /* ---- reader.c: member data in the archive file ---- */
 
 /* pread until len bytes or end of file.  Returns bytes read or -errno. */
@@ -218,6 +227,9 @@ struct file_src {
 	uint64_t wpos;			/* write position */
 	uint64_t wsize;			/* bytes of file written (or buffered) */
 	uint64_t synced;		/* writeback started up to here */
+	/* the new archive, opened from the temporary file before the rename
+	 * (ar_fsrc_take_new()); closed by a rollback */
+	struct archive *opened;
 };
 
 /* Set s up over a.  Returns 0 or -ENOMEM; either way release s with
@@ -225,8 +237,14 @@ struct file_src {
 int ar_fsrc_init(struct file_src *s, struct archive *a);
 
 /* Remove the temporary file, if any (no temporary file survives a
- * failure), and free s's buffers. */
+ * failure), close the new archive unless it was taken, and free s's
+ * buffers. */
 void ar_fsrc_release(struct file_src *s);
+
+/* The new archive the commit wrote and renamed into place, opened from the
+ * temporary file's descriptor, now the caller's; NULL when nothing was
+ * written (libzip writes nothing when nothing changed). */
+struct archive *ar_fsrc_take_new(struct file_src *s);
 
 /* A new zip_source over s (s stays the caller's), or NULL with ze set. */
 zip_source_t *ar_fsrc_source(struct file_src *s, zip_error_t *ze);
