@@ -2,14 +2,16 @@
  * the (parent, name) namespace with its walk memo (namespace.c), and the
  * public tree API over a real archive built with archive_commit(): views,
  * writes and rejections, scratch files, renames, unlinks, and what
- * tree_unmount() stores. */
+ * tree_unmount() stores; an edit frozen by a commit. */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "archive.h"
@@ -339,6 +341,70 @@ static void test_api(struct tree *t)
 	buf_release(&names);
 }
 
+/* ---- An edit frozen by a running commit ------------------------------- */
+
+struct writer_arg {
+	struct tree *t;
+	struct tree_file *f;
+	ssize_t ret;
+};
+
+static void *writer(void *p)
+{
+	struct writer_arg *a = p;
+
+	a->ret = tree_write(a->t, a->f, "zz", 2, 0);
+	return NULL;
+}
+
+static bool reads(struct tree *t, struct tree_file *f, const char *want)
+{
+	char buf[8];
+
+	return tree_read(t, f, buf, sizeof(buf), 0) == (ssize_t)strlen(want) &&
+	       !memcmp(buf, want, strlen(want));
+}
+
+/* What commit_node does around a commit, by hand: in a change, freeze the
+ * edit; readers read it, a writer waits until the change ends. */
+static void test_frozen(struct tree *t)
+{
+	struct writer_arg a = { t, NULL, -1 };
+	struct timespec ts;
+	struct node *n;
+	pthread_t th;
+
+	if (tree_create(t, "/.frz", O_RDWR | O_CREAT, &a.f) ||
+	    tree_write(t, a.f, "xy", 2, 0) != 2) {
+		test_cond("a file to freeze", false);
+		return;
+	}
+	n = a.f->node;
+	pthread_mutex_lock(&t->change_lock);	/* a commit is running */
+	pthread_mutex_lock(&n->lock);
+	test_cond("freeze: the edit is in its spill file",
+		  !edit_freeze(n) && n->frozen && n->edit->fd >= 0);
+	pthread_mutex_unlock(&n->lock);
+	test_cond("a frozen edit reads", reads(t, a.f, "xy"));
+	test_cond("a writer starts", !pthread_create(&th, NULL, writer, &a));
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_nsec += 200 * 1000 * 1000;
+	if (ts.tv_nsec >= 1000 * 1000 * 1000) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000 * 1000 * 1000;
+	}
+	test_cond("the write waits for the change",
+		  pthread_timedjoin_np(th, NULL, &ts) == ETIMEDOUT &&
+		  reads(t, a.f, "xy"));
+	pthread_mutex_lock(&n->lock);
+	edit_thaw(n);
+	pthread_mutex_unlock(&n->lock);
+	pthread_mutex_unlock(&t->change_lock);
+	pthread_join(th, NULL);
+	test_cond("then it lands", a.ret == 2 && reads(t, a.f, "zz"));
+	tree_release(t, a.f);
+}
+
 /* What tree_unmount() stored: the archive's member names, '|'-joined. */
 static void test_stored(void)
 {
@@ -383,6 +449,7 @@ int main(void)
 	}
 	test_namespace(t);
 	test_api(t);
+	test_frozen(t);
 	test_cond("unmount", tree_unmount(t) == 0);
 	tree_free(t);
 	test_stored();
