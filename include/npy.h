@@ -116,6 +116,11 @@ int npy_header_copy(struct npy_header *dst, const struct npy_header *src);
  * Sets nothing in hdr.  Returns 0, -ENOMEM, or -EINVAL (e.g. dict > 4 GiB). */
 int npy_header_format(const struct npy_header *hdr, struct buf *out);
 
+/* Append just the dict, "{'descr': D, 'fortran_order': F, 'shape': S, }"
+ * as numpy writes it (hdr->descr when set).  Returns 0, -ENOMEM or
+ * -EINVAL. */
+int npy_header_format_dict(const struct npy_header *hdr, struct buf *out);
+
 /* Build a header for a new array of the given dtype and shape (C order).
  * Copies dt (deep) and computes count/data_len/descr/dict/header_len.
  * Returns 0, -ENOMEM, or -EINVAL on overflow. */

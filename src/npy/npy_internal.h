@@ -88,8 +88,4 @@ int npy_dtype_from_lit(struct lp *p, const struct lit *v, struct npy_dtype *dt);
 /* count and data_len from shape and itemsize; -EINVAL on overflow. */
 int npy_header_set_count(struct npy_header *hdr);
 
-/* Append "{'descr': D, 'fortran_order': F, 'shape': S, }" as numpy
- * writes it.  Returns 0, -ENOMEM or -EINVAL. */
-int npy_header_format_dict(const struct npy_header *hdr, struct buf *out);
-
 #endif

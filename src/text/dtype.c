@@ -19,6 +19,36 @@
 
 size_t text_band_bytes = 32u << 20;
 
+void text_band_transpose(const struct npy_header *h, size_t isz, size_t k,
+			 uint64_t rest, unsigned char *fb, unsigned char *cb,
+			 bool to_c)
+{
+	uint64_t idx[NPY_MAXDIMS], fs[NPY_MAXDIMS];
+	int nd = h->ndim, j;
+
+	fs[1] = 1;
+	for (j = 2; j < nd; j++)
+		fs[j] = fs[j - 1] * h->shape[j - 1];
+	for (size_t i0 = 0; i0 < k; i0++) {
+		unsigned char *c = cb + i0 * rest * isz;
+		uint64_t r = 0;
+
+		memset(idx, 0, sizeof(idx));
+		for (uint64_t n = 0; n < rest; n++, c += isz) {
+			unsigned char *f = fb + (r * k + i0) * isz;
+
+			memcpy(to_c ? c : f, to_c ? f : c, isz);
+			for (j = nd - 1; j >= 1; j--) {	/* next C index */
+				r += fs[j];
+				if (++idx[j] < h->shape[j])
+					break;
+				r -= fs[j] * h->shape[j];
+				idx[j] = 0;
+			}
+		}
+	}
+}
+
 static pthread_once_t c_locale_once = PTHREAD_ONCE_INIT;
 static locale_t c_locale_obj;
 

@@ -228,10 +228,9 @@ static int render_f(struct fmt *f, const struct text_src *src)
 {
 	const struct npy_header *h = f->hdr;
 	uint64_t d0 = h->shape[0], rest = h->count / d0, a;
-	uint64_t idx[NPY_MAXDIMS], fs[NPY_MAXDIMS];
 	size_t isz = f->isz, k, band;
 	unsigned char *fb = NULL, *cb = NULL;
-	int nd = h->ndim, ret = 0, j;
+	int ret = 0;
 
 	if (!isz)
 		return render_c(f, src);
@@ -246,9 +245,6 @@ static int render_f(struct fmt *f, const struct text_src *src)
 		ret = -ENOMEM;
 		goto out_free;
 	}
-	fs[1] = 1;
-	for (j = 2; j < nd; j++)
-		fs[j] = fs[j - 1] * h->shape[j - 1];
 	for (a = 0; a < d0 && !ret; a += k) {
 		k = d0 - a < band ? (size_t)(d0 - a) : band;
 		if (k == d0) {
@@ -260,24 +256,7 @@ static int render_f(struct fmt *f, const struct text_src *src)
 		}
 		if (ret)
 			break;
-		/* fb[r][i0] (F index r over axes 1..) -> cb[i0][c] (C order) */
-		unsigned char *o = cb;
-		for (size_t i0 = 0; i0 < k; i0++) {
-			uint64_t r = 0;
-
-			memset(idx, 0, sizeof(idx));
-			for (uint64_t c = 0; c < rest; c++) {
-				memcpy(o, fb + (r * k + i0) * isz, isz);
-				o += isz;
-				for (j = nd - 1; j >= 1; j--) {
-					r += fs[j];
-					if (++idx[j] < h->shape[j])
-						break;
-					r -= fs[j] * h->shape[j];
-					idx[j] = 0;
-				}
-			}
-		}
+		text_band_transpose(h, isz, k, rest, fb, cb, true);
 		ret = emit(f, cb, k * rest);
 	}
 out_free:
@@ -286,23 +265,11 @@ out_free:
 	return ret;
 }
 
-/* The header dict when hdr has none (built by hand). */
+/* The header dict as read, or built when hdr has none. */
 static int dict_line(const struct npy_header *hdr, struct buf *b)
 {
-	int ret;
-
-	if (hdr->dict)
-		return buf_adds(b, hdr->dict);
-	ret = buf_adds(b, "{'descr': ");
-	if (!ret)
-		ret = hdr->descr ? buf_adds(b, hdr->descr) :
-				   npy_dtype_format(&hdr->dtype, b);
-	if (!ret)
-		ret = buf_addf(b, ", 'fortran_order': %s, 'shape': ",
-			       hdr->fortran_order ? "True" : "False");
-	if (!ret)
-		ret = npy_shape_format(hdr->ndim, hdr->shape, b);
-	return ret ? ret : buf_adds(b, ", }");
+	return hdr->dict ? buf_adds(b, hdr->dict)
+			 : npy_header_format_dict(hdr, b);
 }
 
 static int column_names(const struct npy_dtype *dt, struct buf *prefix,

@@ -56,7 +56,7 @@ static int flush_band(struct tp *t)
 {
 	const struct npy_header *h = t->hdr;
 	size_t isz = t->isz;
-	uint64_t idx[NPY_MAXDIMS], fs[NPY_MAXDIMS];
+	uint64_t idx[NPY_MAXDIMS];
 	int nd = h->ndim, j, ret = 0;
 
 	if (!isz)
@@ -82,26 +82,7 @@ static int flush_band(struct tp *t)
 	uint64_t d0 = h->shape[0], a = t->done / t->rest;
 	size_t k = t->n / t->rest;
 
-	fs[1] = 1;
-	for (j = 2; j < nd; j++)
-		fs[j] = fs[j - 1] * h->shape[j - 1];
-	const unsigned char *src = t->cbuf;
-	for (size_t i0 = 0; i0 < k; i0++) {
-		uint64_t r = 0;
-
-		memset(idx, 0, sizeof(idx));
-		for (uint64_t c = 0; c < t->rest; c++) {
-			memcpy(t->fbuf + (r * k + i0) * isz, src, isz);
-			src += isz;
-			for (j = nd - 1; j >= 1; j--) {
-				r += fs[j];
-				if (++idx[j] < h->shape[j])
-					break;
-				r -= fs[j] * h->shape[j];
-				idx[j] = 0;
-			}
-		}
-	}
+	text_band_transpose(h, isz, k, t->rest, t->fbuf, t->cbuf, false);
 	if (k == d0)
 		return t->out->write_at(t->out->ctx, t->fbuf, k * t->rest * isz, 0);
 	for (uint64_t r = 0; r < t->rest && !ret; r++)

@@ -52,6 +52,15 @@ void text_dtype_name(const struct npy_dtype *dt, char *out, size_t size);
  * the multi-band and element-at-a-time paths.  Defined in dtype.c. */
 extern size_t text_band_bytes;
 
+/* A Fortran-order band of array h: k consecutive indices i0 of axis 0 with
+ * every index of the other axes (rest elements each, isz bytes per element).
+ * In Fortran order element (i0, r) is fb[r * k + i0], r the F index over
+ * axes 1..; in C order it is cb[i0 * rest + c].  to_c: copy fb into cb,
+ * else cb into fb.  (dtype.c) */
+void text_band_transpose(const struct npy_header *h, size_t isz, size_t k,
+			 uint64_t rest, unsigned char *fb, unsigned char *cb,
+			 bool to_c);
+
 /* Test hooks of the parser's fast path (fast.c): body bytes per chunk (1 MiB),
  * threads (0: two when there are two CPUs; 1: one), false to always take
  * the general path (the reference the fast path must agree with), and the
