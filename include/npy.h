@@ -96,6 +96,13 @@ int npy_header_size(const void *data, size_t len, size_t *total,
 int npy_header_parse(const void *data, size_t len, struct npy_header *hdr,
 		     struct npz_err *err);
 
+/* Does a .npy of `size` bytes hold the data hdr promises?  exact: and
+ * nothing after it (content written through the mount); else trailing
+ * bytes are allowed (members written by others).  An object array
+ * (pickled) may have any length.  Returns 0 or -EINVAL with a message. */
+int npy_check_data_len(const struct npy_header *hdr, uint64_t size,
+		       bool exact, struct npz_err *err);
+
 /* Parse just the header dictionary text ("{'descr': ..., }"), as found in
  * the first line of a text view.  Fills everything but major/minor and
  * header_len, which npy_header_format() decides.  Same errors as above. */

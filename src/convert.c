@@ -39,11 +39,8 @@ int convert_check_npy(struct wbuf *w, struct npz_err *err)
 			npz_err_set(err, "object array: data is not a pickle (no STOP opcode at its end)");
 			ret = -EINVAL;
 		}
-	} else if (w->size - total != hdr.data_len) {
-		npz_err_set(err, "data length %llu does not match the header (%llu bytes for shape and dtype)",
-			    (unsigned long long)(w->size - total),
-			    (unsigned long long)hdr.data_len);
-		ret = -EINVAL;
+	} else {
+		ret = npy_check_data_len(&hdr, w->size, true, err);
 	}
 	npy_header_release(&hdr);
 	return ret;

@@ -120,11 +120,7 @@ int array_header(struct tree *t, struct entry *e,
 		return -EIO;
 	m = archive_member(t->ar, e->member);
 	ret = array_parse(t, e, hdr, &err);
-	if (!ret && hdr->header_len + hdr->data_len > m->size &&
-	    !npy_dtype_has_object(&hdr->dtype)) {	/* pickles: any length */
-		npz_err_set(&err, "data length %llu does not match the header (%llu bytes)",
-			    (unsigned long long)(m->size - hdr->header_len),
-			    (unsigned long long)hdr->data_len);
+	if (!ret && npy_check_data_len(hdr, m->size, false, &err)) {
 		npy_header_release(hdr);
 		ret = -EINVAL;
 	}

@@ -267,3 +267,21 @@ int npy_header_parse(const void *data, size_t len, struct npy_header *hdr,
 	hdr->header_len = total;
 	return 0;
 }
+
+int npy_check_data_len(const struct npy_header *hdr, uint64_t size,
+		       bool exact, struct npz_err *err)
+{
+	uint64_t have = size - hdr->header_len;
+
+	if (size < hdr->header_len) {
+		npz_err_set(err, "%llu bytes end inside the %zu-byte header",
+			    (unsigned long long)size, hdr->header_len);
+		return -EINVAL;
+	}
+	if (npy_dtype_has_object(&hdr->dtype) || have == hdr->data_len ||
+	    (!exact && have > hdr->data_len))
+		return 0;
+	npz_err_set(err, "data length %llu does not match the header (%llu bytes for shape and dtype)",
+		    (unsigned long long)have, (unsigned long long)hdr->data_len);
+	return -EINVAL;
+}

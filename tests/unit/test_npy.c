@@ -903,6 +903,39 @@ static void test_errors(void)
 		  -EINVAL);
 }
 
+/* The data length rule: exact for content written through the mount,
+ * trailing bytes allowed in members, pickles any length. */
+static void test_data_len(void)
+{
+	struct npy_dtype dt = { .kind = NPY_FLOAT, .order = '<', .itemsize = 8,
+				.unit_mult = 1 };
+	uint64_t shape[1] = { 4 };
+	struct npy_header h;
+
+	if (npy_header_init(&h, &dt, 1, shape, false)) {
+		test_cond("data len: init", false);
+		return;
+	}
+	test_cond("data len: exact", !npy_check_data_len(&h, 128 + 32, true, &err) &&
+		  !npy_check_data_len(&h, 128 + 32, false, &err));
+	test_cond("data len: short", npy_check_data_len(&h, 128 + 31, false, &err) ==
+		  -EINVAL && strstr(err.msg, "data length 31 does not match") &&
+		  strstr(err.msg, "(32 bytes"));
+	test_cond("data len: trailing bytes in a member",
+		  !npy_check_data_len(&h, 128 + 40, false, &err));
+	test_cond("data len: trailing bytes written",
+		  npy_check_data_len(&h, 128 + 40, true, &err) == -EINVAL &&
+		  strstr(err.msg, "data length 40"));
+	test_cond("data len: inside the header",
+		  npy_check_data_len(&h, 100, false, &err) == -EINVAL &&
+		  strstr(err.msg, "100 bytes end inside the 128-byte header"));
+	h.dtype.kind = NPY_OBJECT;
+	test_cond("data len: a pickle has any length",
+		  !npy_check_data_len(&h, 128 + 3, true, &err));
+	h.dtype.kind = NPY_FLOAT;
+	npy_header_release(&h);
+}
+
 static void test_misc(void)
 {
 	struct buf b = BUF_INIT;
@@ -962,5 +995,6 @@ int main(void)
 	test_dtype_strings();
 	test_errors();
 	test_misc();
+	test_data_len();
 	return test_report();
 }
