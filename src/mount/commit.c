@@ -161,17 +161,12 @@ int commit_archive(struct tree *t, struct npz_err *err)
 		return -ENOMEM;
 	}
 	ret = commit_plan(t, &p, err);
-	if (!ret) {
-		grave_sweep(t, false);
+	if (!ret)
+		ret = version_reserve(t, err);
+	if (!ret)
 		ret = archive_commit(t->ar, p.ch, p.n, &nar, err);
-	}
 	if (!ret) {
-		/* nobody reads the old archive's tables any more (readers
-		 * hold t->lock): only its descriptors stay, for zero-copy
-		 * replies */
-		archive_retire(t->ar);
-		grave_add(t, t->ar);
-		t->ar = nar;
+		version_publish(t, nar);
 		commit_drop_left_out(t);
 		commit_renumber(t, &p);
 	}
