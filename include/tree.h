@@ -30,18 +30,20 @@
  *    commit releases tree->lock while it parses and writes (nothing it
  *    relies on changes without change_lock), so readers never wait for it.
  *  - tree->lock (rwlock) protects: the namespace (hash map, kids lists,
- *    node names, parents and kinds), the entry list, t->ar.  Written by
- *    changes (a commit: only to plan and to publish), creates and mkdir
- *    (which only add nodes); read by everything else.
+ *    node names, parents and kinds), the entry list, t->ar and t->ver.
+ *    Written by changes (a commit: only to plan and to publish), creates
+ *    and mkdir (which only add nodes); read by everything else.
  *  - node->lock (mutex) protects: the node's edit, write-open count, refs.
  *    A commit freezes the edit it reads: a write, truncate or O_TRUNC open
  *    of that node waits until the commit is published.
  *  - entry->lock (mutex) protects: the parsed header and rendered-view state.
  *  - tree->cache_lock (mutex) protects: the text cache file's end offset.
- *  - tree->grave_lock and tree->inval_lock (leaf mutexes) protect: the list
- *    of replaced archives closed a few seconds later (zero-copy replies
- *    may still splice from them), and the queue of paths whose
+ *  - tree->inval_lock (leaf mutex) protects: the queue of paths whose
  *    kernel attributes are stale (sent after tree->lock is released).
+ *  - Archive versions are reference counted (atomic, no lock): the tree
+ *    holds its current archive; a commit's new archive replaces it and the
+ *    old one is closed by its last reference, the zero-copy span a thread
+ *    still holds (see tree_read_span).
  */
 #ifndef NPZFS_TREE_H
 #define NPZFS_TREE_H
@@ -90,7 +92,9 @@ int tree_new(struct archive *ar, const struct tree_opts *opts,
  * a log line).  Returns 0 or the failed commit's -errno (logged). */
 int tree_unmount(struct tree *t);
 
-/* Free everything, closing the archive. NULL is a no-op. */
+/* Free everything, releasing the calling thread's span (tree_read_span)
+ * and the tree's reference on its archive: the archive is closed now, or
+ * when the last other thread holding a span releases it. NULL is a no-op. */
 void tree_free(struct tree *t);
 
 /* Stat a path ("/", "/a/x.npy").  Returns 0 or -ENOENT. */
@@ -125,11 +129,18 @@ ssize_t tree_read(struct tree *t, struct tree_file *f, void *buf, size_t len,
 
 /* Where a read of [off, off + len) can be served from without copying:
  * *n bytes (0 at end of file) of descriptor *fd at *pos.  The descriptor
- * and the bytes there stay valid for a few seconds, even across commits.
- * Returns 0, or -EAGAIN when the data must be read with tree_read (the
- * file is being written, or not inflated that far yet). */
+ * and the bytes there stay valid, even across commits, until this thread
+ * calls tree_thread_release (at its next request), tree_read_span again,
+ * or tree_free, or exits: the calling thread holds a reference on the
+ * archive.  Returns 0, or -EAGAIN when the data must be read with
+ * tree_read (the file is being written, or not inflated that far yet). */
 int tree_read_span(struct tree *t, struct tree_file *f, size_t len,
 		   uint64_t off, int *fd, uint64_t *pos, size_t *n);
+
+/* Release the archive reference this thread's last tree_read_span kept:
+ * call it when the thread starts a new request (its previous reply was
+ * sent).  An archive a commit replaced is closed by its last reference. */
+void tree_thread_release(void);
 
 /* Write into the file's edit: len or -errno. */
 ssize_t tree_write(struct tree *t, struct tree_file *f, const void *buf,

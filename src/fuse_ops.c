@@ -9,8 +9,15 @@
 
 #include "npzfs.h"
 
-static struct npzfs *fs(void)
+/* Every callback starts here, once, before anything else: a new request
+ * on this thread means libfuse has sent the thread's previous reply, so
+ * the archive reference its zero-copy span held is released here, and
+ * only here (libfuse sends a read_buf reply in the calling thread, after
+ * the callback returns).  Calling it again within a callback would drop
+ * the span of a reply not yet sent. */
+static struct npzfs *request(void)
 {
+	tree_thread_release();
 	return fuse_get_context()->private_data;
 }
 
@@ -26,7 +33,7 @@ static void invalidate(void *ctx, const char *path)
 
 static void *npzfs_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
 {
-	struct npzfs *n = fs();
+	struct npzfs *n = request();
 
 	if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC)
 		conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
@@ -63,6 +70,7 @@ static void npzfs_destroy(void *data)
 {
 	struct npzfs *n = data;
 
+	(void)request();
 	tree_unmount(n->tree);
 }
 
@@ -88,13 +96,14 @@ static void fill_stat(const struct npzfs *n, const struct tree_stat *ts,
 static int npzfs_getattr(const char *path, struct stat *st,
 			 struct fuse_file_info *fi)
 {
+	struct npzfs *n = request();
 	struct tree_stat ts;
 	int ret;
 
 	(void)fi;
-	ret = tree_stat(fs()->tree, path, &ts);
+	ret = tree_stat(n->tree, path, &ts);
 	if (!ret)
-		fill_stat(fs(), &ts, st);
+		fill_stat(n, &ts, st);
 	return ret;
 }
 
@@ -124,7 +133,8 @@ static int npzfs_readdir(const char *path, void *buf, fuse_fill_dir_t filler,
 			 off_t offset, struct fuse_file_info *fi,
 			 enum fuse_readdir_flags flags)
 {
-	struct dir_fill d = { fs(), buf, filler,
+	struct npzfs *n = request();
+	struct dir_fill d = { n, buf, filler,
 			      flags & FUSE_READDIR_PLUS ? FUSE_FILL_DIR_PLUS : 0 };
 	struct stat st;
 
@@ -135,15 +145,16 @@ static int npzfs_readdir(const char *path, void *buf, fuse_fill_dir_t filler,
 		return 0;
 	if (offset < 2 && filler(buf, "..", &st, 2, 0))
 		return 0;
-	return tree_readdir(fs()->tree, path, d.flags != 0,
+	return tree_readdir(n->tree, path, d.flags != 0,
 			    offset > DIR_FIRST ? (uint64_t)(offset - DIR_FIRST) : 0,
 			    dir_fill_one, &d);
 }
 
 static int npzfs_open(const char *path, struct fuse_file_info *fi)
 {
+	struct npzfs *n = request();
 	struct tree_file *f;
-	int ret = tree_open(fs()->tree, path, fi->flags, &f);
+	int ret = tree_open(n->tree, path, fi->flags, &f);
 
 	if (!ret)
 		fi->fh = (uint64_t)(uintptr_t)f;
@@ -153,11 +164,12 @@ static int npzfs_open(const char *path, struct fuse_file_info *fi)
 static int npzfs_create(const char *path, mode_t mode,
 			struct fuse_file_info *fi)
 {
+	struct npzfs *n = request();
 	struct tree_file *f;
 	int ret;
 
 	(void)mode;
-	ret = tree_create(fs()->tree, path, fi->flags, &f);
+	ret = tree_create(n->tree, path, fi->flags, &f);
 	if (!ret)
 		fi->fh = (uint64_t)(uintptr_t)f;
 	return ret;
@@ -167,6 +179,7 @@ static int npzfs_create(const char *path, mode_t mode,
 static int npzfs_read_buf(const char *path, struct fuse_bufvec **bufp,
 			  size_t size, off_t off, struct fuse_file_info *fi)
 {
+	struct tree *t = request()->tree;
 	struct fuse_bufvec *bv = malloc(sizeof(*bv));
 	uint64_t pos;
 	size_t n;
@@ -176,8 +189,8 @@ static int npzfs_read_buf(const char *path, struct fuse_bufvec **bufp,
 	(void)path;
 	if (!bv)
 		return -ENOMEM;
-	ret = tree_read_span(fs()->tree, file_of(fi), size, (uint64_t)off,
-			     &fd, &pos, &n);
+	ret = tree_read_span(t, file_of(fi), size, (uint64_t)off, &fd, &pos,
+			     &n);
 	if (!ret) {
 		*bv = FUSE_BUFVEC_INIT(n);
 		bv->buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
@@ -192,8 +205,7 @@ static int npzfs_read_buf(const char *path, struct fuse_bufvec **bufp,
 		free(bv);
 		return -ENOMEM;
 	}
-	r = tree_read(fs()->tree, file_of(fi), bv->buf[0].mem, size,
-		      (uint64_t)off);
+	r = tree_read(t, file_of(fi), bv->buf[0].mem, size, (uint64_t)off);
 	if (r < 0) {
 		free(bv->buf[0].mem);
 		free(bv);
@@ -208,23 +220,24 @@ static int npzfs_write(const char *path, const char *buf, size_t size,
 		       off_t off, struct fuse_file_info *fi)
 {
 	(void)path;
-	return (int)tree_write(fs()->tree, file_of(fi), buf, size,
+	return (int)tree_write(request()->tree, file_of(fi), buf, size,
 			       (uint64_t)off);
 }
 
 static int npzfs_truncate(const char *path, off_t size,
 			  struct fuse_file_info *fi)
 {
+	struct tree *t = request()->tree;
+
 	if (size < 0)
 		return -EINVAL;
-	return tree_truncate(fs()->tree, path, fi ? file_of(fi) : NULL,
-			     (uint64_t)size);
+	return tree_truncate(t, path, fi ? file_of(fi) : NULL, (uint64_t)size);
 }
 
 static int npzfs_flush(const char *path, struct fuse_file_info *fi)
 {
 	(void)path;
-	return tree_flush(fs()->tree, file_of(fi));
+	return tree_flush(request()->tree, file_of(fi));
 }
 
 static int npzfs_fsync(const char *path, int datasync,
@@ -232,24 +245,24 @@ static int npzfs_fsync(const char *path, int datasync,
 {
 	(void)path;
 	(void)datasync;
-	return tree_fsync(fs()->tree, file_of(fi));
+	return tree_fsync(request()->tree, file_of(fi));
 }
 
 static int npzfs_release(const char *path, struct fuse_file_info *fi)
 {
 	(void)path;
-	tree_release(fs()->tree, file_of(fi));	/* errors are logged */
+	tree_release(request()->tree, file_of(fi));	/* errors are logged */
 	return 0;
 }
 
 static int npzfs_unlink(const char *path)
 {
-	return tree_unlink(fs()->tree, path);
+	return tree_unlink(request()->tree, path);
 }
 
 static int npzfs_rename(const char *from, const char *to, unsigned int flags)
 {
-	return tree_rename(fs()->tree, from, to, flags);
+	return tree_rename(request()->tree, from, to, flags);
 }
 
 /* No symbolic or hard links in an npz: EPERM, as on other filesystems
@@ -258,43 +271,46 @@ static int npzfs_symlink(const char *target, const char *path)
 {
 	(void)target;
 	(void)path;
-	return fs()->opts.ro ? -EROFS : -EPERM;
+	return request()->opts.ro ? -EROFS : -EPERM;
 }
 
 static int npzfs_link(const char *from, const char *to)
 {
 	(void)from;
 	(void)to;
-	return fs()->opts.ro ? -EROFS : -EPERM;
+	return request()->opts.ro ? -EROFS : -EPERM;
 }
 
 static int npzfs_mkdir(const char *path, mode_t mode)
 {
 	(void)mode;
-	return tree_mkdir(fs()->tree, path);
+	return tree_mkdir(request()->tree, path);
 }
 
 static int npzfs_rmdir(const char *path)
 {
-	return tree_rmdir(fs()->tree, path);
+	return tree_rmdir(request()->tree, path);
 }
 
 /* Modes, owners and times are fixed by the archive: accept and ignore, so
  * that cp -p, tar, rsync and editors can finish their work. */
-static int exists_or_rofs(const char *path)
+static int attr_change(const char *path, const struct fuse_file_info *fi)
 {
+	struct npzfs *n = request();
 	struct tree_stat ts;
 
-	if (fs()->opts.ro)
+	if (fi)
+		return 0;
+	if (n->opts.ro)
 		return -EROFS;
-	return tree_stat(fs()->tree, path, &ts);
+	return tree_stat(n->tree, path, &ts);
 }
 
 static int npzfs_chmod(const char *path, mode_t mode,
 		       struct fuse_file_info *fi)
 {
 	(void)mode;
-	return fi ? 0 : exists_or_rofs(path);
+	return attr_change(path, fi);
 }
 
 static int npzfs_chown(const char *path, uid_t uid, gid_t gid,
@@ -302,20 +318,20 @@ static int npzfs_chown(const char *path, uid_t uid, gid_t gid,
 {
 	(void)uid;
 	(void)gid;
-	return fi ? 0 : exists_or_rofs(path);
+	return attr_change(path, fi);
 }
 
 static int npzfs_utimens(const char *path, const struct timespec tv[2],
 			 struct fuse_file_info *fi)
 {
 	(void)tv;
-	return fi ? 0 : exists_or_rofs(path);
+	return attr_change(path, fi);
 }
 
 static int npzfs_statfs(const char *path, struct statvfs *st)
 {
 	(void)path;
-	return statvfs(tree_archive_path(fs()->tree), st) ? -errno : 0;
+	return statvfs(tree_archive_path(request()->tree), st) ? -errno : 0;
 }
 
 /* Copy a value into the caller's buffer the way getxattr(2) wants. */
@@ -332,6 +348,7 @@ static int xattr_reply(const struct buf *b, char *value, size_t size)
 static int npzfs_getxattr(const char *path, const char *name, char *value,
 			  size_t size)
 {
+	struct tree *t = request()->tree;
 	struct buf b = BUF_INIT;
 	int ret;
 
@@ -339,7 +356,7 @@ static int npzfs_getxattr(const char *path, const char *name, char *value,
 	 * others lets ls and cp stop asking for SELinux labels and ACLs. */
 	if (strncmp(name, "user.", 5))
 		return -ENOTSUP;
-	ret = tree_getxattr(fs()->tree, path, name, &b);
+	ret = tree_getxattr(t, path, name, &b);
 
 	if (!ret)
 		ret = xattr_reply(&b, value, size);
@@ -350,7 +367,7 @@ static int npzfs_getxattr(const char *path, const char *name, char *value,
 static int npzfs_listxattr(const char *path, char *list, size_t size)
 {
 	struct buf b = BUF_INIT;
-	int ret = tree_listxattr(fs()->tree, path, &b);
+	int ret = tree_listxattr(request()->tree, path, &b);
 
 	if (!ret)
 		ret = xattr_reply(&b, list, size);
@@ -361,6 +378,7 @@ static int npzfs_listxattr(const char *path, char *list, size_t size)
 static int npzfs_setxattr(const char *path, const char *name,
 			  const char *value, size_t size, int flags)
 {
+	(void)request();
 	(void)path;
 	(void)name;
 	(void)value;
@@ -371,6 +389,7 @@ static int npzfs_setxattr(const char *path, const char *name,
 
 static int npzfs_removexattr(const char *path, const char *name)
 {
+	(void)request();
 	(void)path;
 	(void)name;
 	return -ENOTSUP;

@@ -161,8 +161,9 @@ int commit_archive(struct tree *t, struct npz_err *err)
 		return -ENOMEM;
 	}
 	ret = commit_plan(t, &p, err);
+	if (!ret)
+		ret = version_reserve(t, err);
 	if (!ret) {
-		grave_sweep(t, false);
 		/* readers go on meanwhile: we are in a change, so the entries,
 		 * t->ar and the pending content stay as planned */
 		pthread_rwlock_unlock(&t->lock);
@@ -170,12 +171,7 @@ int commit_archive(struct tree *t, struct npz_err *err)
 		pthread_rwlock_wrlock(&t->lock);
 	}
 	if (!ret) {
-		/* nobody reads the old archive's tables any more (readers
-		 * hold t->lock): only its descriptors stay, for zero-copy
-		 * replies */
-		archive_retire(t->ar);
-		grave_add(t, t->ar);
-		t->ar = nar;
+		version_publish(t, nar);
 		commit_drop_left_out(t);
 		commit_renumber(t, &p);
 	}

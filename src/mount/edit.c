@@ -298,7 +298,6 @@ int tree_release(struct tree *t, struct tree_file *f)
 	bool gone;
 	int ret = 0;
 
-	grave_sweep(t, false);
 	ret = commit_file(t, f, false);
 	pthread_rwlock_rdlock(&t->lock);
 	pthread_mutex_lock(&n->lock);

@@ -238,7 +238,6 @@ int tree_new(struct archive *ar, const struct tree_opts *opts,
 	pthread_rwlock_init(&t->lock, NULL);
 	pthread_mutex_init(&t->cache_lock, NULL);
 	pthread_mutex_init(&t->inval_lock, NULL);
-	pthread_mutex_init(&t->grave_lock, NULL);
 	buf_init(&t->inval);
 	ns_moved(t);
 	ret = ns_hash_grow(t);
@@ -250,6 +249,8 @@ int tree_new(struct archive *ar, const struct tree_opts *opts,
 		ret = add_member(t, i, &path);
 	for (size_t i = 0; !ret && i < t->nentries; i++)
 		ret = entry_add_view(t, t->entries[i]);
+	if (!ret)
+		ret = version_new(ar, &t->ver);
 	buf_release(&path);
 	if (ret) {
 		if (ret == -ENOMEM)
@@ -278,13 +279,15 @@ void tree_free(struct tree *t)
 		entry_free(t->entries[i]);
 	for (size_t i = 0; i < t->ntombs; i++)
 		free(t->tombs[i]);
-	grave_sweep(t, true);
-	pthread_mutex_destroy(&t->grave_lock);
 	free(t->entries);
 	free(t->buckets);
 	if (t->cache_fd >= 0)
 		close(t->cache_fd);
-	archive_close(t->ar);
+	/* this thread's span, then the tree's reference: the last one
+	 * closes the archive (a worker thread's slot releases the rest) */
+	tree_thread_release();
+	version_put(t->spare);
+	version_put(t->ver);
 	pthread_rwlock_destroy(&t->lock);
 	pthread_mutex_destroy(&t->change_lock);
 	pthread_mutex_destroy(&t->cache_lock);

@@ -47,7 +47,7 @@ enum nkind {
 };
 
 struct node;
-struct grave;	/* grave.c */
+struct version;	/* version.c */
 
 struct entry {
 	char *mname;		/* member name in the archive */
@@ -108,7 +108,9 @@ struct node {
 };
 
 struct tree {
-	struct archive *ar;
+	struct archive *ar;	/* the current archive: ver->ar */
+	struct version *ver;	/* its version; the tree holds a reference */
+	struct version *spare;	/* the next commit's version (version.c) */
 	struct tree_opts opts;
 	pthread_mutex_t change_lock;	/* see tree.h; before lock */
 	pthread_rwlock_t lock;	/* see tree.h */
@@ -126,8 +128,6 @@ struct tree {
 	pthread_mutex_t cache_lock;	/* protects: cache_end; a leaf lock */
 	int cache_fd;			/* small rendered views, or -1 */
 	uint64_t cache_end;
-	pthread_mutex_t grave_lock;	/* protects: graves; a leaf lock */
-	struct grave *graves;
 	pthread_mutex_t inval_lock;	/* protects: inval; a leaf lock */
 	struct buf inval;		/* paths whose kernel attributes are
 					   stale, NUL-separated */
@@ -297,11 +297,22 @@ void inval_add_node(struct tree *t, const struct node *n);
  * back.  No tree lock held. */
 void inval_flush(struct tree *t, const char *skip);
 
-/* ---- grave.c: replaced archives, closed a few seconds later ----------- */
+/* ---- version.c: archive versions, closed by their last reference ----- */
 
-/* Keep ar (replaced by a commit) for zero-copy replies still in flight. */
-void grave_add(struct tree *t, struct archive *ar);
-/* Close what was replaced more than GRAVE_SECONDS ago (all when `all`). */
-void grave_sweep(struct tree *t, bool all);
+/* A new version of ar holding one reference (the caller's): 0 or -ENOMEM. */
+int version_new(struct archive *ar, struct version **out);
+/* Drop a reference; the last one closes the archive.  NULL is a no-op. */
+void version_put(struct version *v);
+/* Make sure t->spare is there for the next version_publish: 0, or -ENOMEM
+ * with a message.  Call before archive_commit.  t->lock held for writing. */
+int version_reserve(struct tree *t, struct npz_err *err);
+/* Swap nar (a commit's new archive) in as t->ar, in t->spare: the old
+ * archive is retired and the tree's reference on it dropped.  Cannot fail
+ * after version_reserve.  t->lock held for writing. */
+void version_publish(struct tree *t, struct archive *nar);
+/* Take a reference on v for a zero-copy span, kept in this thread's slot
+ * until tree_thread_release.  t->lock held.  0, or -EAGAIN (no memory for
+ * the slot: read by copying). */
+int version_hold(struct version *v);
 
 #endif

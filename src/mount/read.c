@@ -43,7 +43,6 @@ int tree_stat(struct tree *t, const char *path, struct tree_stat *st)
 	struct node *n;
 	int ret = -ENOENT;
 
-	grave_sweep(t, false);
 	pthread_rwlock_rdlock(&t->lock);
 	n = ns_lookup(t, path);
 	if (n) {
@@ -159,7 +158,6 @@ int tree_read_span(struct tree *t, struct tree_file *f, size_t len,
 	struct entry *e;
 	int ret = -EAGAIN;
 
-	grave_sweep(t, false);
 	pthread_rwlock_rdlock(&t->lock);
 	pthread_mutex_lock(&n_->lock);
 	e = n_->edit ? NULL : n_->e;
@@ -167,6 +165,8 @@ int tree_read_span(struct tree *t, struct tree_file *f, size_t len,
 	if (e && n_->kind == N_MEMBER) {
 		ret = archive_member_span(t->ar, e->member, off, len, fd, pos, n,
 					  NULL);
+		if (!ret)	/* the reply is sent after we return */
+			ret = version_hold(t->ver);
 	}
 	/* views: never zero-copy, their cached text may be evicted before
 	 * the caller is done with a span */
