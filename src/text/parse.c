@@ -325,132 +325,168 @@ static int check_fill(const struct tp *t, const struct npy_header *hdr)
 /* Longer than a screen on purpose: the order of its steps is the order in
  * which errors are reported, which the fast path must reproduce (see
  * out_release), and one cleanup label covers them all. */
+/* One text_parse() call: the parser, its fast path, and what the dtype
+ * and shape were decided from. */
+struct job {
+	struct tp t;
+	struct fast f;
+	struct npy_header hl;		/* from the header line */
+	struct npy_dtype inferred;
+	const struct npy_header *ref;	/* the header line's, else base */
+	bool have_hl;
+	bool counted;	/* the fast path counted: no quotes, the chunks
+			   know their first values */
+	bool fast;	/* and the count is ref's: no general layout scan */
+};
+
+/* The dtype: the header line's, else base's, else inferred from the
+ * values; the columns set up for it. */
+static int job_dtype(struct job *j, const struct npy_header *base,
+		     const struct npy_dtype **dt)
+{
+	int ret = header_line(&j->t, &j->hl, &j->have_hl);
+
+	if (ret)
+		return ret;
+	j->ref = j->have_hl ? &j->hl : base;
+	if (j->ref) {
+		*dt = &j->ref->dtype;
+	} else {
+		ret = infer_dtype(&j->t, &j->inferred);
+		if (ret)
+			return ret;
+		*dt = &j->inferred;
+	}
+	ret = text_check_dtype(*dt, 0, j->t.err);
+	return ret ? ret : setup_cols(&j->t, *dt);
+}
+
+/* The layout: counted by the fast path when it can, else scanned. */
+static int job_layout(struct job *j)
+{
+	struct tp *t = &j->t;
+
+	if (text_parse_fast && !t->record && t->isz &&
+	    t->isz <= FAST_ITEM_MAX && t->cols[0].conv) {
+		uint64_t n = 0;
+
+		text_fast_count(&j->f, &j->counted, &n);
+		j->fast = j->counted && j->ref && n == j->ref->count &&
+			  !(j->have_hl && j->hl.fortran_order && j->hl.ndim >= 2);
+		if (j->fast)
+			t->nvalues = n;
+	}
+	return j->fast ? 0 : text_scan_layout(t, NULL);
+}
+
+/* The new header: the header line's when its shape is the one decided,
+ * else built; the columns set up again for it. */
+static int job_header(struct job *j, const struct npy_dtype *dt,
+		      struct npy_header *hdr)
+{
+	uint64_t shape[NPY_MAXDIMS];
+	int ndim = 0, ret = text_decide_shape(&j->t, j->ref, &ndim, shape);
+
+	if (ret)
+		return ret;
+	if (j->have_hl && ndim == j->hl.ndim &&
+	    !memcmp(shape, j->hl.shape, sizeof(uint64_t) * (size_t)ndim)) {
+		*hdr = j->hl;
+		memset(&j->hl, 0, sizeof(j->hl));
+		ret = header_sizes(hdr);
+	} else {
+		ret = npy_header_init(hdr, dt, ndim, shape,
+				      j->have_hl && j->hl.fortran_order);
+		if (ret == -EINVAL)
+			npz_err_set(j->t.err, "array too large");
+	}
+	if (ret)
+		return ret;
+	/* the columns pointed into hl, which may have moved into hdr */
+	free(j->t.cols);
+	j->t.cols = NULL;
+	ret = setup_cols(&j->t, &hdr->dtype);
+	return ret ? ret : check_fill(&j->t, hdr);
+}
+
+/* Records without columns (padding only): all zeros. */
+static int zero_records(struct tp *t, const struct npy_header *hdr)
+{
+	int ret = 0;
+
+	memset(t->cbuf, 0, t->cap * (t->isz ? t->isz : 1));
+	while (t->isz && t->done < hdr->count && !ret) {
+		t->n = hdr->count - t->done < t->cap ?
+		       (size_t)(hdr->count - t->done) : t->cap;
+		ret = text_out_flush(t);
+	}
+	return ret;
+}
+
+/* Convert every value into out, hdr decided. */
+static int job_convert(struct job *j, struct npy_header *hdr,
+		       const struct text_out *out)
+{
+	struct tp *t = &j->t;
+	int ret = 0;
+
+	t->hdr = hdr;
+	/* the fast conversion writes C order only */
+	j->counted = j->counted && !(hdr->fortran_order && hdr->ndim >= 2);
+	if (!j->counted)
+		ret = text_out_setup(t);
+	if (!ret)
+		ret = out->begin(out->ctx, hdr);
+	if (ret)
+		return ret;
+	if (j->counted)
+		return text_fast_convert(&j->f);
+	if (t->record && !t->ncols)
+		return zero_records(t, hdr);
+	return text_convert(t);
+}
+
+/* The fast path failed: the general path's first pass would have failed
+ * first, with its own message. */
+static int job_fast_failed(struct job *j, int ret)
+{
+	struct tp s = { .text = j->t.text, .len = j->t.len, .err = j->t.err,
+			.body = j->t.body, .body_lineno = j->t.body_lineno,
+			.ncols = 1 };
+
+	return text_scan_layout(&s, NULL) ? -EINVAL : ret;
+}
+
 int text_parse(const char *text, size_t len, const struct npy_header *base,
 	       struct npy_header *hdr, const struct text_out *out,
 	       struct npz_err *err)
 {
-	struct tp t = { .text = text, .len = len, .err = err, .out = out };
-	struct npy_header hl = { 0 };	/* from the header line */
-	struct npy_dtype inferred = { 0 };
-	const struct npy_header *ref = NULL;
-	const struct npy_dtype *dt;
-	uint64_t shape[NPY_MAXDIMS];
-	int ndim = 0, ret;
-	bool have_hl = false, counted = false, fast = false;
-	struct fast f = { .t = &t, .lock = PTHREAD_MUTEX_INITIALIZER,
-			  .cv = PTHREAD_COND_INITIALIZER };
+	struct job j = {
+		.t = { .text = len ? text : "", .len = len, .err = err,
+		       .out = out, .body_lineno = 1 },
+		.f = { .lock = PTHREAD_MUTEX_INITIALIZER,
+		       .cv = PTHREAD_COND_INITIALIZER },
+	};	/* (an empty file may come as NULL) */
+	const struct npy_dtype *dt = NULL;
+	int ret;
 
+	j.f.t = &j.t;
 	memset(hdr, 0, sizeof(*hdr));
-	if (!len)
-		t.text = text = "";	/* an empty file may come as NULL */
-	t.body_lineno = 1;
-
-	ret = header_line(&t, &hl, &have_hl);
-	if (ret)
-		return ret;
-	if (have_hl)
-		ref = &hl;
-	else if (base)
-		ref = base;
-
-	if (ref) {
-		dt = &ref->dtype;
-	} else {
-		ret = infer_dtype(&t, &inferred);
-		if (ret)
-			return ret;
-		dt = &inferred;
-	}
-	ret = text_check_dtype(dt, 0, err);
-	if (ret)
-		goto out_release;
-	ret = setup_cols(&t, dt);
-	if (ret)
-		goto out_release;
-	if (text_parse_fast && !t.record && t.isz && t.isz <= FAST_ITEM_MAX &&
-	    t.cols[0].conv) {
-		/* counted: no quotes, the chunks know their first values;
-		 * fast: and the count is the reference's, so the shape is
-		 * known without the general layout scan */
-		uint64_t n = 0;
-
-		text_fast_count(&f, &counted, &n);
-		fast = counted && ref && n == ref->count &&
-		       !(have_hl && hl.fortran_order && hl.ndim >= 2);
-		if (fast)
-			t.nvalues = n;
-	}
-	if (!fast) {
-		ret = text_scan_layout(&t, NULL);
-		if (ret)
-			goto out_release;
-	}
-
-	ret = text_decide_shape(&t, ref, &ndim, shape);
-	if (ret)
-		goto out_release;
-	if (have_hl && ndim == hl.ndim &&
-	    !memcmp(shape, hl.shape, sizeof(uint64_t) * (size_t)ndim)) {
-		*hdr = hl;
-		memset(&hl, 0, sizeof(hl));
-		ret = header_sizes(hdr);
-	} else {
-		ret = npy_header_init(hdr, dt, ndim, shape,
-				      have_hl && hl.fortran_order);
-		if (ret == -EINVAL)
-			npz_err_set(err, "array too large");
-	}
-	if (ret)
-		goto out_release;
-	/* the columns pointed into hl, which may have moved into hdr */
-	free(t.cols);
-	t.cols = NULL;
-	ret = setup_cols(&t, &hdr->dtype);
-	if (ret)
-		goto out_release;
-	ret = check_fill(&t, hdr);
-	if (ret)
-		goto out_release;
-	t.hdr = hdr;
-	/* the fast conversion writes C order only */
-	counted = counted && !(hdr->fortran_order && hdr->ndim >= 2);
-	if (!counted)
-		ret = text_out_setup(&t);
-	if (ret)
-		goto out_release;
-	ret = out->begin(out->ctx, hdr);
-	if (ret)
-		goto out_release;
-	if (counted) {
-		ret = text_fast_convert(&f);
-	} else if (t.record && !t.ncols) {
-		/* records without columns (padding only): all zeros */
-		memset(t.cbuf, 0, t.cap * (t.isz ? t.isz : 1));
-		while (t.isz && t.done < hdr->count && !ret) {
-			t.n = hdr->count - t.done < t.cap ?
-			      (size_t)(hdr->count - t.done) : t.cap;
-			ret = text_out_flush(&t);
-		}
-	} else {
-		ret = text_convert(&t);
-	}
-
-out_release:
-	if (ret && fast) {
-		/* the general path's first pass would have failed first */
-		struct tp s = { .text = t.text, .len = len, .err = err,
-				.body = t.body, .body_lineno = t.body_lineno,
-				.ncols = 1 };
-
-		if (text_scan_layout(&s, NULL))
-			ret = -EINVAL;
-	}
-	free(f.ch);
-	free(t.cols);
-	free(t.cbuf);
-	free(t.fbuf);
-	npy_header_release(&hl);
-	npy_dtype_release(&inferred);
+	ret = job_dtype(&j, base, &dt);
+	if (!ret)
+		ret = job_layout(&j);
+	if (!ret)
+		ret = job_header(&j, dt, hdr);
+	if (!ret)
+		ret = job_convert(&j, hdr, out);
+	if (ret && j.fast)
+		ret = job_fast_failed(&j, ret);
+	free(j.f.ch);
+	free(j.t.cols);
+	free(j.t.cbuf);
+	free(j.t.fbuf);
+	npy_header_release(&j.hl);
+	npy_dtype_release(&j.inferred);
 	if (ret)
 		npy_header_release(hdr);
 	return ret;
