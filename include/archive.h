@@ -159,6 +159,11 @@ struct archive_change {
  * written to a temporary file ".NAME.npzfs-XXXXXX" in the same directory,
  * fsync()ed, given the original's mode and owner (the owner only where
  * permitted), renamed over the original, and the directory is fsync()ed.
+ * Where the filesystem can clone (FICLONE: XFS, btrfs, ...), the temporary
+ * file starts as a clone of the old one: members kept under their name keep
+ * their bytes and offsets, other members are appended after them, the bytes
+ * of removed ones are punched out; unless the holes would exceed a quarter
+ * of the file, which is then rewritten whole, as everywhere else.
  * (a's path is resolved with realpath() at open: a symlink stays a symlink;
  * the new archive reuses that path without resolving it again.)
  * New deflated content of 4 MiB or more is deflated on several threads

@@ -1,4 +1,5 @@
-/* writer.c - the durable zip_source a commit writes through: reads the old
+/* writer.c - the temporary file of a commit (begin, finish, rollback: shared
+ * by clone.c) and the durable zip_source libzip rewrites through: reads the old
  * archive by pread(), writes the new one to a temporary file beside it,
  * fsync()s it, gives it the original's mode and owner, opens it as the new
  * struct archive, renames it over the archive and fsync()s the directory;
