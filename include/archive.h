@@ -215,6 +215,10 @@ struct archive_deflate_tuning {
  * Not to be called while a commit runs. */
 void archive_tune_deflate(const struct archive_deflate_tuning *t);
 
+/* May archive_commit() clone the archive file (default true)?  false: every
+ * commit rewrites the whole archive.  For the whole process (-o commit=). */
+void archive_tune_commit(bool clone);
+
 /* Create an empty archive (no member) at path, which must not exist yet
  * (mode 0644 less the umask), and fsync() it.  Returns 0 or -errno
  * (-EEXIST when path exists). */

@@ -34,6 +34,12 @@
 
 enum { CLONE_UNKNOWN, CLONE_YES, CLONE_NO };
 static _Atomic int clone_support;	/* learnt at the first commit */
+static _Atomic bool clone_allowed = true;	/* archive_tune_commit() */
+
+void archive_tune_commit(bool clone)
+{
+	atomic_store(&clone_allowed, clone);
+}
 
 struct extent {
 	uint64_t start, end;
@@ -445,7 +451,8 @@ int ar_clone_commit(struct archive *a, const struct archive_change *changes,
 	size_t k;
 	int ret;
 
-	if (atomic_load(&clone_support) == CLONE_NO)
+	if (atomic_load(&clone_support) == CLONE_NO ||
+	    !atomic_load(&clone_allowed))
 		return AR_CLONE_DECLINED;
 	ret = plan_init(&p, a, changes, n, s);
 	if (!ret)

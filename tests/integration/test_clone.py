@@ -247,3 +247,18 @@ def test_compaction_rewrites(workdir, big_template, big_arrays, mount):
     assert "compaction" in m.stderr(), m.stderr()
     assert os.path.getsize(arc) < (1 << 20)
     assert not contains(arc, PATTERN_BYTES)
+
+
+def test_commit_rewrite_option(workdir, big_template, big_arrays, mount, xfs):
+    """-o commit=rewrite: no clone, the whole archive is written."""
+    arc = reflink_copy(big_template, workdir / "a.npz")
+    free0 = free_bytes(xfs)
+    m = mount(arc, "-o", "commit=rewrite")
+    edit_params(m)
+    want = dict(big_arrays)
+    want["params"] = want["params"].copy()
+    want["params"][1] = 42.5
+    check_file(arc, want)
+    unmount(m)
+    assert CLONE_LOG not in m.stderr(), m.stderr()
+    assert free0 - free_bytes(xfs) > BIG // 2     # its own copy of the blocks
