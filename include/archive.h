@@ -159,6 +159,11 @@ struct archive_change {
  * written to a temporary file ".NAME.npzfs-XXXXXX" in the same directory,
  * fsync()ed, given the original's mode and owner (the owner only where
  * permitted), renamed over the original, and the directory is fsync()ed.
+ * Where the filesystem can clone (FICLONE: XFS, btrfs, ...), the temporary
+ * file starts as a clone of the old one: members kept under their name keep
+ * their bytes and offsets, other members are appended after them, the bytes
+ * of removed ones are punched out; unless the holes would exceed a quarter
+ * of the file, which is then rewritten whole, as everywhere else.
  * (a's path is resolved with realpath() at open: a symlink stays a symlink;
  * the new archive reuses that path without resolving it again.)
  * New deflated content of 4 MiB or more is deflated on several threads
@@ -209,6 +214,10 @@ struct archive_deflate_tuning {
  * restores the defaults: 1 MiB chunks from 4 MiB of content on, threads 0.
  * Not to be called while a commit runs. */
 void archive_tune_deflate(const struct archive_deflate_tuning *t);
+
+/* May archive_commit() clone the archive file (default true)?  false: every
+ * commit rewrites the whole archive.  For the whole process (-o commit=). */
+void archive_tune_commit(bool clone);
 
 /* Create an empty archive (no member) at path, which must not exist yet
  * (mode 0644 less the umask), and fsync() it.  Returns 0 or -errno

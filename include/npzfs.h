@@ -21,6 +21,7 @@ struct npzfs_opts {
 	int create;		/* -o create */
 	char *compress;		/* -o compress=keep|store|deflate */
 	int level;		/* -o level=N, -1 = zlib default */
+	char *commit;		/* -o commit=auto|rewrite */
 	char *cache_size;	/* -o cache_size=SIZE, or NULL */
 	char *cache_dir;	/* -o cache_dir=DIR, or NULL */
 	int show_help;

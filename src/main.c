@@ -23,6 +23,7 @@ static const struct fuse_opt npzfs_opt_spec[] = {
 	OPT("create", create, 1),
 	OPT("compress=%s", compress, 0),
 	OPT("level=%d", level, 0),
+	OPT("commit=%s", commit, 0),
 	OPT("cache_size=%s", cache_size, 0),
 	OPT("cache_dir=%s", cache_dir, 0),
 	OPT("-h", show_help, 1),
@@ -45,6 +46,9 @@ static const char usage[] =
 "    -o ro                  read-only mount (writes fail with EROFS)\n"
 "    -o compress=MODE       keep|store|deflate: how changed members are written\n"
 "    -o level=N             deflate level 0-9 (default: zlib's default)\n"
+"    -o commit=MODE         auto|rewrite: auto clones the archive where the\n"
+"                           filesystem can (reflinks), rewrite always writes\n"
+"                           the whole archive (for comparison)\n"
 "    -o create              create ARCHIVE as an empty npz if it is missing\n"
 "    -o cache_size=SIZE     disk budget for cached data: inflated members and\n"
 "                           rendered text views (K/M/G suffixes; default 1G)\n"
@@ -131,6 +135,10 @@ static int check_options(const struct npzfs_opts *o)
 	    strcmp(o->compress, "deflate"))
 		return fail("compress=%s: expected keep, store or deflate%s",
 			    o->compress, "");
+	if (strcmp(o->commit, "auto") && strcmp(o->commit, "rewrite"))
+		return fail("commit=%s: expected auto or rewrite%s", o->commit,
+			    "");
+	archive_tune_commit(strcmp(o->commit, "rewrite") != 0);
 	if (o->level < -1 || o->level > 9)
 		return fail("level: expected 0 to 9%s%s", "", "");
 	return 0;
@@ -213,6 +221,7 @@ int main(int argc, char *argv[])
 	memset(&co, 0, sizeof(co));
 	state.opts.level = -1;
 	state.opts.compress = strdup("keep");
+	state.opts.commit = strdup("auto");
 	if (fuse_opt_parse(&args, &state.opts, npzfs_opt_spec, opt_proc) == -1)
 		goto out_args;
 	if (state.opts.show_version) {
@@ -276,6 +285,7 @@ out_args:
 	free(co.mountpoint);
 	free(state.opts.archive);
 	free(state.opts.compress);
+	free(state.opts.commit);
 	free(state.opts.cache_size);
 	free(state.opts.cache_dir);
 	fuse_opt_free_args(&args);

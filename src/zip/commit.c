@@ -1,8 +1,9 @@
 /* commit.c - archive_commit(): check the change list, take the commit lock,
- * turn the list into libzip edits of the current archive (untouched members
- * keep their entries and bytes), let libzip write it through writer.c's
- * source, which opens the new archive from the file it wrote before
- * renaming it into place. */
+ * write the new archive as a clone of the old file edited where it changed
+ * (clone.c), or else turn the list into libzip edits of the current archive
+ * (untouched members keep their entries and bytes) and let libzip write it
+ * through writer.c's source; both open the new archive from the file they
+ * wrote before renaming it into place (writer.c). */
 #include <errno.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -388,6 +389,10 @@ int archive_commit(struct archive *a, const struct archive_change *changes,
 		return ret;
 	ret = ar_fsrc_init(&s, a);
 	if (!ret)
+		ret = ar_clone_commit(a, changes, n, &s);
+	if (ret < 0)
+		npz_err_set(err, "%s", s.msg[0] ? s.msg : strerror(-ret));
+	if (ret == AR_CLONE_DECLINED)
 		ret = commit_write(a, &s, changes, n, err);
 	if (!ret)
 		nar = ar_fsrc_take_new(&s);

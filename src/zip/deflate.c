@@ -13,6 +13,7 @@
 #include <zip.h>
 #include <zlib.h>
 
+#include "io.h"
 #include "zip_internal.h"
 
 #define COMMIT_IN_BLOCK (256u << 10)	/* content read per pread */
@@ -318,6 +319,7 @@ struct content_src {
 	struct file_src *s;		/* failures are reported there too */
 	zip_error_t error;
 	bool deflate;
+	bool want_crc;			/* stored too (libzip's CRCs its own) */
 	bool z_ready;
 	bool done;			/* all output produced */
 	struct pz *pz;			/* big content: in parallel */
@@ -348,7 +350,7 @@ static zip_int64_t csrc_pread(struct content_src *cs, void *buf, size_t want)
 	if ((size_t)n < want)
 		return csrc_fail(cs, ZIP_ER_READ, EIO, "content shorter "
 				 "than its size");
-	if (cs->deflate)	/* stored: libzip computes the CRC itself */
+	if (cs->deflate || cs->want_crc)
 		cs->crc = ar_crc32(cs->crc, buf, (size_t)n);
 	cs->pos += (uint64_t)n;
 	return n;
@@ -548,6 +550,18 @@ static zip_int64_t csrc_stat(struct content_src *cs, void *data,
 	return sizeof(*st);
 }
 
+/* Free cs's deflate state and buffer (crc and comp_size stay). */
+static void csrc_close(struct content_src *cs)
+{
+	pz_free(cs->pz);
+	cs->pz = NULL;
+	if (cs->z_ready)
+		deflateEnd(&cs->z);
+	cs->z_ready = false;
+	free(cs->in);
+	cs->in = NULL;
+}
+
 static zip_int64_t csrc_cb(void *ud, void *data, zip_uint64_t len,
 			   zip_source_cmd_t cmd)
 {
@@ -561,23 +575,14 @@ static zip_int64_t csrc_cb(void *ud, void *data, zip_uint64_t len,
 	case ZIP_SOURCE_CLOSE:
 		/* libzip keeps every source until zip_close() ends: give the
 		 * deflate state back now (STAT needs only crc and comp_size) */
-		pz_free(cs->pz);
-		cs->pz = NULL;
-		if (cs->z_ready)
-			deflateEnd(&cs->z);
-		cs->z_ready = false;
-		free(cs->in);
-		cs->in = NULL;
+		csrc_close(cs);
 		return 0;
 	case ZIP_SOURCE_STAT:
 		return csrc_stat(cs, data, len);
 	case ZIP_SOURCE_ERROR:
 		return zip_error_to_data(&cs->error, data, len);
 	case ZIP_SOURCE_FREE:
-		pz_free(cs->pz);
-		if (cs->z_ready)
-			deflateEnd(&cs->z);
-		free(cs->in);
+		csrc_close(cs);
 		free(cs);
 		return 0;
 	case ZIP_SOURCE_SUPPORTS:
@@ -607,4 +612,37 @@ zip_source_t *ar_content_source(const struct archive_change *c,
 	if (!src)
 		free(cs);
 	return src;
+}
+
+int ar_content_write(const struct archive_change *c, struct file_src *s,
+		     int out_fd, uint64_t off, uint64_t *comp_size,
+		     uint32_t *crc)
+{
+	struct content_src cs = { .c = c, .s = s, .want_crc = true,
+				  .deflate = c->method == ARCHIVE_DEFLATE };
+	unsigned char *buf = malloc(COMMIT_IN_BLOCK);
+	zip_int64_t n = -1;
+	int ret = 0;
+
+	zip_error_init(&cs.error);
+	if (!buf || csrc_open(&cs) < 0) {
+		ar_fsrc_fail(s, ZIP_ER_MEMORY, ENOMEM, "out of memory");
+		ret = -ENOMEM;
+	}
+	while (!ret && (n = csrc_read(&cs, buf, COMMIT_IN_BLOCK)) > 0) {
+		ret = io_pwrite_all(out_fd, buf, (size_t)n, off);
+		off += (uint64_t)n;
+		if (ret)
+			ar_fsrc_fail(s, ZIP_ER_WRITE, -ret, "%s: writing the "
+				     "new archive: %s", s->a->path,
+				     strerror(-ret));
+	}
+	if (!ret && n < 0)
+		ret = s->fail_errno ? -s->fail_errno : -EIO;
+	*comp_size = cs.deflate ? cs.comp_size : cs.pos;
+	*crc = cs.crc;
+	csrc_close(&cs);
+	zip_error_fini(&cs.error);
+	free(buf);
+	return ret;
 }

@@ -26,6 +26,8 @@ struct cd_entry {
 	uint64_t comp_size;
 	uint64_t size;
 	uint64_t lh_off;
+	size_t cd_pos;		/* the entry's offset in the central directory */
+	size_t cd_len;		/* and length */
 };
 
 /* The one place libzip error codes become -errno. */
@@ -336,6 +338,8 @@ static int read_central(struct archive *a, unsigned char **cd,
 	int ret;
 
 	ret = ar_find_cdir(a, &cd_off, &cd_size, entries, err);
+	a->cd_off = cd_off;
+	a->cd_size = cd_size;
 	if (ret)
 		return ret;
 	if (*entries >= UINT32_MAX || cd_size > SIZE_MAX) {
@@ -357,6 +361,8 @@ static int read_central(struct archive *a, unsigned char **cd,
 					   &(*ents)[i], err);
 		if (!len)
 			return -EINVAL;
+		(*ents)[i].cd_pos = pos;
+		(*ents)[i].cd_len = len;
 		pos += len;
 	}
 	return 0;
@@ -402,6 +408,8 @@ static int fill_member(struct archive *a, size_t i, const struct cd_entry *e,
 	m->pub.mtime = (st.valid & ZIP_STAT_MTIME) ? st.mtime : 0;
 	m->flags = e->flags;
 	m->lh_off = e->lh_off;
+	m->cd_pos = e->cd_pos;
+	m->cd_len = e->cd_len;
 	if (e->method == ARCHIVE_DEFLATE) {
 		if (*base > INT64_MAX - 8192 ||
 		    e->size > INT64_MAX - 8192 - *base) {

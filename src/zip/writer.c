@@ -1,4 +1,5 @@
-/* writer.c - the durable zip_source a commit writes through: reads the old
+/* writer.c - the temporary file of a commit (begin, finish, rollback: shared
+ * by clone.c) and the durable zip_source libzip rewrites through: reads the old
  * archive by pread(), writes the new one to a temporary file beside it,
  * fsync()s it, gives it the original's mode and owner, opens it as the new
  * struct archive, renames it over the archive and fsync()s the directory;
@@ -71,6 +72,17 @@ zip_int64_t ar_fsrc_fail(struct file_src *s, int zip_code, int sys,
 		va_end(ap);
 	}
 	return -1;
+}
+
+/* ar_fsrc_fail() for a system call that failed on path (errno).
+ * Returns -errno. */
+static int fsrc_sys_fail(struct file_src *s, int zip_code, const char *what,
+			 const char *path)
+{
+	int e = errno;
+
+	ar_fsrc_fail(s, zip_code, e, "%s %s: %s", what, path, strerror(e));
+	return -e;
 }
 
 /* Is the file at a's path still the one a opened?  Returns 0, -ESTALE or
@@ -154,7 +166,7 @@ static zip_int64_t fsrc_write(struct file_src *s, const void *data,
 	return (zip_int64_t)len;
 }
 
-static void fsrc_rollback(struct file_src *s)
+void ar_fsrc_rollback(struct file_src *s)
 {
 	archive_close(s->opened);
 	s->opened = NULL;
@@ -168,17 +180,19 @@ static void fsrc_rollback(struct file_src *s)
 	s->wbuf_len = 0;
 }
 
-static zip_int64_t fsrc_begin_write(struct file_src *s)
+int ar_fsrc_begin(struct file_src *s)
 {
 	const char *base = strrchr(s->a->path, '/') + 1;
 	size_t len;
 	int e;
 
-	fsrc_rollback(s);
+	ar_fsrc_rollback(s);
 	len = strlen(s->dir) + strlen(base) + 32;
 	s->tmp_path = malloc(len);
-	if (!s->tmp_path)
-		return ar_fsrc_fail(s, ZIP_ER_MEMORY, 0, "out of memory");
+	if (!s->tmp_path) {
+		ar_fsrc_fail(s, ZIP_ER_MEMORY, ENOMEM, "out of memory");
+		return -s->fail_errno;
+	}
 	/* stay below NAME_MAX with long archive names */
 	snprintf(s->tmp_path, len, "%s/.%.200s.npzfs-XXXXXX",
 		 strcmp(s->dir, "/") ? s->dir : "", base);
@@ -187,9 +201,9 @@ static zip_int64_t fsrc_begin_write(struct file_src *s)
 		e = errno;
 		free(s->tmp_path);
 		s->tmp_path = NULL;
-		return ar_fsrc_fail(s, ZIP_ER_TMPOPEN, e, "cannot create a "
-				    "temporary file in %s: %s", s->dir,
-				    strerror(e));
+		ar_fsrc_fail(s, ZIP_ER_TMPOPEN, e, "cannot create a temporary "
+			     "file in %s: %s", s->dir, strerror(e));
+		return -s->fail_errno;
 	}
 	s->wbuf_off = s->wbuf_len = 0;
 	s->synced = 0;
@@ -202,7 +216,7 @@ static zip_int64_t fsrc_begin_write(struct file_src *s)
  * and opening it again by path could fail (EMFILE, a path renamed away, a
  * mode without read permission).  A failure here fails the commit cleanly:
  * the archive on disk is still the old one. */
-static zip_int64_t fsrc_open_new(struct file_src *s)
+static int fsrc_open_new(struct file_src *s)
 {
 	struct npz_err err = { "" };
 	int ret;
@@ -211,55 +225,51 @@ static zip_int64_t fsrc_open_new(struct file_src *s)
 	s->opened = NULL;
 	ret = ar_open_fd(s->tmp_fd, s->a->path, &s->opened, &err);
 	if (ret)
-		return ar_fsrc_fail(s, ret == -ENOMEM ? ZIP_ER_MEMORY
-						      : ZIP_ER_READ, -ret,
-				    "%s: the new archive cannot be opened: %s",
-				    s->a->path,
-				    err.msg[0] ? err.msg : strerror(-ret));
-	return 0;
+		ar_fsrc_fail(s, ret == -ENOMEM ? ZIP_ER_MEMORY : ZIP_ER_READ,
+			     -ret, "%s: the new archive cannot be opened: %s",
+			     s->a->path, err.msg[0] ? err.msg : strerror(-ret));
+	return ret;
 }
 
-static zip_int64_t fsrc_commit_write(struct file_src *s)
+int ar_fsrc_finish(struct file_src *s)
 {
 	const struct stat *st = &s->a->st;
 	char msg[NPZ_ERR_MSG_MAX];
 	int ret, dfd, e;
 
+
 	ret = fsrc_flush(s);
-	if (ret)
-		return ar_fsrc_fail(s, ZIP_ER_WRITE, -ret, "%s: writing the new "
-				    "archive: %s", s->a->path, strerror(-ret));
-	if (fsync(s->tmp_fd) < 0) {
-		e = errno;
-		return ar_fsrc_fail(s, ZIP_ER_WRITE, e, "fsync of %s: %s",
-				    s->tmp_path, strerror(e));
+	if (ret) {
+		ar_fsrc_fail(s, ZIP_ER_WRITE, -ret, "%s: writing the new "
+			     "archive: %s", s->a->path, strerror(-ret));
+		return ret;
 	}
+	if (fsync(s->tmp_fd) < 0)
+		return fsrc_sys_fail(s, ZIP_ER_WRITE, "fsync of", s->tmp_path);
 	/* owner first: chown clears set-id bits; keep the group at least */
 	if (fchown(s->tmp_fd, st->st_uid, st->st_gid) < 0)
 		(void)!fchown(s->tmp_fd, (uid_t)-1, st->st_gid);
-	if (fchmod(s->tmp_fd, st->st_mode & 07777) < 0) {
-		e = errno;
-		return ar_fsrc_fail(s, ZIP_ER_WRITE, e, "chmod of %s: %s",
-				    s->tmp_path, strerror(e));
-	}
+	if (fchmod(s->tmp_fd, st->st_mode & 07777) < 0)
+		return fsrc_sys_fail(s, ZIP_ER_WRITE, "chmod of", s->tmp_path);
 	/* after fchown and fchmod: the new archive records the final mode
 	 * and owner, which the next commit gives its own file */
-	if (fsrc_open_new(s) < 0)
-		return -1;
-	if (close(s->tmp_fd) < 0) {
-		s->tmp_fd = -1;
-		e = errno;
-		return ar_fsrc_fail(s, ZIP_ER_CLOSE, e, "closing %s: %s",
-				    s->tmp_path, strerror(e));
-	}
-	s->tmp_fd = -1;
-	ret = ar_check_same_file(s->a, msg, sizeof(msg));
+	ret = fsrc_open_new(s);
 	if (ret)
-		return ar_fsrc_fail(s, ZIP_ER_RENAME, -ret, "%s", msg);
+		return ret;
+	e = close(s->tmp_fd);
+	s->tmp_fd = -1;
+	if (e < 0)
+		return fsrc_sys_fail(s, ZIP_ER_CLOSE, "closing", s->tmp_path);
+	ret = ar_check_same_file(s->a, msg, sizeof(msg));
+	if (ret) {
+		ar_fsrc_fail(s, ZIP_ER_RENAME, -ret, "%s", msg);
+		return ret;
+	}
 	if (rename(s->tmp_path, s->a->path) < 0) {
 		e = errno;
-		return ar_fsrc_fail(s, ZIP_ER_RENAME, e, "renaming %s to %s: %s",
-				    s->tmp_path, s->a->path, strerror(e));
+		ar_fsrc_fail(s, ZIP_ER_RENAME, e, "renaming %s to %s: %s",
+			     s->tmp_path, s->a->path, strerror(e));
+		return -e;
 	}
 	free(s->tmp_path);
 	s->tmp_path = NULL;
@@ -277,11 +287,11 @@ static zip_int64_t fsrc_commit_write(struct file_src *s)
 /* libzip removes an archive left without members; we write an empty one. */
 static zip_int64_t fsrc_remove(struct file_src *s)
 {
-	if (fsrc_begin_write(s) < 0)
+	if (ar_fsrc_begin(s))
 		return -1;
 	if (fsrc_write(s, empty_zip, sizeof(empty_zip)) < 0 ||
-	    fsrc_commit_write(s) < 0) {
-		fsrc_rollback(s);
+	    ar_fsrc_finish(s)) {
+		ar_fsrc_rollback(s);
 		return -1;
 	}
 	return 0;
@@ -361,7 +371,7 @@ static zip_int64_t fsrc_cb(void *ud, void *data, zip_uint64_t len,
 		return sizeof(*st);
 	}
 	case ZIP_SOURCE_BEGIN_WRITE:
-		return fsrc_begin_write(s);
+		return ar_fsrc_begin(s) ? -1 : 0;
 	case ZIP_SOURCE_WRITE:
 		return fsrc_write(s, data, len);
 	case ZIP_SOURCE_SEEK_WRITE:
@@ -374,9 +384,9 @@ static zip_int64_t fsrc_cb(void *ud, void *data, zip_uint64_t len,
 	case ZIP_SOURCE_TELL_WRITE:
 		return (zip_int64_t)s->wpos;
 	case ZIP_SOURCE_COMMIT_WRITE:
-		return fsrc_commit_write(s);
+		return ar_fsrc_finish(s) ? -1 : 0;
 	case ZIP_SOURCE_ROLLBACK_WRITE:
-		fsrc_rollback(s);
+		ar_fsrc_rollback(s);
 		return 0;
 	case ZIP_SOURCE_REMOVE:
 		return fsrc_remove(s);
@@ -425,7 +435,7 @@ int ar_fsrc_init(struct file_src *s, struct archive *a)
 
 void ar_fsrc_release(struct file_src *s)
 {
-	fsrc_rollback(s);	/* no temporary file survives a failure */
+	ar_fsrc_rollback(s);	/* no temporary file survives a failure */
 	zip_error_fini(&s->error);
 	free(s->wbuf);
 	free(s->rbuf);

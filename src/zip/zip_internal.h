@@ -45,6 +45,7 @@
 #include <stdint.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <time.h>
 #include <zip.h>
 #include <zlib.h>
 
@@ -91,6 +92,8 @@ struct member {
 	uint16_t raw_len;
 	uint16_t flags;			/* general purpose bit flags */
 	uint64_t lh_off;		/* local header offset */
+	uint64_t cd_pos;		/* its central entry: at cd_off + cd_pos, */
+	size_t cd_len;			/* cd_len bytes */
 	uint64_t base;			/* region in the cache file */
 	_Atomic uint64_t data_off;	/* 0 until the local header was read */
 	_Atomic uint64_t frontier;	/* bytes inflated into the cache */
@@ -110,6 +113,7 @@ struct archive {
 	pthread_mutex_t cache_open_lock;	/* creating cache_fd; leaf */
 	_Atomic bool rewritten;		/* the file changed behind fd: reads fail */
 	uint64_t file_size;
+	uint64_t cd_off, cd_size;	/* the central directory */
 	zip_t *zip;
 	pthread_mutex_t zip_lock;	/* every libzip call on zip */
 	size_t count;
@@ -249,6 +253,19 @@ struct archive *ar_fsrc_take_new(struct file_src *s);
 /* A new zip_source over s (s stays the caller's), or NULL with ze set. */
 zip_source_t *ar_fsrc_source(struct file_src *s, zip_error_t *ze);
 
+/* Create the temporary file beside the archive (s->tmp_path, s->tmp_fd),
+ * removing a previous one.  Returns 0 or -errno (s->msg says why). */
+int ar_fsrc_begin(struct file_src *s);
+
+/* Make the temporary file the archive: fsync, the original's owner and
+ * mode, open it as the new archive (ar_fsrc_take_new()), check that the
+ * path still holds a's file, rename, fsync the directory.  Returns 0 once
+ * renamed, or -errno (s->msg says why; ar_fsrc_rollback() cleans up). */
+int ar_fsrc_finish(struct file_src *s);
+
+/* Remove the temporary file, if any, and close the new archive. */
+void ar_fsrc_rollback(struct file_src *s);
+
 /* Record a failure: libzip gets (zip_code, sys), we keep errno and text.
  * Returns -1 for the source callback to return. */
 zip_int64_t ar_fsrc_fail(struct file_src *s, int zip_code, int sys,
@@ -266,5 +283,61 @@ int ar_check_same_file(const struct archive *a, char *msg, size_t len);
  * s too. */
 zip_source_t *ar_content_source(const struct archive_change *c,
 				struct file_src *s);
+
+/* Write c's content (c->from == -1), stored or deflated as c->method says
+ * (the same code as ar_content_source()), to out_fd at off.  Returns 0
+ * with *comp_size (bytes written) and *crc (CRC-32 of the content), or
+ * -errno (s->msg says why). */
+int ar_content_write(const struct archive_change *c, struct file_src *s,
+		     int out_fd, uint64_t off, uint64_t *comp_size,
+		     uint32_t *crc);
+
+/* ---- zipfmt.c: zip records written by the cloned commit ---- */
+
+/* One entry as the cloned commit writes it. */
+struct zip_entry {
+	const char *name;
+	uint16_t name_len;
+	uint16_t made_by, needed, flags, method, time, date;
+	uint32_t crc, ext_attr;
+	uint64_t comp_size, size, lh_off;
+};
+
+/* Content of size bytes needs a zip64 local header (zipfile's rule). */
+bool ar_local_needs_zip64(uint64_t size);
+
+/* The local header of e (with the 20-byte zip64 extra when zip64) into p;
+ * returns its length, ar_local_header_len(e, zip64). */
+size_t ar_local_header(unsigned char *p, const struct zip_entry *e,
+		       bool zip64);
+size_t ar_local_header_len(const struct zip_entry *e, bool zip64);
+
+/* The central-directory entry of e into p (a zip64 extra with the fields
+ * that overflow 32 bits); returns its length, ar_central_len(e). */
+size_t ar_central_entry(unsigned char *p, const struct zip_entry *e);
+size_t ar_central_len(const struct zip_entry *e);
+
+/* The end records of a central directory (zip64 ones when a field
+ * overflows) into p (at most AR_END_MAX bytes); returns their length. */
+#define AR_END_MAX (56 + 20 + 22)
+size_t ar_end_records(unsigned char *p, uint64_t entries, uint64_t cd_off,
+		      uint64_t cd_size);
+
+/* t as a DOS time and date (local time; 1980-01-01 before 1980). */
+void ar_dos_time(time_t t, uint16_t *dtime, uint16_t *ddate);
+
+/* ---- clone.c: the commit by reflink ---- */
+
+/* ar_clone_commit() declines: the caller rewrites the archive instead. */
+#define AR_CLONE_DECLINED 1
+
+/* Write the new archive of changes[0..n) as a clone of a's file, edited
+ * where it changed, through s (temporary file, fsync, rename; s->opened is
+ * the new archive).  Returns 0; AR_CLONE_DECLINED (nothing written, no
+ * temporary file left) when the filesystem cannot clone, when the file
+ * would hold too many dead bytes, or when nothing changed; or -errno with
+ * s->msg set. */
+int ar_clone_commit(struct archive *a, const struct archive_change *changes,
+		    size_t n, struct file_src *s);
 
 #endif

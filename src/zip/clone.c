@@ -1,0 +1,474 @@
+/* clone.c - archive_commit() by reflink: the new archive starts as a clone
+ * of the old file (FICLONE shares every block, whatever the size); members
+ * kept under their name stay where they are, byte for byte, entry and all;
+ * changed, new and renamed members are appended after the last kept byte
+ * (a local header, then the data); the bytes of removed and replaced
+ * members and of the old central directory are punched out (blocks freed,
+ * zeros read back); a new central directory, in the change list's order,
+ * and the end records end the file.  Temporary file, fsync, owner and mode,
+ * open-before-rename, rename and rollback are writer.c's.
+ *  Invariants: only the complete, fsynced temporary file is renamed over
+ *  the archive; a new file that would hold more than CLONE_MAX_DEAD_PCT %
+ *  dead bytes (holes) is not cloned: commit.c rewrites it (compaction). */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/fs.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "io.h"
+#include "zip_internal.h"
+
+/* Compaction: more dead bytes than this share of the new file, and the
+ * commit rewrites the archive instead of cloning it. */
+#define CLONE_MAX_DEAD_PCT 25
+/* A member with a data descriptor (flag bit 3) keeps this many bytes after
+ * its data (the descriptor's longest form). */
+#define DD_SLACK 24
+#define COPY_BUF (256u << 10)	/* the pread/pwrite fallback of a copy */
+#define COPY_STEP (1u << 30)	/* bytes per copy_file_range() call */
+
+enum { CLONE_UNKNOWN, CLONE_YES, CLONE_NO };
+static _Atomic int clone_support;	/* learnt at the first commit */
+static _Atomic bool clone_allowed = true;	/* archive_tune_commit() */
+
+void archive_tune_commit(bool clone)
+{
+	atomic_store(&clone_allowed, clone);
+}
+
+struct extent {
+	uint64_t start, end;
+};
+
+struct plan {
+	struct archive *a;
+	const struct archive_change *ch;
+	size_t n;
+	ssize_t *keep;		/* old member change k keeps in place, or -1 */
+	struct extent *live;	/* the kept members' bytes, by start */
+	size_t nlive;
+	uint64_t append;	/* end of the last kept byte */
+	uint64_t dead;		/* bytes before append outside live */
+	struct zip_entry *ents;	/* entries of the changes not kept */
+	unsigned char *cd;	/* the old central directory */
+	unsigned char *hdr;	/* a local header being written */
+};
+
+static int plan_fail(struct file_src *s, int ret, const char *msg)
+{
+	ar_fsrc_fail(s, ZIP_ER_READ, -ret, "%s: %s", s->a->path, msg);
+	return ret;
+}
+
+static int cmp_extent(const void *x, const void *y)
+{
+	const struct extent *e = x, *f = y;
+
+	return e->start < f->start ? -1 : e->start > f->start;
+}
+
+/* The bytes member m occupies: local header to the end of its data (and
+ * of its data descriptor).  Returns 0 or -errno (message in s). */
+static int member_extent(struct archive *a, struct member *m,
+			 struct extent *e, struct file_src *s)
+{
+	struct npz_err err = { "" };
+	int64_t off = ar_member_data_off(a, m, &err);
+
+	if (off < 0)
+		return plan_fail(s, (int)off, err.msg);
+	e->start = m->lh_off;
+	e->end = (uint64_t)off + m->pub.comp_size;
+	if ((m->flags & 8) && e->end <= a->cd_off)
+		e->end = a->cd_off - e->end < DD_SLACK ? a->cd_off
+						       : e->end + DD_SLACK;
+	return 0;
+}
+
+/* Which changes keep their old member in place, those members' extents,
+ * where appending starts and how many bytes before it are dead. */
+static int plan_keep(struct plan *p, struct file_src *s)
+{
+	uint64_t cur = 0;
+	size_t k;
+	int ret;
+
+	for (k = 0; k < p->n; k++) {
+		const struct archive_change *c = &p->ch[k];
+
+		p->keep[k] = -1;
+		if (c->from < 0 || strcmp(c->name, p->a->m[c->from].pub.name))
+			continue;
+		ret = member_extent(p->a, &p->a->m[c->from],
+				    &p->live[p->nlive], s);
+		if (ret)
+			return ret;
+		p->nlive++;
+		p->keep[k] = c->from;
+	}
+	qsort(p->live, p->nlive, sizeof(*p->live), cmp_extent);
+	for (k = 0; k < p->nlive; k++) {
+		if (p->live[k].start > cur)
+			p->dead += p->live[k].start - cur;
+		if (p->live[k].end > cur)
+			cur = p->live[k].end;
+	}
+	p->append = cur;
+	return 0;
+}
+
+/* The new file's size, about (deflated content counted uncompressed). */
+static uint64_t plan_new_size(const struct plan *p)
+{
+	uint64_t size = p->append + AR_END_MAX;
+	size_t k;
+
+	for (k = 0; k < p->n; k++) {
+		const struct archive_change *c = &p->ch[k];
+
+		if (p->keep[k] >= 0) {
+			size += p->a->m[p->keep[k]].cd_len;
+			continue;
+		}
+		size += 46 + 28 + 30 + 20 + 2 * strlen(c->name);
+		size += c->from >= 0 ? p->a->m[c->from].pub.comp_size
+				     : c->size;
+	}
+	return size;
+}
+
+/* Should this commit clone?  0, or AR_CLONE_DECLINED: nothing changes
+ * (libzip writes nothing), or compaction is due. */
+static int plan_decide(const struct plan *p)
+{
+	uint64_t size = plan_new_size(p);
+	size_t k;
+
+	for (k = 0; k < p->n && p->keep[k] == (ssize_t)k; k++)
+		;
+	if (k == p->n && p->n == p->a->count)
+		return AR_CLONE_DECLINED;
+	if (p->dead > size / 100 * CLONE_MAX_DEAD_PCT) {
+		npz_log("%s: compaction: %llu of %llu bytes would be dead; the "
+			"commit rewrites the archive", p->a->path,
+			(unsigned long long)p->dead, (unsigned long long)size);
+		return AR_CLONE_DECLINED;
+	}
+	return 0;
+}
+
+static void plan_release(struct plan *p)
+{
+	free(p->hdr);
+	free(p->cd);
+	free(p->ents);
+	free(p->live);
+	free(p->keep);
+}
+
+/* Set p up: the old central directory read, the kept members found. */
+static int plan_init(struct plan *p, struct archive *a,
+		     const struct archive_change *ch, size_t n,
+		     struct file_src *s)
+{
+	ssize_t got;
+
+	memset(p, 0, sizeof(*p));
+	p->a = a;
+	p->ch = ch;
+	p->n = n;
+	p->keep = malloc((n ? n : 1) * sizeof(*p->keep));
+	p->live = malloc((n ? n : 1) * sizeof(*p->live));
+	p->ents = calloc(n ? n : 1, sizeof(*p->ents));
+	p->cd = malloc(a->cd_size ? (size_t)a->cd_size : 1);
+	p->hdr = malloc(30 + UINT16_MAX + 20);
+	if (!p->keep || !p->live || !p->ents || !p->cd || !p->hdr)
+		return plan_fail(s, -ENOMEM, strerror(ENOMEM));
+	got = ar_pread_full(a->fd, p->cd, (size_t)a->cd_size, a->cd_off);
+	if (got >= 0 && (uint64_t)got != a->cd_size)
+		got = -EIO;
+	if (got < 0)
+		return plan_fail(s, (int)got, "reading the central directory");
+	return plan_keep(p, s);
+}
+
+/* Punch out every byte of the clone outside the kept members. */
+static int punch_dead(const struct plan *p, struct file_src *s)
+{
+	uint64_t cur = 0, end;
+	size_t k;
+
+	for (k = 0; k <= p->nlive; k++) {
+		end = k < p->nlive ? p->live[k].start : p->a->file_size;
+		if (end > cur &&
+		    fallocate(s->tmp_fd, FALLOC_FL_PUNCH_HOLE |
+			      FALLOC_FL_KEEP_SIZE, (off_t)cur,
+			      (off_t)(end - cur)) < 0)
+			return -errno;
+		if (k < p->nlive && p->live[k].end > cur)
+			cur = p->live[k].end;
+	}
+	return 0;
+}
+
+/* np.load() tells a zip by its first four bytes, "PK\3\4": when the
+ * first member was removed, the file starts with an empty local header
+ * (no name, no data) that no central entry points to. */
+static int mark_start(const struct plan *p, struct file_src *s)
+{
+	static const unsigned char stub[30] = { 'P', 'K', 3, 4, 20 };
+
+	if (!p->nlive || p->live[0].start < sizeof(stub))
+		return 0;	/* a kept member, or new ones, start the file */
+	return io_pwrite_all(s->tmp_fd, stub, sizeof(stub), 0);
+}
+
+static bool clone_unsupported(int e)
+{
+	return e == EOPNOTSUPP || e == ENOTTY || e == EXDEV || e == EINVAL ||
+	       e == ENOSYS;
+}
+
+/* Note (once per process) how commits are written. */
+static void learn_support(int e)
+{
+	int was = CLONE_UNKNOWN;
+
+	if (!atomic_compare_exchange_strong(&clone_support, &was,
+					    e ? CLONE_NO : CLONE_YES))
+		return;
+	if (e)
+		npz_log("commits rewrite the archive (no reflink here: %s)",
+			strerror(e));
+	else
+		npz_log("commits clone the archive (reflink)");
+}
+
+/* The temporary file as a clone of a's file, dead bytes punched out.
+ * Returns 0, AR_CLONE_DECLINED (no temporary file left) or -errno. */
+static int clone_file(const struct plan *p, struct file_src *s)
+{
+	int ret, e;
+
+	ret = ar_fsrc_begin(s);
+	if (ret)
+		return ret;
+	e = ioctl(s->tmp_fd, FICLONE, p->a->fd) < 0 ? errno : 0;
+	if (!e || clone_unsupported(e))
+		learn_support(e);
+	if (!e)
+		e = -punch_dead(p, s);
+	if (!e)
+		e = -mark_start(p, s);
+	if (e && clone_unsupported(e)) {
+		ar_fsrc_rollback(s);
+		return AR_CLONE_DECLINED;
+	}
+	if (e) {
+		ar_fsrc_fail(s, ZIP_ER_WRITE, e, "cloning %s into %s: %s",
+			     p->a->path, s->tmp_path, strerror(e));
+		return -e;
+	}
+	return 0;
+}
+
+/* Copy len bytes of in at in_off to out at out_off: in the kernel when it
+ * can, else through a buffer.  Returns 0 or -errno. */
+static int copy_range(int in, uint64_t in_off, int out, uint64_t out_off,
+		      uint64_t len)
+{
+	unsigned char *buf = NULL;
+	int ret = 0;
+
+	while (len && !ret) {
+		size_t step = len < COPY_STEP ? (size_t)len : COPY_STEP;
+		loff_t io = (loff_t)in_off, oo = (loff_t)out_off;
+		ssize_t n = -1;
+
+		if (!buf) {
+			n = copy_file_range(in, &io, out, &oo, step, 0);
+			if (n < 0 && errno == EINTR)
+				continue;
+			if (n < 0 && !clone_unsupported(errno))
+				ret = -errno;
+			else if (n < 0 && !(buf = malloc(COPY_BUF)))
+				ret = -ENOMEM;
+			if (ret)
+				break;
+		}
+		if (buf) {
+			n = ar_pread_full(in, buf, step < COPY_BUF ? step
+							: COPY_BUF, in_off);
+			if (n < 0)
+				ret = (int)n;
+			else if (n > 0)
+				ret = io_pwrite_all(out, buf, (size_t)n,
+						    out_off);
+		}
+		if (n == 0)
+			ret = -EIO;	/* the file shrank */
+		if (ret)
+			break;
+		in_off += (uint64_t)n;
+		out_off += (uint64_t)n;
+		len -= (uint64_t)n;
+	}
+	free(buf);
+	return ret;
+}
+
+static bool ascii_name(const char *name)
+{
+	for (; *name; name++)
+		if ((unsigned char)*name >= 0x80)
+			return false;
+	return true;
+}
+
+/* The entry of change c, not kept in place: from its old entry (a
+ * rename or a copy) or new content.  Sizes and CRC of new content come
+ * once it is written. */
+static void entry_init(const struct plan *p, const struct archive_change *c,
+		       struct zip_entry *e)
+{
+	size_t len = strlen(c->name);
+
+	e->name = c->name;
+	e->name_len = (uint16_t)len;
+	e->flags = ascii_name(c->name) ? 0 : 0x800;
+	if (c->from >= 0) {
+		const struct member *m = &p->a->m[c->from];
+		const unsigned char *o = p->cd + m->cd_pos;
+
+		e->made_by = get16(o + 4);
+		e->needed = get16(o + 6);
+		/* data descriptor not copied; UTF-8 flag for the new name */
+		e->flags |= get16(o + 8) & ~0x0808;
+		e->method = m->pub.method;
+		e->time = get16(o + 12);
+		e->date = get16(o + 14);
+		e->ext_attr = get32(o + 38);
+		e->crc = m->pub.crc;
+		e->comp_size = m->pub.comp_size;
+		e->size = m->pub.size;
+		return;
+	}
+	e->made_by = 3 << 8 | 20;	/* Unix, zip 2.0 */
+	e->needed = 20;
+	e->method = c->method;
+	ar_dos_time(c->mtime, &e->time, &e->date);
+	e->ext_attr = (uint32_t)(S_IFREG | 0644) << 16;
+	e->size = c->size;
+}
+
+/* Append change k's member at *pos (moved past it). */
+static int write_member(struct plan *p, size_t k, struct file_src *s,
+			uint64_t *pos)
+{
+	const struct archive_change *c = &p->ch[k];
+	struct zip_entry *e = &p->ents[k];
+	struct npz_err err = { "" };
+	uint64_t data;
+	int64_t from;
+	bool zip64;
+	int ret;
+
+	entry_init(p, c, e);
+	e->lh_off = *pos;
+	zip64 = c->from >= 0 ? e->size >= 0xffffffffu ||
+			       e->comp_size >= 0xffffffffu
+			     : ar_local_needs_zip64(c->size);
+	if (zip64 && e->needed < 45)
+		e->needed = 45;
+	data = *pos + ar_local_header_len(e, zip64);
+	if (c->from >= 0) {
+		from = ar_member_data_off(p->a, &p->a->m[c->from], &err);
+		ret = from < 0 ? (int)from
+			       : copy_range(p->a->fd, (uint64_t)from,
+					    s->tmp_fd, data, e->comp_size);
+		if (ret)
+			return plan_fail(s, ret, err.msg[0] ? err.msg :
+					 strerror(-ret));
+	} else {
+		ret = ar_content_write(c, s, s->tmp_fd, data, &e->comp_size,
+				       &e->crc);
+		if (ret)
+			return ret;
+		if (!zip64 && e->comp_size >= 0xffffffffu)
+			return plan_fail(s, -EFBIG, "deflated member too big");
+	}
+	ret = io_pwrite_all(s->tmp_fd, p->hdr, ar_local_header(p->hdr, e,
+							       zip64), *pos);
+	if (ret)
+		return plan_fail(s, ret, strerror(-ret));
+	*pos = data + e->comp_size;
+	return 0;
+}
+
+/* The central directory and end records at pos; the file ends there. */
+static int write_central(const struct plan *p, struct file_src *s,
+			 uint64_t pos)
+{
+	size_t len = AR_END_MAX, k;
+	unsigned char *buf, *q;
+	int ret;
+
+	for (k = 0; k < p->n; k++)
+		len += p->keep[k] >= 0 ? p->a->m[p->keep[k]].cd_len
+				       : ar_central_len(&p->ents[k]);
+	buf = malloc(len);
+	if (!buf)
+		return plan_fail(s, -ENOMEM, strerror(ENOMEM));
+	for (q = buf, k = 0; k < p->n; k++) {
+		const struct member *m = &p->a->m[p->keep[k] >= 0 ?
+						  p->keep[k] : 0];
+
+		if (p->keep[k] < 0) {
+			q += ar_central_entry(q, &p->ents[k]);
+			continue;
+		}
+		memcpy(q, p->cd + m->cd_pos, m->cd_len);
+		q += m->cd_len;
+	}
+	q += ar_end_records(q, p->n, pos, (uint64_t)(q - buf));
+	ret = io_pwrite_all(s->tmp_fd, buf, (size_t)(q - buf), pos);
+	if (!ret && ftruncate(s->tmp_fd, (off_t)(pos + (uint64_t)(q - buf))))
+		ret = -errno;
+	free(buf);
+	return ret ? plan_fail(s, ret, strerror(-ret)) : 0;
+}
+
+int ar_clone_commit(struct archive *a, const struct archive_change *changes,
+		    size_t n, struct file_src *s)
+{
+	uint64_t pos;
+	struct plan p;
+	size_t k;
+	int ret;
+
+	if (atomic_load(&clone_support) == CLONE_NO ||
+	    !atomic_load(&clone_allowed))
+		return AR_CLONE_DECLINED;
+	ret = plan_init(&p, a, changes, n, s);
+	if (!ret)
+		ret = plan_decide(&p);
+	if (!ret)
+		ret = clone_file(&p, s);
+	pos = p.append;
+	for (k = 0; !ret && k < n; k++)
+		if (p.keep[k] < 0)
+			ret = write_member(&p, k, s, &pos);
+	if (!ret)
+		ret = write_central(&p, s, pos);
+	if (!ret)
+		ret = ar_fsrc_finish(s);
+	if (ret)
+		ar_fsrc_rollback(s);	/* no temporary file survives */
+	plan_release(&p);
+	return ret;
+}

@@ -1,0 +1,264 @@
+"""test_clone.py - commits on a reflink filesystem (issue 10, first step):
+the new archive is a clone of the old file, edited where it changed.
+
+Runs on a real XFS (`mkfs.xfs -m reflink=1` on a sparse image, loop-mounted
+for the session and always unmounted).  The oracles are numpy, Python's
+zipfile and `unzip -t` on the archive file, the daemon's log (which commit
+path it took), and the filesystem's block accounting: `filefrag -v` (shared
+extents) and statvfs (free space).
+"""
+import os
+import shutil
+import subprocess
+import zipfile
+
+import numpy as np
+import pytest
+
+from conftest import mountpoints
+from writeutil import assert_same_array, npy_bytes, run, unmount
+
+PATTERN = 0x0123456789ABCDEF            # fills the big arrays
+PATTERN_BYTES = PATTERN.to_bytes(8, "little") * 4
+BIG = 256 << 20
+CLONE_LOG = "commits clone the archive (reflink)"
+
+
+def _run(*cmd):
+    subprocess.run([str(c) for c in cmd], check=True, capture_output=True)
+
+
+@pytest.fixture(scope="session")
+def xfs(tmp_path_factory):
+    """A reflink XFS of 4 GiB on a sparse image file, mounted for the session;
+    unmounted and removed at the end, also after a failure."""
+    if shutil.which("mkfs.xfs") is None:
+        pytest.fail("mkfs.xfs missing: run scripts/install-deps (xfsprogs)")
+    base = tmp_path_factory.mktemp("xfs")
+    img, mnt = base / "xfs.img", base / "mnt"
+    mnt.mkdir()
+    _run("truncate", "-s", "4G", img)
+    try:
+        _run("mkfs.xfs", "-q", "-m", "reflink=1", img)
+        _run("mount", "-o", "loop", img, mnt)
+        try:
+            yield mnt
+        finally:
+            for mp in mountpoints():        # a FUSE mount left inside
+                if mp.startswith(str(mnt) + "/"):
+                    subprocess.run(["fusermount3", "-u", "-z", mp], capture_output=True)
+            if subprocess.run(["umount", str(mnt)]).returncode != 0:
+                subprocess.run(["umount", "-l", str(mnt)])
+    finally:
+        img.unlink()
+
+
+@pytest.fixture(scope="session")
+def big_arrays():
+    return {
+        "params": np.arange(64, dtype=np.float64) / 4,
+        "big": np.full(BIG // 8, PATTERN, dtype=np.uint64),
+        "tail": np.arange(1000, dtype=np.int32),
+    }
+
+
+@pytest.fixture(scope="session")
+def big_template(xfs, big_arrays):
+    """The stored archive params, big (256 MiB of PATTERN), tail; tests take
+    reflink copies of it (instantaneous, no space)."""
+    path = xfs / "template.npz"
+    np.savez(path, **big_arrays)
+    return path
+
+
+@pytest.fixture
+def workdir(xfs, request):
+    d = xfs / request.node.name.replace("[", "_").replace("]", "")
+    d.mkdir()
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def reflink_copy(src, dst):
+    run(["cp", "--reflink=always", src, dst])
+    return dst
+
+
+def check_file(path, want):
+    """The archive holds exactly the arrays `want`, in that member order, and
+    numpy, zipfile.testzip() and `unzip -t` read it cleanly."""
+    with zipfile.ZipFile(path) as z:
+        assert z.testzip() is None
+        assert z.namelist() == [k + ".npy" for k in want]
+    with np.load(path) as z:
+        for name, arr in want.items():
+            assert_same_array(z[name], arr, name)
+    r = run(["unzip", "-tq", path])
+    assert b"No errors detected" in r.stdout, r.stdout
+
+
+def allocated(path):
+    os.sync()
+    return os.stat(path).st_blocks * 512
+
+
+def free_bytes(fs):
+    os.sync()
+    st = os.statvfs(fs)
+    return st.f_bfree * st.f_frsize
+
+
+def contains(path, pattern):
+    with open(path, "rb") as f:
+        tail = b""
+        while True:
+            block = f.read(16 << 20)
+            if not block:
+                return False
+            if pattern in tail + block:
+                return True
+            tail = block[-len(pattern):]
+
+
+def edit_params(m):
+    run(["sed", "-i", "3s/.*/42.5/", m / "params.txt"])
+
+
+def test_one_value_edit_clones(workdir, big_template, big_arrays, mount, xfs):
+    arc = reflink_copy(big_template, workdir / "a.npz")
+    orig = reflink_copy(arc, workdir / "orig.npz")     # keeps the old blocks
+    size, blocks = os.path.getsize(arc), allocated(arc)
+    free0 = free_bytes(xfs)
+    m = mount(arc)
+    edit_params(m)
+    want = dict(big_arrays)
+    want["params"] = want["params"].copy()
+    want["params"][1] = 42.5
+    check_file(arc, want)
+    unmount(m)
+    check_file(arc, want)
+    assert CLONE_LOG in m.stderr(), m.stderr()
+    assert "compaction" not in m.stderr()
+    # same physical size; the big member's blocks shared with the copy
+    assert abs(allocated(arc) - blocks) < (1 << 20)
+    assert free0 - free_bytes(xfs) < size // 20, (free0, free_bytes(xfs), size)
+    frag = run(["filefrag", "-v", arc]).stdout.decode()
+    assert "shared" in frag, frag
+    assert orig.exists()
+
+
+def test_rm_big_frees_its_blocks(workdir, big_template, big_arrays, mount):
+    arc = reflink_copy(big_template, workdir / "a.npz")
+    before = allocated(arc)
+    m = mount(arc)
+    run(["rm", m / "big.npy"])
+    want = {k: v for k, v in big_arrays.items() if k != "big"}
+    check_file(arc, want)
+    unmount(m)
+    assert allocated(arc) < before // 10, (allocated(arc), before)
+    assert not contains(arc, PATTERN_BYTES)
+
+
+def test_rm_middle_member_punched(workdir, mount):
+    """A removed member in the middle: the clone keeps the others in place
+    and punches its bytes out (no compaction: they are a small share)."""
+    mid = np.full((16 << 20) // 8, PATTERN, dtype=np.uint64)
+    rest = np.arange((96 << 20) // 8, dtype=np.uint64)
+    arrays = {"a": np.arange(10.0), "mid": mid, "rest": rest}
+    arc = workdir / "a.npz"
+    np.savez(arc, **arrays)
+    before = allocated(arc)
+    offsets = {i.filename: i.header_offset for i in zipfile.ZipFile(arc).infolist()}
+    m = mount(arc)
+    run(["rm", m / "mid.npy"])
+    want = {"a": arrays["a"], "rest": rest}
+    check_file(arc, want)
+    unmount(m)
+    assert CLONE_LOG in m.stderr() and "compaction" not in m.stderr(), m.stderr()
+    after = {i.filename: i.header_offset for i in zipfile.ZipFile(arc).infolist()}
+    assert after == {k: offsets[k] for k in ("a.npy", "rest.npy")}
+    assert before - allocated(arc) > (15 << 20), (before, allocated(arc))
+    assert not contains(arc, PATTERN_BYTES)
+
+
+def test_add_rename_and_mix(workdir, tmp_path, mount):
+    arrays = {"x": np.array([0.5, 1.0, 1.5]), "m": np.arange(12.0).reshape(3, 4),
+              "n": np.arange(100000), "s": np.array(["alpha", "beta"])}
+    arc = workdir / "a.npz"
+    np.savez(arc, **arrays)
+    m = mount(arc)
+    new = np.arange(24, dtype=np.int16).reshape(2, 3, 4)
+    (tmp_path / "new.npy").write_bytes(npy_bytes(new))
+    run(["cp", tmp_path / "new.npy", m.path])
+    want = {**arrays, "new": new}
+    check_file(arc, want)
+    run(["mv", m / "x.npy", m / "y.npy"])
+    want = {("y" if k == "x" else k): v for k, v in want.items()}
+    check_file(arc, want)
+    # a mix: edit, add, remove, rename
+    run(["sed", "-i", "2s/.*/-3.5/", m / "y.txt"])
+    run(["rm", m / "m.npy"])
+    run(["mv", m / "n.npy", m / "nn.npy"])
+    (tmp_path / "z.npy").write_bytes(npy_bytes(np.eye(3)))
+    run(["cp", tmp_path / "z.npy", m.path])
+    y = want["y"].copy()
+    y[0] = -3.5
+    want = {"y": y, "nn": arrays["n"], "s": arrays["s"], "new": new, "z": np.eye(3)}
+    with np.load(arc) as z:
+        assert sorted(z.files) == sorted(want)
+    with zipfile.ZipFile(arc) as z:
+        order = [n[:-4] for n in z.namelist()]
+    check_file(arc, {k: want[k] for k in order})
+    unmount(m)
+    check_file(arc, {k: want[k] for k in order})
+    assert CLONE_LOG in m.stderr(), m.stderr()
+
+
+def test_deflated_edit(workdir, mount):
+    rng = np.random.default_rng(5)
+    arrays = {"x": np.array([0.5, 1.0, 1.5]), "r": rng.standard_normal(200000),
+              "k": np.arange(5000) % 7}
+    arc = workdir / "c.npz"
+    np.savez_compressed(arc, **arrays)
+    m = mount(arc)
+    run(["sed", "-i", "3s/.*/9.75/", m / "x.txt"])
+    x = arrays["x"].copy()
+    x[1] = 9.75
+    want = {**arrays, "x": x}
+    check_file(arc, want)
+    with zipfile.ZipFile(arc) as z:
+        assert all(i.compress_type == zipfile.ZIP_DEFLATED for i in z.infolist())
+    unmount(m)
+    check_file(arc, want)
+    assert CLONE_LOG in m.stderr(), m.stderr()
+
+
+def test_compaction_rewrites(workdir, big_template, big_arrays, mount):
+    """Replacing the big array leaves more than 25% dead bytes: the commit
+    rewrites the archive (compaction), and the file holds no hole."""
+    arc = reflink_copy(big_template, workdir / "a.npz")
+    m = mount(arc)
+    small = np.arange(5, dtype=np.uint64)
+    np.save(workdir / "small.npy", small)
+    run(["cp", workdir / "small.npy", m / "big.npy"])
+    want = {**big_arrays, "big": small}
+    check_file(arc, want)
+    unmount(m)
+    assert "compaction" in m.stderr(), m.stderr()
+    assert os.path.getsize(arc) < (1 << 20)
+    assert not contains(arc, PATTERN_BYTES)
+
+
+def test_commit_rewrite_option(workdir, big_template, big_arrays, mount, xfs):
+    """-o commit=rewrite: no clone, the whole archive is written."""
+    arc = reflink_copy(big_template, workdir / "a.npz")
+    free0 = free_bytes(xfs)
+    m = mount(arc, "-o", "commit=rewrite")
+    edit_params(m)
+    want = dict(big_arrays)
+    want["params"] = want["params"].copy()
+    want["params"][1] = 42.5
+    check_file(arc, want)
+    unmount(m)
+    assert CLONE_LOG not in m.stderr(), m.stderr()
+    assert free0 - free_bytes(xfs) > BIG // 2     # its own copy of the blocks

@@ -1,0 +1,192 @@
+/* test_zipfmt.c - the zip records the cloned commit writes (src/zip/zipfmt.c)
+ * read back by Python's zipfile and `unzip -t`: a local header with a forced
+ * zip64 extra field (as numpy writes every member), and a member past 4 GiB
+ * in a sparse file (zip64 offset in its central entry, zip64 end records);
+ * field by field for a central entry whose three values overflow. */
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include "../../src/zip/zip_internal.h"
+#include "test.h"
+
+static char dir[256];
+
+static const char check_py[] =
+	"import sys, zipfile\n"
+	"path, want_off = sys.argv[1], int(sys.argv[2])\n"
+	"with zipfile.ZipFile(path) as z:\n"
+	"    assert z.testzip() is None\n"
+	"    infos = z.infolist()\n"
+	"    assert infos[-1].header_offset == want_off, infos[-1].header_offset\n"
+	"    for i in infos:\n"
+	"        assert z.read(i) == b'hello zip64 ' + i.filename.encode(), i\n";
+
+static bool check_zip(const char *path, uint64_t last_off)
+{
+	char cmd[1024];
+
+	snprintf(cmd, sizeof(cmd), "/usr/bin/python3 %s/check.py %s %llu && "
+		 "unzip -tq %s >/dev/null", dir, path,
+		 (unsigned long long)last_off, path);
+	return system(cmd) == 0;
+}
+
+/* Member `name` ("hello zip64 NAME" stored) at off; its entry in *e. */
+static bool put_member(int fd, const char *name, uint64_t off, bool zip64,
+		       struct zip_entry *e, unsigned char *buf)
+{
+	char data[64];
+	size_t len = (size_t)snprintf(data, sizeof(data), "hello zip64 %s",
+				      name);
+	size_t hl;
+
+	memset(e, 0, sizeof(*e));
+	e->name = name;
+	e->name_len = (uint16_t)strlen(name);
+	e->made_by = 3 << 8 | 20;
+	e->needed = zip64 ? 45 : 20;
+	e->method = ARCHIVE_STORE;
+	ar_dos_time(1700000000, &e->time, &e->date);
+	e->ext_attr = 0100644u << 16;
+	e->crc = (uint32_t)crc32(0, (const unsigned char *)data, (uInt)len);
+	e->size = e->comp_size = len;
+	e->lh_off = off;
+	hl = ar_local_header(buf, e, zip64);
+	memcpy(buf + hl, data, len);
+	return pwrite(fd, buf, hl + len, (off_t)off) == (ssize_t)(hl + len);
+}
+
+/* The central directory of ents[0..n) at off, then the end records. */
+static bool put_central(int fd, const struct zip_entry *ents, size_t n,
+			uint64_t off, unsigned char *buf)
+{
+	size_t len = 0, i;
+
+	for (i = 0; i < n; i++)
+		len += ar_central_entry(buf + len, &ents[i]);
+	len += ar_end_records(buf + len, n, off, len);
+	return pwrite(fd, buf, len, (off_t)off) == (ssize_t)len;
+}
+
+static void test_forced_local_zip64(void)
+{
+	unsigned char buf[4096];
+	struct zip_entry e[2];
+	char path[512];
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/local64.zip", dir);
+	fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0644);
+	test_cond("local64: put", fd >= 0 &&
+		  put_member(fd, "a.npy", 0, true, &e[0], buf) &&
+		  put_member(fd, "b.npy", 100, false, &e[1], buf) &&
+		  put_central(fd, e, 2, 200, buf));
+	test_cond("local64: header length", ar_local_header_len(&e[0], true) ==
+		  30 + 5 + 20);
+	ar_local_header(buf, &e[0], true);
+	test_cond("local64: placeholders", get32(buf + 18) == 0xffffffffu &&
+		  get32(buf + 22) == 0xffffffffu && get16(buf + 28) == 20);
+	test_cond("local64: extra", get16(buf + 35) == 1 &&
+		  get16(buf + 37) == 16 && get64(buf + 39) == e[0].size &&
+		  get64(buf + 47) == e[0].comp_size);
+	test_cond("local64: zipfile and unzip read it", check_zip(path, 100));
+	if (fd >= 0)
+		close(fd);
+}
+
+static void test_past_4gib(void)
+{
+	const uint64_t far = 5ull << 30;
+	unsigned char buf[4096];
+	struct zip_entry e[2];
+	char path[512];
+	size_t len;
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/far.zip", dir);
+	fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0644);
+	test_cond("far: put", fd >= 0 &&
+		  put_member(fd, "near", 0, false, &e[0], buf) &&
+		  put_member(fd, "far", far, true, &e[1], buf) &&
+		  put_central(fd, e, 2, far + 100, buf));
+	len = ar_central_entry(buf, &e[1]);
+	test_cond("far: central offset in zip64 extra",
+		  len == 46 + 3 + 12 && get32(buf + 42) == 0xffffffffu &&
+		  get32(buf + 20) == e[1].comp_size &&
+		  get16(buf + 30) == 12 && get16(buf + 49) == 1 &&
+		  get16(buf + 51) == 8 && get64(buf + 53) == far);
+	len = ar_end_records(buf, 2, far + 100, 123);
+	test_cond("far: zip64 end records", len == 56 + 20 + 22 &&
+		  get32(buf) == SIG_EOCD64 && get64(buf + 48) == far + 100 &&
+		  get32(buf + 56) == SIG_EOCD64_LOC &&
+		  get64(buf + 64) == far + 223 &&
+		  get32(buf + 76) == SIG_EOCD && get32(buf + 92) == 0xffffffffu);
+	test_cond("far: zipfile and unzip read it", check_zip(path, far));
+	if (fd >= 0)
+		close(fd);
+	unlink(path);
+}
+
+static void test_all_overflow(void)
+{
+	struct zip_entry e = { .name = "x", .name_len = 1, .needed = 20,
+			       .size = 6ull << 30, .comp_size = 5ull << 30,
+			       .lh_off = 7ull << 30 };
+	unsigned char buf[128];
+	size_t len = ar_central_entry(buf, &e);
+
+	test_cond("overflow: length", len == 46 + 1 + 28 &&
+		  len == ar_central_len(&e));
+	test_cond("overflow: 32-bit fields", get32(buf + 20) == 0xffffffffu &&
+		  get32(buf + 24) == 0xffffffffu &&
+		  get32(buf + 42) == 0xffffffffu && get16(buf + 6) == 45);
+	test_cond("overflow: extra in APPNOTE order", get16(buf + 47) == 1 &&
+		  get16(buf + 49) == 24 && get64(buf + 51) == e.size &&
+		  get64(buf + 59) == e.comp_size && get64(buf + 67) == e.lh_off);
+	test_cond("small: no zip64", !ar_local_needs_zip64(1u << 30) &&
+		  ar_local_needs_zip64(0xffffffffull));
+}
+
+static void test_dos_time(void)
+{
+	struct tm tm = { .tm_year = 124, .tm_mon = 2, .tm_mday = 9,
+			 .tm_hour = 13, .tm_min = 45, .tm_sec = 31,
+			 .tm_isdst = -1 };
+	uint16_t t, d;
+
+	ar_dos_time(mktime(&tm), &t, &d);
+	test_cond("dos time", t == (13 << 11 | 45 << 5 | 15) &&
+		  d == (44 << 9 | 3 << 5 | 9));
+	ar_dos_time(0, &t, &d);
+	test_cond("dos time before 1980", t == 0 && d == (1 << 5 | 1));
+}
+
+int main(void)
+{
+	const char *t = getenv("TMPDIR");
+	char path[512];
+	FILE *f;
+
+	snprintf(dir, sizeof(dir), "%s/test_zipfmt.XXXXXX", t ? t : "/tmp");
+	if (!mkdtemp(dir)) {
+		perror("mkdtemp");
+		return 1;
+	}
+	snprintf(path, sizeof(path), "%s/check.py", dir);
+	f = fopen(path, "w");
+	if (!f || fputs(check_py, f) < 0 || fclose(f))
+		return 1;
+	test_forced_local_zip64();
+	test_past_4gib();
+	test_all_overflow();
+	test_dos_time();
+	snprintf(path, sizeof(path), "rm -rf %s", dir);
+	if (system(path) != 0)
+		printf("could not remove %s\n", dir);
+	return test_report();
+}
