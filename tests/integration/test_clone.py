@@ -15,42 +15,12 @@ import zipfile
 import numpy as np
 import pytest
 
-from conftest import mountpoints
 from writeutil import assert_same_array, npy_bytes, run, unmount
 
 PATTERN = 0x0123456789ABCDEF            # fills the big arrays
 PATTERN_BYTES = PATTERN.to_bytes(8, "little") * 4
 BIG = 256 << 20
 CLONE_LOG = "commits clone the archive (reflink)"
-
-
-def _run(*cmd):
-    subprocess.run([str(c) for c in cmd], check=True, capture_output=True)
-
-
-@pytest.fixture(scope="session")
-def xfs(tmp_path_factory):
-    """A reflink XFS of 4 GiB on a sparse image file, mounted for the session;
-    unmounted and removed at the end, also after a failure."""
-    if shutil.which("mkfs.xfs") is None:
-        pytest.fail("mkfs.xfs missing: run scripts/install-deps (xfsprogs)")
-    base = tmp_path_factory.mktemp("xfs")
-    img, mnt = base / "xfs.img", base / "mnt"
-    mnt.mkdir()
-    _run("truncate", "-s", "4G", img)
-    try:
-        _run("mkfs.xfs", "-q", "-m", "reflink=1", img)
-        _run("mount", "-o", "loop", img, mnt)
-        try:
-            yield mnt
-        finally:
-            for mp in mountpoints():        # a FUSE mount left inside
-                if mp.startswith(str(mnt) + "/"):
-                    subprocess.run(["fusermount3", "-u", "-z", mp], capture_output=True)
-            if subprocess.run(["umount", str(mnt)]).returncode != 0:
-                subprocess.run(["umount", "-l", str(mnt)])
-    finally:
-        img.unlink()
 
 
 @pytest.fixture(scope="session")
