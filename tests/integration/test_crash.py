@@ -21,10 +21,10 @@ import zipfile
 import numpy as np
 import pytest
 
-from conftest import SLOW, sanitizer_report
+from conftest import SANITIZED, SLOW, sanitizer_report
 from writeutil import Daemon
 
-ROUNDS = 20
+ROUNDS = 10 if SANITIZED else 20     # the sanitized daemon is ~3x slower
 BIG = 25_000_000                  # float64: 200 MB
 MAX_DELAY = 0.3
 
