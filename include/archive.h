@@ -92,11 +92,12 @@ ssize_t archive_member_read(struct archive *a, size_t i, void *buf,
 			    size_t len, uint64_t off, struct npz_err *err);
 
 /* Where the bytes [off, off + len) of member i can be read from directly
- * (for zero-copy replies): *fd (the archive, or the inflate cache) at *pos,
- * *n bytes (clamped to the member; 0 at or past its end).  Stored members
- * always; deflated ones once inflated that far, else -EAGAIN (read with
- * archive_member_read, which inflates).  The descriptor stays valid until
- * archive_close(a).  Returns 0, -EAGAIN or -EIO. */
+ * (for zero-copy replies): *fd (the archive file) at *pos, *n bytes
+ * (clamped to the member; 0 at or past its end).  Stored members only;
+ * deflated ones give -EAGAIN (read them with archive_member_read: their
+ * cached inflated bytes may be evicted before a splice is done).  The
+ * descriptor stays valid until archive_close(a), also after
+ * archive_retire(a).  Returns 0, -EAGAIN or -EIO. */
 int archive_member_span(struct archive *a, size_t i, uint64_t off,
 			size_t len, int *fd, uint64_t *pos, size_t *n,
 			struct npz_err *err);
