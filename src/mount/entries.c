@@ -235,6 +235,8 @@ int tree_new(struct archive *ar, const struct tree_opts *opts,
 	t->cache_fd = -1;
 	t->next_seq = n;
 	pthread_mutex_init(&t->change_lock, NULL);
+	pthread_mutex_init(&t->reap_lock, NULL);
+	pthread_cond_init(&t->reap_cv, NULL);
 	pthread_rwlock_init(&t->lock, NULL);
 	pthread_mutex_init(&t->cache_lock, NULL);
 	pthread_mutex_init(&t->inval_lock, NULL);
@@ -286,10 +288,13 @@ void tree_free(struct tree *t)
 	/* this thread's span, then the tree's reference: the last one
 	 * closes the archive (a worker thread's slot releases the rest) */
 	tree_thread_release();
+	version_reaper_stop(t);
 	version_put(t->spare);
 	version_put(t->ver);
 	pthread_rwlock_destroy(&t->lock);
 	pthread_mutex_destroy(&t->change_lock);
+	pthread_mutex_destroy(&t->reap_lock);
+	pthread_cond_destroy(&t->reap_cv);
 	pthread_mutex_destroy(&t->cache_lock);
 	pthread_mutex_destroy(&t->inval_lock);
 	buf_release(&t->inval);
@@ -304,8 +309,12 @@ void change_begin(struct tree *t)
 
 void change_end(struct tree *t)
 {
+	struct version *retired = t->retired;
+
+	t->retired = NULL;
 	pthread_rwlock_unlock(&t->lock);
 	pthread_mutex_unlock(&t->change_lock);
+	version_reap(t, retired);	/* closing takes long: not here */
 }
 
 const char *tree_archive_path(struct tree *t)

@@ -111,6 +111,15 @@ struct tree {
 	struct archive *ar;	/* the current archive: ver->ar */
 	struct version *ver;	/* its version; the tree holds a reference */
 	struct version *spare;	/* the next commit's version (version.c) */
+	struct version *retired;	/* replaced in this change, handed to
+					   the reaper after it (change_end) */
+	pthread_mutex_t reap_lock;	/* protects: reap, reap_stop,
+					   reaper_on; a leaf lock */
+	pthread_cond_t reap_cv;
+	struct version *reap;		/* for the reaper thread to close */
+	bool reap_stop;
+	bool reaper_on;			/* the reaper thread runs */
+	pthread_t reaper;
 	struct tree_opts opts;
 	pthread_mutex_t change_lock;	/* see tree.h; before lock */
 	pthread_rwlock_t lock;	/* see tree.h */
@@ -307,9 +316,17 @@ void version_put(struct version *v);
  * with a message.  Call before archive_commit.  t->lock held for writing. */
 int version_reserve(struct tree *t, struct npz_err *err);
 /* Swap nar (a commit's new archive) in as t->ar, in t->spare: the old
- * archive is retired and the tree's reference on it dropped.  Cannot fail
- * after version_reserve.  t->lock held for writing. */
+ * version goes to t->retired.  Cannot fail after version_reserve.  In a
+ * change, t->lock held for writing. */
 void version_publish(struct tree *t, struct archive *nar);
+/* Hand the versions of list to the reaper thread (started on first use,
+ * after the daemon forked), which retires each (tables freed, descriptors
+ * kept) and drops the tree's reference: closing a replaced archive frees
+ * its blocks, which takes long for a big one, and no request waits for it.
+ * Without a thread, done here.  No tree lock held. */
+void version_reap(struct tree *t, struct version *list);
+/* Stop the reaper thread and release what it had not yet (tree_free). */
+void version_reaper_stop(struct tree *t);
 /* Take a reference on v for a zero-copy span, kept in this thread's slot
  * until tree_thread_release.  t->lock held.  0, or -EAGAIN (no memory for
  * the slot: read by copying). */

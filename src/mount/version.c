@@ -5,10 +5,11 @@
  * reference is released when that thread starts its next request
  * (tree_thread_release), exits, or frees the tree.
  *  Invariants: t->ar == t->ver->ar; an archive a commit replaced is
- *  retired (tables freed, descriptors kept) and closed by its last
- *  reference's version_put. */
+ *  retired (tables freed, descriptors kept) after its change ends, by the
+ *  reaper thread, and closed by its last reference's version_put. */
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdlib.h>
 
 #include "mount_internal.h"
@@ -16,6 +17,7 @@
 struct version {
 	struct archive *ar;
 	atomic_uint refs;
+	struct version *next;	/* in t->retired */
 };
 
 static pthread_key_t slot_key;
@@ -71,14 +73,100 @@ void version_publish(struct tree *t, struct archive *nar)
 {
 	struct version *old = t->ver;
 
-	/* nobody reads the old archive's tables any more (readers hold
-	 * t->lock): only its descriptors stay, for zero-copy replies */
-	archive_retire(old->ar);
 	t->ver = t->spare;
 	t->spare = NULL;
 	t->ver->ar = nar;
 	t->ar = nar;
-	version_put(old);
+	old->next = t->retired;
+	t->retired = old;
+}
+
+static void drop_retired(struct version *list)
+{
+	struct version *v, *next;
+
+	for (v = list; v; v = next) {
+		next = v->next;
+		/* nobody reads its tables any more (readers took t->ar under
+		 * t->lock): only its descriptors stay, for zero-copy replies */
+		archive_retire(v->ar);
+		version_put(v);
+	}
+}
+
+static void *reaper_main(void *arg)
+{
+	struct tree *t = arg;
+	struct version *list;
+
+	pthread_mutex_lock(&t->reap_lock);
+	for (;;) {
+		while (!t->reap && !t->reap_stop)
+			pthread_cond_wait(&t->reap_cv, &t->reap_lock);
+		if (!t->reap)
+			break;
+		list = t->reap;
+		t->reap = NULL;
+		pthread_mutex_unlock(&t->reap_lock);
+		drop_retired(list);
+		pthread_mutex_lock(&t->reap_lock);
+	}
+	pthread_mutex_unlock(&t->reap_lock);
+	return NULL;
+}
+
+/* Start the reaper with every signal blocked (they are the FUSE loop's).
+ * reap_lock held.  False when no thread can be made. */
+static bool reaper_start(struct tree *t)
+{
+	sigset_t all, old;
+	int ret;
+
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	ret = pthread_create(&t->reaper, NULL, reaper_main, t);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	t->reaper_on = !ret;
+	return !ret;
+}
+
+void version_reap(struct tree *t, struct version *list)
+{
+	struct version *last;
+
+	if (!list)
+		return;
+	pthread_mutex_lock(&t->reap_lock);
+	if (t->reap_stop || (!t->reaper_on && !reaper_start(t))) {
+		pthread_mutex_unlock(&t->reap_lock);
+		drop_retired(list);
+		return;
+	}
+	for (last = list; last->next; last = last->next)
+		;
+	last->next = t->reap;
+	t->reap = list;
+	pthread_cond_signal(&t->reap_cv);
+	pthread_mutex_unlock(&t->reap_lock);
+}
+
+void version_reaper_stop(struct tree *t)
+{
+	struct version *list;
+	bool on;
+
+	pthread_mutex_lock(&t->reap_lock);
+	t->reap_stop = true;
+	on = t->reaper_on;
+	pthread_cond_signal(&t->reap_cv);
+	pthread_mutex_unlock(&t->reap_lock);
+	if (on)
+		pthread_join(t->reaper, NULL);
+	list = t->reap;		/* (none: the reaper drains before it ends) */
+	t->reap = NULL;
+	drop_retired(list);
+	drop_retired(t->retired);
+	t->retired = NULL;
 }
 
 int version_hold(struct version *v)
