@@ -186,7 +186,7 @@ static int plan_init(struct plan *p, struct archive *a,
 	p->live = malloc((n ? n : 1) * sizeof(*p->live));
 	p->ents = calloc(n ? n : 1, sizeof(*p->ents));
 	p->cd = malloc(a->cd_size ? (size_t)a->cd_size : 1);
-	p->hdr = malloc(30 + UINT16_MAX + 20);
+	p->hdr = malloc(30 + UINT16_MAX + 20 + AR_ALIGN_BIG + AR_PAD_MIN);
 	if (!p->keep || !p->live || !p->ents || !p->cd || !p->hdr)
 		return plan_fail(s, -ENOMEM, strerror(ENOMEM));
 	got = ar_pread_full(a->fd, p->cd, (size_t)a->cd_size, a->cd_off);
@@ -385,6 +385,7 @@ static int write_member(struct plan *p, size_t k, struct file_src *s,
 			     : ar_local_needs_zip64(c->size);
 	if (zip64 && e->needed < 45)
 		e->needed = 45;
+	e->pad = ar_local_pad(e, zip64, *pos);
 	data = *pos + ar_local_header_len(e, zip64);
 	if (c->from >= 0) {
 		from = ar_member_data_off(p->a, &p->a->m[c->from], &err);

@@ -301,13 +301,30 @@ struct zip_entry {
 	uint16_t made_by, needed, flags, method, time, date;
 	uint32_t crc, ext_attr;
 	uint64_t comp_size, size, lh_off;
+	uint16_t pad;		/* local header: bytes of an alignment extra
+				   field (0, or at least AR_PAD_MIN) */
 };
+
+/* Stored data a commit writes starts on an AR_ALIGN_BIG boundary for
+ * members of AR_ALIGN_BIG_MIN bytes or more (block-aligned: range clones,
+ * mmap straight out of the archive), else on AR_ALIGN_SMALL, as Android's
+ * zipalign does: an extra field 0xd935 (alignment, then zeros). */
+#define AR_ALIGN_BIG 4096u
+#define AR_ALIGN_BIG_MIN (64u << 10)
+#define AR_ALIGN_SMALL 64u
+#define AR_PAD_MIN 6u
+#define AR_PAD_ID 0xd935u
+
+/* The padding e needs so that its data, after a local header starting at
+ * lh_off, is aligned (e->method, e->size, e->name_len set). */
+uint16_t ar_local_pad(const struct zip_entry *e, bool zip64, uint64_t lh_off);
 
 /* Content of size bytes needs a zip64 local header (zipfile's rule). */
 bool ar_local_needs_zip64(uint64_t size);
 
-/* The local header of e (with the 20-byte zip64 extra when zip64) into p;
- * returns its length, ar_local_header_len(e, zip64). */
+/* The local header of e (with the 20-byte zip64 extra when zip64, then
+ * e->pad bytes of alignment extra) into p; returns its length,
+ * ar_local_header_len(e, zip64). */
 size_t ar_local_header(unsigned char *p, const struct zip_entry *e,
 		       bool zip64);
 size_t ar_local_header_len(const struct zip_entry *e, bool zip64);

@@ -44,7 +44,21 @@ bool ar_local_needs_zip64(uint64_t size)
 
 size_t ar_local_header_len(const struct zip_entry *e, bool zip64)
 {
-	return 30 + (size_t)e->name_len + (zip64 ? 20 : 0);
+	return 30 + (size_t)e->name_len + (zip64 ? 20 : 0) + e->pad;
+}
+
+uint16_t ar_local_pad(const struct zip_entry *e, bool zip64, uint64_t lh_off)
+{
+	uint64_t data = lh_off + 30 + e->name_len + (zip64 ? 20 : 0);
+	uint32_t align = e->size >= AR_ALIGN_BIG_MIN ? AR_ALIGN_BIG
+						     : AR_ALIGN_SMALL;
+	uint32_t pad = (uint32_t)((align - data % align) % align);
+
+	if (e->method != ARCHIVE_STORE)
+		return 0;
+	while (pad && pad < AR_PAD_MIN)
+		pad += align;
+	return (uint16_t)pad;
 }
 
 size_t ar_local_header(unsigned char *p, const struct zip_entry *e,
@@ -60,7 +74,7 @@ size_t ar_local_header(unsigned char *p, const struct zip_entry *e,
 	put32(p + 18, zip64 ? U32_MAX_FIELD : (uint32_t)e->comp_size);
 	put32(p + 22, zip64 ? U32_MAX_FIELD : (uint32_t)e->size);
 	put16(p + 26, e->name_len);
-	put16(p + 28, zip64 ? 20 : 0);
+	put16(p + 28, (uint16_t)((zip64 ? 20 : 0) + e->pad));
 	memcpy(p + 30, e->name, e->name_len);
 	p += 30 + e->name_len;
 	if (zip64) {
@@ -68,6 +82,14 @@ size_t ar_local_header(unsigned char *p, const struct zip_entry *e,
 		put16(p + 2, 16);
 		put64(p + 4, e->size);
 		put64(p + 12, e->comp_size);
+		p += 20;
+	}
+	if (e->pad) {
+		put16(p, AR_PAD_ID);
+		put16(p + 2, (uint16_t)(e->pad - 4));
+		put16(p + 4, e->size >= AR_ALIGN_BIG_MIN ? AR_ALIGN_BIG
+							  : AR_ALIGN_SMALL);
+		memset(p + 6, 0, e->pad - AR_PAD_MIN);
 	}
 	return ar_local_header_len(e, zip64);
 }

@@ -15,6 +15,7 @@ import zipfile
 import numpy as np
 import pytest
 
+from conftest import npzfs_cmd
 from writeutil import assert_same_array, npy_bytes, run, unmount
 
 PATTERN = 0x0123456789ABCDEF            # fills the big arrays
@@ -232,3 +233,39 @@ def test_commit_rewrite_option(workdir, big_template, big_arrays, mount, xfs):
     unmount(m)
     assert CLONE_LOG not in m.stderr(), m.stderr()
     assert free0 - free_bytes(xfs) > BIG // 2     # its own copy of the blocks
+
+
+def data_offset(path, name):
+    """Where member name's data starts: its local header's offset, 30
+    bytes, the name and the LOCAL extra field (which may differ from the
+    central one)."""
+    with zipfile.ZipFile(path) as z:
+        off = z.getinfo(name).header_offset
+    with open(path, "rb") as f:
+        f.seek(off)
+        head = f.read(30)
+    assert head[:4] == b"PK\x03\x04"
+    return off + 30 + int.from_bytes(head[26:28], "little") + \
+        int.from_bytes(head[28:30], "little")
+
+
+def test_appended_members_aligned(workdir, mount):
+    """Stored data a cloned commit appends starts on 4096 bytes (64 KiB or
+    more) or 64 bytes: block-aligned for range clones and mmap; numpy,
+    zipfile, unzip and npzfs --check read it."""
+    arc = workdir / "a.npz"
+    want = {"params": np.arange(64, dtype=np.float64) / 4,
+            "tail": np.arange(1000, dtype=np.int32)}
+    np.savez(arc, **want)
+    m = mount(arc)
+    edit_params(m)
+    want["params"][1] = 42.5
+    want["new"] = np.arange(100_000, dtype=np.float64)
+    (m / "new.npy").write_bytes(npy_bytes(want["new"]))
+    unmount(m)
+    assert CLONE_LOG in m.stderr(), m.stderr()
+    check_file(arc, {k: want[k] for k in ("params", "tail", "new")})
+    assert data_offset(arc, "params.npy") % 64 == 0
+    assert data_offset(arc, "new.npy") % 4096 == 0
+    r = subprocess.run(npzfs_cmd("--check", arc), capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr

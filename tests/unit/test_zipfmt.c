@@ -99,6 +99,36 @@ static void test_forced_local_zip64(void)
 		close(fd);
 }
 
+/* Alignment padding: stored data on 64 or 4096 bytes, never a pad of 1-5
+ * bytes (too short for an extra field), none for deflated data. */
+static void test_pad(void)
+{
+	struct zip_entry e = { .name = "x.npy", .name_len = 5,
+			       .method = ARCHIVE_STORE, .size = 100 };
+	unsigned char buf[30 + 5 + 20 + 4096 + 8];
+	size_t len;
+
+	e.pad = ar_local_pad(&e, false, 0);
+	test_cond("pad: small data on 64", e.pad == 64 - 35 &&
+		  ar_local_header_len(&e, false) == 64);
+	len = ar_local_header(buf, &e, false);
+	test_cond("pad: the extra field", len == 64 && get16(buf + 28) == 29 &&
+		  get16(buf + 35) == 0xd935 && get16(buf + 37) == 25 &&
+		  get16(buf + 39) == 64 && buf[63] == 0);
+	e.size = 1 << 20;
+	e.pad = ar_local_pad(&e, true, 4096 - 55 - 3);
+	test_cond("pad: big data on 4096, never 1-5 bytes",
+		  e.pad == 4096 + 3 && (4096 - 58 + ar_local_header_len(&e, true)) % 4096 == 0);
+	len = ar_local_header(buf, &e, true);
+	test_cond("pad: after the zip64 extra", get16(buf + 28) == 20 + e.pad &&
+		  get16(buf + 35) == 1 && get16(buf + 55) == 0xd935 &&
+		  get16(buf + 59) == 4096);
+	e.pad = 0;
+	test_cond("pad: aligned already", ar_local_pad(&e, true, 4096 - 55) == 0);
+	e.method = ARCHIVE_DEFLATE;
+	test_cond("pad: none for deflated data", ar_local_pad(&e, false, 1) == 0);
+}
+
 static void test_past_4gib(void)
 {
 	const uint64_t far = 5ull << 30;
@@ -182,6 +212,7 @@ int main(void)
 	if (!f || fputs(check_py, f) < 0 || fclose(f))
 		return 1;
 	test_forced_local_zip64();
+	test_pad();
 	test_past_4gib();
 	test_all_overflow();
 	test_dos_time();
