@@ -314,6 +314,8 @@ static int rename_view(struct tree *t, struct node *src, struct node *dst,
 		return ret;
 	if (dst && dst->kind == N_MEMBER) {
 		ret = commit_content(t, to, dst->e, text, dst, &err);
+		if (ret)
+			error_report(dst, dst->e, to + 1, ret, &err);
 		wbuf_release(text);
 		free(text);
 		return ret;

@@ -6,7 +6,9 @@ intact and no temporary file, and can be retried."""
 import errno
 import os
 import random
+import shutil
 import subprocess
+import zipfile
 
 import numpy as np
 import pytest
@@ -322,3 +324,22 @@ def test_disk_full(small_fs, mount, compression):
     check_archive(arc, before, changed={"x": x})
     assert reader_close == 0, "close() of a read-only descriptor failed: %s" % os.strerror(reader_close)
     assert (cat.returncode, cat.stdout) == (0, new_text), cat
+
+
+def test_view_renamed_onto_member_failure_kept(tmp_path, mount):
+    """A view renamed onto a plain member commits its text as that member;
+    when the commit fails (here ESTALE: the archive was replaced behind the
+    mount), rename() fails and the reason is kept in user.npzfs.error."""
+    arc = tmp_path / "a.npz"
+    np.savez(arc, a=np.arange(3))
+    with zipfile.ZipFile(arc, "a") as z:
+        z.writestr("notes.bin", b"hello")
+    m = mount(arc)
+    shutil.copyfile(arc, tmp_path / "other.npz")
+    os.replace(tmp_path / "other.npz", arc)
+    with pytest.raises(OSError) as exc:
+        os.rename(m / "a.txt", m / "notes.bin")
+    assert exc.value.errno == errno.ESTALE
+    assert "notes.bin" in getxattr(m / "notes.bin", "error")
+    assert read(m / "notes.bin") == b"hello"
+
