@@ -173,16 +173,30 @@ static int open_node(struct tree *t, struct node *n, int flags,
 	return ret;
 }
 
-int tree_open(struct tree *t, const char *path, int flags,
-	      struct tree_file **out)
+/* tree_open with t->lock held (-EINPROGRESS: retry). */
+static int open_locked(struct tree *t, const char *path, int flags,
+		       struct tree_file **out)
 {
-	struct node *n;
+	struct node *n = ns_lookup(t, path);
+
+	return n ? open_node(t, n, flags, out) : -ENOENT;
+}
+
+/* Run fn with t->lock held (for writing when `write`), again after the
+ * running change as long as it finds an edit frozen (-EINPROGRESS). */
+static int open_retrying(struct tree *t, bool write,
+			 int (*fn)(struct tree *, const char *, int,
+				   struct tree_file **),
+			 const char *path, int flags, struct tree_file **out)
+{
 	int ret;
 
 	for (;;) {
-		pthread_rwlock_rdlock(&t->lock);
-		n = ns_lookup(t, path);
-		ret = n ? open_node(t, n, flags, out) : -ENOENT;
+		if (write)
+			pthread_rwlock_wrlock(&t->lock);
+		else
+			pthread_rwlock_rdlock(&t->lock);
+		ret = fn(t, path, flags, out);
 		pthread_rwlock_unlock(&t->lock);
 		if (ret != -EINPROGRESS)
 			break;
@@ -190,6 +204,12 @@ int tree_open(struct tree *t, const char *path, int flags,
 	}
 	inval_flush(t, NULL);
 	return ret;
+}
+
+int tree_open(struct tree *t, const char *path, int flags,
+	      struct tree_file **out)
+{
+	return open_retrying(t, false, open_locked, path, flags, out);
 }
 
 /* -EEXIST when path is taken by a hidden node: -EPERM (reported) when that
@@ -245,20 +265,9 @@ static int create_locked(struct tree *t, const char *path, int flags,
 int tree_create(struct tree *t, const char *path, int flags,
 		struct tree_file **out)
 {
-	int ret;
-
 	if (t->opts.ro)
 		return -EROFS;
-	for (;;) {
-		pthread_rwlock_wrlock(&t->lock);
-		ret = create_locked(t, path, flags, out);
-		pthread_rwlock_unlock(&t->lock);
-		if (ret != -EINPROGRESS)
-			break;
-		change_wait(t);
-	}
-	inval_flush(t, NULL);
-	return ret;
+	return open_retrying(t, true, create_locked, path, flags, out);
 }
 
 ssize_t tree_write(struct tree *t, struct tree_file *f, const void *buf,

@@ -91,8 +91,13 @@ def contains(path, pattern):
             tail = block[-len(pattern):]
 
 
-def edit_params(m):
+def edit_params(m, arrays):
+    """sed -i one value of params.txt; the arrays the archive should hold."""
     run(["sed", "-i", "3s/.*/42.5/", m / "params.txt"])
+    want = dict(arrays)
+    want["params"] = want["params"].copy()
+    want["params"][1] = 42.5
+    return want
 
 
 def test_one_value_edit_clones(workdir, big_template, big_arrays, mount, xfs):
@@ -101,10 +106,7 @@ def test_one_value_edit_clones(workdir, big_template, big_arrays, mount, xfs):
     size, blocks = os.path.getsize(arc), allocated(arc)
     free0 = free_bytes(xfs)
     m = mount(arc)
-    edit_params(m)
-    want = dict(big_arrays)
-    want["params"] = want["params"].copy()
-    want["params"][1] = 42.5
+    want = edit_params(m, big_arrays)
     check_file(arc, want)
     unmount(m)
     check_file(arc, want)
@@ -225,10 +227,7 @@ def test_commit_rewrite_option(workdir, big_template, big_arrays, mount, xfs):
     arc = reflink_copy(big_template, workdir / "a.npz")
     free0 = free_bytes(xfs)
     m = mount(arc, "-o", "commit=rewrite")
-    edit_params(m)
-    want = dict(big_arrays)
-    want["params"] = want["params"].copy()
-    want["params"][1] = 42.5
+    want = edit_params(m, big_arrays)
     check_file(arc, want)
     unmount(m)
     assert CLONE_LOG not in m.stderr(), m.stderr()
@@ -258,8 +257,7 @@ def test_appended_members_aligned(workdir, mount):
             "tail": np.arange(1000, dtype=np.int32)}
     np.savez(arc, **want)
     m = mount(arc)
-    edit_params(m)
-    want["params"][1] = 42.5
+    want = edit_params(m, want)
     want["new"] = np.arange(100_000, dtype=np.float64)
     (m / "new.npy").write_bytes(npy_bytes(want["new"]))
     unmount(m)
