@@ -1,6 +1,10 @@
-/* wbuf.c - written content in memory, spilling to an unlinked file.
- * Invariant: exactly one of (mem, fd >= 0) holds the content; bytes past
- * size are never read. */
+/* wbuf.c - written content in memory, spilling to an unlinked file, or
+ * copy-on-write over a base.
+ * Invariants: a plain wbuf's content is in exactly one of (mem, fd >= 0);
+ * bytes past size are never read.  A cow wbuf: base_live <= size and
+ * base_live <= base.len; the spill file (created on the first write) holds
+ * the written pages and reads zeros elsewhere: no byte of a clean page,
+ * nor past size, was left in it. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -26,14 +30,284 @@ static void unmap(struct wbuf *w)
 	w->map_len = 0;
 }
 
+static void base_put(struct wbuf *w)
+{
+	if (w->cow && w->base.put)
+		w->base.put(w->base.ctx);
+	w->base.put = NULL;
+}
+
 void wbuf_release(struct wbuf *w)
 {
 	unmap(w);
 	free(w->mem);
 	if (w->fd >= 0)
 		close(w->fd);
+	base_put(w);
+	free(w->dirty);
 	wbuf_init(w);
 }
+
+/* ---- copy-on-write ---------------------------------------------------- */
+
+void wbuf_init_cow(struct wbuf *w, const struct wbuf_base *base)
+{
+	w->cow = true;
+	w->base = *base;
+	w->base_live = base->len;
+	w->size = base->len;
+}
+
+static bool page_written(const struct wbuf *w, uint64_t p)
+{
+	return p / 64 < w->dirty_words && (w->dirty[p / 64] >> (p % 64) & 1);
+}
+
+/* The end of the run of pages from p that are all written (or all not),
+ * as a byte offset. */
+static uint64_t run_end(const struct wbuf *w, uint64_t p, bool written)
+{
+	uint64_t words = w->dirty_words;
+
+	while (p / 64 < words) {
+		uint64_t word = w->dirty[p / 64];
+
+		if (!written)
+			word = ~word;
+		word >>= p % 64;
+		if (word != ~0ull >> (p % 64)) {
+			/* the run ends inside this word */
+			return (p + (uint64_t)__builtin_ctzll(~word)) * WBUF_PAGE;
+		}
+		p = (p / 64 + 1) * 64;
+	}
+	return written ? p * WBUF_PAGE : UINT64_MAX;
+}
+
+static int mark_written(struct wbuf *w, uint64_t first, uint64_t last)
+{
+	size_t need = (size_t)(last / 64 + 1);
+
+	if (need > w->dirty_words) {
+		size_t words = w->dirty_words ? w->dirty_words : 16;
+		uint64_t *d;
+
+		while (words < need)
+			words *= 2;
+		d = realloc(w->dirty, words * sizeof(*d));
+		if (!d)
+			return -ENOMEM;
+		memset(d + w->dirty_words, 0,
+		       (words - w->dirty_words) * sizeof(*d));
+		w->dirty = d;
+		w->dirty_words = words;
+	}
+	for (uint64_t p = first; p <= last; p++)
+		w->dirty[p / 64] |= 1ull << (p % 64);
+	return 0;
+}
+
+/* pread all n bytes at off of fd; zeros past its end. */
+static int pread_zero(int fd, char *p, size_t n, uint64_t off)
+{
+	while (n) {
+		ssize_t r = pread(fd, p, n, (off_t)off);
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			return -errno;
+		if (r == 0) {
+			memset(p, 0, n);
+			return 0;
+		}
+		p += r;
+		n -= (size_t)r;
+		off += (uint64_t)r;
+	}
+	return 0;
+}
+
+/* Read [off, off + n) of a cow w's content (within size). */
+static int cow_read(const struct wbuf *w, char *p, size_t n, uint64_t off)
+{
+	while (n) {
+		uint64_t page = off / WBUF_PAGE;
+		bool written = page_written(w, page);
+		uint64_t end = run_end(w, page, written), step, base;
+		int ret = 0;
+
+		step = end - off < n ? end - off : n;
+		if (written) {
+			ret = pread_zero(w->fd, p, (size_t)step, off);
+		} else {
+			base = off < w->base_live ? w->base_live - off : 0;
+			if (base > step)
+				base = step;
+			if (base)
+				ret = pread_zero(w->base.fd, p, (size_t)base,
+						 w->base.off + off);
+			memset(p + base, 0, (size_t)(step - base));
+		}
+		if (ret)
+			return ret;
+		p += step;
+		n -= (size_t)step;
+		off += step;
+	}
+	return 0;
+}
+
+/* Copy the base's bytes of clean page `page` into the spill file. */
+static int page_fill(struct wbuf *w, uint64_t page)
+{
+	char buf[WBUF_PAGE];
+	uint64_t off = page * WBUF_PAGE, n;
+	int ret;
+
+	if (page_written(w, page) || off >= w->base_live)
+		return 0;	/* in the file already, or zeros (a hole) */
+	n = w->base_live - off < WBUF_PAGE ? w->base_live - off : WBUF_PAGE;
+	ret = pread_zero(w->base.fd, buf, (size_t)n, w->base.off + off);
+	if (!ret)
+		ret = io_pwrite_all(w->fd, buf, (size_t)n, off);
+	return ret;
+}
+
+static int cow_pwrite(struct wbuf *w, const void *p, size_t n, uint64_t off)
+{
+	uint64_t end = off + n, first = off / WBUF_PAGE,
+		 last = (end - 1) / WBUF_PAGE;
+	int ret;
+
+	if (w->fd < 0) {
+		w->fd = io_tmpfile("spill");
+		if (w->fd < 0) {
+			ret = w->fd;
+			w->fd = -1;
+			return ret;
+		}
+	}
+	/* pages written in part keep the base's other bytes */
+	ret = off % WBUF_PAGE ? page_fill(w, first) : 0;
+	if (!ret && end % WBUF_PAGE && end < w->size &&
+	    !(last == first && off % WBUF_PAGE))
+		ret = page_fill(w, last);
+	if (!ret)
+		ret = mark_written(w, first, last);
+	if (!ret)
+		ret = io_pwrite_all(w->fd, p, n, off);
+	if (!ret && end > w->size)
+		w->size = end;
+	return ret;
+}
+
+static int cow_truncate(struct wbuf *w, uint64_t size)
+{
+	uint64_t keep = (size + WBUF_PAGE - 1) / WBUF_PAGE;
+
+	if (size >= w->size) {
+		w->size = size;		/* zeros past the old size */
+		return 0;
+	}
+	if (w->fd >= 0 && ftruncate(w->fd, (off_t)size))
+		return -errno;
+	for (uint64_t p = keep; p / 64 < w->dirty_words; p++)
+		w->dirty[p / 64] &= ~(1ull << (p % 64));
+	if (w->base_live > size)
+		w->base_live = size;
+	w->size = size;
+	return 0;
+}
+
+/* Copy the base in: w becomes a plain wbuf with its content in a file. */
+static int cow_flatten(struct wbuf *w)
+{
+	char *buf;
+	uint64_t off = 0;
+	int ret = 0;
+
+	if (w->fd < 0) {
+		w->fd = io_tmpfile("spill");
+		if (w->fd < 0) {
+			ret = w->fd;
+			w->fd = -1;
+			return ret;
+		}
+	}
+	buf = malloc(1u << 20);
+	if (!buf)
+		return -ENOMEM;
+	while (!ret && off < w->base_live) {
+		uint64_t page = off / WBUF_PAGE, end;
+		size_t step;
+
+		if (page_written(w, page)) {
+			off = run_end(w, page, true);
+			continue;
+		}
+		end = run_end(w, page, false);
+		if (end > w->base_live)
+			end = w->base_live;
+		step = end - off < (1u << 20) ? (size_t)(end - off) : 1u << 20;
+		ret = pread_zero(w->base.fd, buf, step, w->base.off + off);
+		if (!ret)
+			ret = io_pwrite_all(w->fd, buf, step, off);
+		off += step;
+	}
+	free(buf);
+	if (!ret && ftruncate(w->fd, (off_t)w->size))
+		ret = -errno;
+	if (ret)
+		return ret;
+	base_put(w);
+	free(w->dirty);
+	w->dirty = NULL;
+	w->dirty_words = 0;
+	w->cow = false;
+	return 0;
+}
+
+bool wbuf_is_patch(const struct wbuf *w)
+{
+	return w->cow && w->size == w->base.len && w->base_live == w->base.len;
+}
+
+bool wbuf_next_written(const struct wbuf *w, uint64_t *off, uint64_t *len)
+{
+	uint64_t page = *off / WBUF_PAGE, end;
+
+	if (!w->cow || *off >= w->size)
+		return false;
+	if (!page_written(w, page))
+		page = run_end(w, page, false) / WBUF_PAGE;
+	if (page / 64 >= w->dirty_words || page * WBUF_PAGE >= w->size)
+		return false;
+	end = run_end(w, page, true);
+	if (end > w->size)
+		end = w->size;
+	*off = page * WBUF_PAGE;
+	*len = end - *off;
+	return true;
+}
+
+void wbuf_rebase(struct wbuf *w, const struct wbuf_base *base, bool committed)
+{
+	base_put(w);
+	w->base = *base;
+	if (!committed)
+		return;
+	w->base_live = w->size;
+	if (w->dirty)
+		memset(w->dirty, 0, w->dirty_words * sizeof(*w->dirty));
+	if (w->fd >= 0 && ftruncate(w->fd, 0) == 0)
+		return;
+	if (w->fd >= 0)		/* keep the invariant: no stale bytes */
+		close(w->fd);
+	w->fd = -1;
+}
+
+/* ---- plain ------------------------------------------------------------ */
 
 /* Move the content from memory to a new spill file. */
 static int spill(struct wbuf *w)
@@ -82,7 +356,11 @@ int wbuf_pwrite(struct wbuf *w, const void *p, size_t n, uint64_t off)
 
 	if (end < off || end > (uint64_t)INT64_MAX)
 		return -EFBIG;
+	if (n == 0)
+		return 0;
 	unmap(w);
+	if (w->cow)
+		return cow_pwrite(w, p, n, off);
 	ret = reserve(w, end);
 	if (ret)
 		return ret;
@@ -108,6 +386,11 @@ ssize_t wbuf_pread(struct wbuf *w, void *p, size_t n, uint64_t off)
 		return 0;
 	if (n > w->size - off)
 		n = (size_t)(w->size - off);
+	if (w->cow) {
+		int ret = cow_read(w, p, n, off);
+
+		return ret ? ret : (ssize_t)n;
+	}
 	if (w->fd < 0) {
 		memcpy(p, w->mem + off, n);
 		return (ssize_t)n;
@@ -125,6 +408,8 @@ int wbuf_truncate(struct wbuf *w, uint64_t size)
 	if (size > (uint64_t)INT64_MAX)
 		return -EFBIG;
 	unmap(w);
+	if (w->cow)
+		return cow_truncate(w, size);
 	ret = reserve(w, size);
 	if (ret)
 		return ret;
@@ -142,6 +427,11 @@ int wbuf_fd(struct wbuf *w)
 {
 	int ret;
 
+	if (w->cow) {
+		ret = cow_flatten(w);
+		if (ret)
+			return ret;
+	}
 	if (w->fd < 0) {
 		ret = spill(w);
 		if (ret)
@@ -153,7 +443,13 @@ int wbuf_fd(struct wbuf *w)
 int wbuf_map(struct wbuf *w, const char **p)
 {
 	static const char empty[1];
+	int ret;
 
+	if (w->cow) {
+		ret = cow_flatten(w);
+		if (ret)
+			return ret;
+	}
 	if (w->fd < 0 || w->size == 0) {
 		*p = w->size ? w->mem : empty;
 		return 0;

@@ -1,7 +1,9 @@
 /* test_wbuf.c - written content in memory and spilled; conversions. */
 #include <errno.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "buf.h"
 #include "convert.h"
@@ -139,9 +141,162 @@ static void test_convert(void)
 	wbuf_release(&out);
 }
 
+static int puts_seen;
+
+static void count_put(void *ctx)
+{
+	(void)ctx;
+	puts_seen++;
+}
+
+/* A base file of len bytes at offset 100 of a temporary file. */
+static int base_file(size_t len, unsigned char **model)
+{
+	FILE *f = tmpfile();
+	unsigned char *m = malloc(len + 1);
+	int fd;
+
+	for (size_t i = 0; i < len; i++)
+		m[i] = (unsigned char)(i * 7 + 3);
+	fd = dup(fileno(f));
+	if (pwrite(fd, "0123456789", 10, 0) != 10 ||
+	    pwrite(fd, m, len, 100) != (ssize_t)len)
+		test_cond("base file written", 0);
+	fclose(f);
+	*model = m;
+	return fd;
+}
+
+/* The written runs cover every byte that differs from the base (zeros
+ * past base_len) and nothing past the size. */
+static bool runs_cover(const struct wbuf *w, const unsigned char *base,
+		       size_t base_len, const unsigned char *model,
+		       size_t size)
+{
+	unsigned char *covered = calloc(size + 1, 1);
+	uint64_t off = 0, len;
+	bool ok = true;
+
+	while (wbuf_next_written(w, &off, &len)) {
+		if (off + len > size || len == 0)
+			ok = false;
+		for (uint64_t i = off; i < off + len && i < size; i++)
+			covered[i] = 1;
+		off += len;
+	}
+	for (size_t i = 0; i < size; i++)
+		if (!covered[i] && model[i] != (i < base_len ? base[i] : 0))
+			ok = false;
+	free(covered);
+	return ok;
+}
+
+/* Random writes and truncates of a copy-on-write wbuf against a model. */
+static void test_cow(void)
+{
+	enum { LEN = 5 * WBUF_PAGE + 123, MAX = 9 * WBUF_PAGE };
+	unsigned char *base, model[MAX], got[MAX], chunk[3 * WBUF_PAGE];
+	struct wbuf w;
+	struct wbuf_base b;
+	size_t size = LEN;
+	bool same = true;
+	int fd = base_file(LEN, &base);
+
+	b = (struct wbuf_base){ .fd = fd, .off = 100, .len = LEN,
+				.put = count_put };
+	memcpy(model, base, LEN);
+	wbuf_init(&w);
+	wbuf_init_cow(&w, &b);
+	test_cond("cow shows the base", w.size == LEN && wbuf_is_patch(&w) &&
+		  wbuf_pread(&w, got, MAX, 0) == LEN && !memcmp(got, base, LEN));
+	test_cond("nothing written", runs_cover(&w, base, LEN, model, LEN) &&
+		  w.fd < 0);
+	test_cond("one byte", wbuf_pwrite(&w, "Z", 1, 2 * WBUF_PAGE + 5) == 0);
+	model[2 * WBUF_PAGE + 5] = 'Z';
+	{
+		uint64_t off = 0, len = 0;
+
+		test_cond("one page written",
+			  wbuf_next_written(&w, &off, &len) &&
+			  off == 2 * WBUF_PAGE && len == WBUF_PAGE &&
+			  (off += len, !wbuf_next_written(&w, &off, &len)));
+	}
+	test_cond("still a patch", wbuf_is_patch(&w));
+	srand(7);
+	for (int round = 0; round < 3000 && same; round++) {
+		int op = rand() % 10;
+
+		if (op < 7) {
+			size_t n = (size_t)rand() % sizeof(chunk) + 1,
+			       off = (size_t)rand() % (MAX - n);
+
+			for (size_t i = 0; i < n; i++)
+				chunk[i] = (unsigned char)rand();
+			same = wbuf_pwrite(&w, chunk, n, off) == 0;
+			if (off > size)
+				memset(model + size, 0, off - size);
+			memcpy(model + off, chunk, n);
+			if (off + n > size)
+				size = off + n;
+		} else if (op < 9) {
+			size_t ns = (size_t)rand() % MAX;
+
+			same = wbuf_truncate(&w, ns) == 0;
+			if (ns > size)
+				memset(model + size, 0, ns - size);
+			size = ns;
+		} else {
+			size_t off = (size_t)rand() % MAX;
+			ssize_t r = wbuf_pread(&w, got, MAX - off, off);
+
+			same = r == (ssize_t)(off < size ? size - off : 0) &&
+			       !memcmp(got, model + off, (size_t)r);
+			continue;
+		}
+		same = same && w.size == size &&
+		       wbuf_pread(&w, got, MAX, 0) == (ssize_t)size &&
+		       !memcmp(got, model, size) &&
+		       runs_cover(&w, base, w.base_live, model, size);
+	}
+	test_cond("random writes and truncates match the model", same);
+	test_cond("base kept until released", puts_seen == 0 && w.cow);
+	test_cond("flattened by wbuf_fd", wbuf_fd(&w) >= 0 && !w.cow &&
+		  puts_seen == 1 && wbuf_pread(&w, got, MAX, 0) ==
+		  (ssize_t)size && !memcmp(got, model, size));
+	wbuf_release(&w);
+	test_cond("plain release puts nothing more", puts_seen == 1);
+
+	/* rebase after a commit: nothing written any more */
+	wbuf_init(&w);
+	wbuf_init_cow(&w, &b);
+	memcpy(model, base, LEN);
+	test_cond("write", wbuf_pwrite(&w, "abc", 3, WBUF_PAGE - 1) == 0);
+	memcpy(model + WBUF_PAGE - 1, "abc", 3);
+	if (pwrite(fd, model, LEN, 20000) != LEN)
+		test_cond("second base written", 0);
+	b.off = 20000;
+	wbuf_rebase(&w, &b, true);
+	{
+		uint64_t off = 0, len;
+
+		test_cond("rebased: nothing written, same content",
+			  puts_seen == 2 && !wbuf_next_written(&w, &off, &len) &&
+			  wbuf_is_patch(&w) && wbuf_pread(&w, got, MAX, 0) == LEN &&
+			  !memcmp(got, model, LEN));
+	}
+	test_cond("write after rebase", wbuf_pwrite(&w, "Q", 1, 0) == 0 &&
+		  wbuf_pread(&w, got, MAX, 0) == LEN && got[0] == 'Q' &&
+		  !memcmp(got + 1, model + 1, LEN - 1));
+	wbuf_release(&w);
+	test_cond("released puts the base", puts_seen == 3);
+	close(fd);
+	free(base);
+}
+
 int main(void)
 {
 	test_memory_and_spill();
+	test_cow();
 	test_convert();
 	return test_report();
 }
