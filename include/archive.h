@@ -137,6 +137,11 @@ int archive_check_layout(struct archive *a, archive_report_fn *report,
 /* Name of a compression method: "stored", "deflated", or "method N". */
 const char *archive_method_name(uint16_t method);
 
+/* A byte range of a member's content. */
+struct archive_range {
+	uint64_t off, len;
+};
+
 /* One member of the archive written by archive_commit(). */
 struct archive_change {
 	const char *name;	/* member name in the new archive (unique) */
@@ -144,15 +149,34 @@ struct archive_change {
 				   whose compressed bytes, method, CRC, mtime and
 				   attributes are copied unchanged, without
 				   recompression (a rename when name differs);
-				   -1: new content from fd */
-	int fd;			/* from == -1: the uncompressed content is
-				   pread(fd) over [0, size); fd's offset is not
-				   used or moved, and fd is not closed */
+				   -1: new content from fd (or read) */
+	int fd;			/* from == -1, read NULL: the uncompressed
+				   content is pread(fd) over [0, size); fd's
+				   offset is not used or moved, and fd is not
+				   closed */
+	/* from == -1: when not NULL, the content is read with read()
+	 * instead (bytes read, short only at the end, or -errno); it may be
+	 * called from several threads at once */
+	ssize_t (*read)(void *ctx, void *buf, size_t len, uint64_t off);
+	void *read_ctx;
 	uint64_t size;
 	uint16_t method;	/* from == -1: ARCHIVE_STORE or ARCHIVE_DEFLATE */
 	int level;		/* from == -1, deflate: zlib level 0-9, -1 = zlib's
 				   default (6, what numpy's savez_compressed uses) */
 	time_t mtime;		/* from == -1: the entry's timestamp */
+	bool crc_known;		/* from == -1: crc is the content's CRC-32
+				   (spares reading content that is cloned) */
+	uint32_t crc;
+	/* from == -1, stored: the content is member patch_of of the current
+	 * archive (stored, size bytes) with only ranges[0..nranges) (sorted,
+	 * disjoint) changed.  A cloned commit then keeps that member in
+	 * place, when it has this name, and writes only those ranges and the
+	 * new CRC (from the changed bytes alone): O(change) whatever the
+	 * member's size.  Other commits read the whole content. */
+	bool patch;
+	size_t patch_of;
+	const struct archive_range *ranges;
+	size_t nranges;
 };
 
 /* Write a new archive whose members are exactly changes[0..n) in that order
@@ -219,6 +243,12 @@ void archive_tune_deflate(const struct archive_deflate_tuning *t);
 /* May archive_commit() clone the archive file (default true)?  false: every
  * commit rewrites the whole archive.  For the whole process (-o commit=). */
 void archive_tune_commit(bool clone);
+
+/* When a's directory is on a filesystem that can clone (and commits may:
+ * archive_tune_commit), make it the directory of spill files
+ * (io_set_spill_dir): a commit then clones written content into the new
+ * archive (FICLONERANGE) instead of copying it.  Returns true if so. */
+bool archive_spill_near(const struct archive *a);
 
 /* Create an empty archive (no member) at path, which must not exist yet
  * (mode 0644 less the umask), and fsync() it.  Returns 0 or -errno

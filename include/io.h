@@ -3,6 +3,7 @@
 #ifndef NPZFS_IO_H
 #define NPZFS_IO_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -17,5 +18,16 @@ int io_tmpfile(const char *tag);
 
 /* The directory io_tmpfile() uses. */
 const char *io_tmpdir(void);
+
+/* Make dir (or, with NULL, nothing) the directory of spill files: see
+ * io_spill_file().  Call before any thread uses io_spill_file(). */
+int io_set_spill_dir(const char *dir);
+
+/* An unlinked temporary file for written content (wbuf.h): O_TMPFILE in the
+ * spill directory when one was set (the archive's own, on a filesystem that
+ * can clone: a commit then clones the content into the new archive instead
+ * of copying it: *near is then true), else io_tmpfile().  Returns the
+ * descriptor or -errno. */
+int io_spill_file(bool *near);
 
 #endif

@@ -20,6 +20,7 @@
 
 #define WBUF_MEM_MAX (8u << 20)
 #define WBUF_PAGE 4096u
+#define WBUF_WRITEBACK (8u << 20)	/* writeback started every ... bytes */
 
 /* What a copy-on-write wbuf shows where it was not written: bytes
  * [off, off + len) of fd, kept readable by a reference of the owner's,
@@ -39,6 +40,13 @@ struct wbuf {
 	uint64_t size;
 	void *map;		/* wbuf_map() of the spill file, or NULL */
 	size_t map_len;
+	bool near;		/* the spill file is beside the archive
+				   (io_spill_file): write it back early */
+	uint64_t synced;	/* writeback started up to here */
+	/* the CRC-32 of content written in order from its start (a cp) */
+	bool crc_lost;		/* written out of order: not kept */
+	uint32_t crc;		/* of bytes [0, crc_len) */
+	uint64_t crc_len;
 	/* copy-on-write (cow): page p of the content is the spill file's
 	 * when dirty bit p is set, else base's below base_live, else zeros */
 	bool cow;
@@ -63,6 +71,10 @@ ssize_t wbuf_pread(struct wbuf *w, void *p, size_t n, uint64_t off);
 
 /* Set the size; growing zero-fills.  Returns 0 or -errno. */
 int wbuf_truncate(struct wbuf *w, uint64_t size);
+
+/* The CRC-32 of the whole content, when it was written in order from its
+ * start (computed as it came): true and *crc, else false. */
+bool wbuf_crc(const struct wbuf *w, uint32_t *crc);
 
 /* Make w, empty and just initialised, a copy-on-write wbuf over base: its
  * content is base's bytes until written.  w takes over base's reference

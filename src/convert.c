@@ -6,21 +6,34 @@
 #include "convert.h"
 #include "text.h"
 
+/* Read exactly n bytes at off of w: 0, or -EIO when w is shorter. */
+static int read_exact(struct wbuf *w, void *p, size_t n, uint64_t off)
+{
+	ssize_t r = wbuf_pread(w, p, n, off);
+
+	if (r < 0)
+		return (int)r;
+	return (size_t)r == n ? 0 : -EIO;
+}
+
+/* Reads only the header and the last byte: a copy-on-write wbuf over a
+ * 4 GiB member is checked without being copied in. */
 int convert_check_npy(struct wbuf *w, struct npz_err *err)
 {
+	unsigned char prefix[NPY_PREFIX_MAX];
 	struct npy_header hdr;
-	const char *p;
-	size_t total;
+	size_t total, plen;
+	char *p, last;
 	int ret;
 
-	ret = wbuf_map(w, &p);
-	if (ret)
-		return ret;
 	if (w->size == 0) {
 		npz_err_set(err, "empty file is not a .npy");
 		return -EINVAL;
 	}
-	ret = npy_header_size(p, (size_t)w->size, &total, err);
+	plen = w->size < sizeof(prefix) ? (size_t)w->size : sizeof(prefix);
+	ret = read_exact(w, prefix, plen, 0);
+	if (!ret)
+		ret = npy_header_size(prefix, plen, &total, err);
 	if (ret)
 		return ret;
 	if (total > w->size) {
@@ -28,14 +41,22 @@ int convert_check_npy(struct wbuf *w, struct npz_err *err)
 			    total, (unsigned long long)w->size);
 		return -EINVAL;
 	}
-	ret = npy_header_parse(p, total, &hdr, err);
+	p = malloc(total);
+	if (!p)
+		return -ENOMEM;
+	ret = read_exact(w, p, total, 0);
+	if (!ret)
+		ret = read_exact(w, &last, 1, w->size - 1);
+	if (!ret)
+		ret = npy_header_parse(p, total, &hdr, err);
+	free(p);
 	if (ret)
 		return ret;
 	if (npy_dtype_has_object(&hdr.dtype)) {
 		/* numpy pickles object arrays: the data length says nothing.
 		 * Kept as opaque bytes, never unpickled; a pickle stream
 		 * ends with the STOP opcode '.' */
-		if (w->size == total || p[w->size - 1] != '.') {
+		if (w->size == total || last != '.') {
 			npz_err_set(err, "object array: data is not a pickle (no STOP opcode at its end)");
 			ret = -EINVAL;
 		}

@@ -89,7 +89,7 @@ static void fill_stat(const struct npzfs *n, const struct tree_stat *ts,
 	st->st_gid = n->gid;
 	st->st_size = (off_t)ts->size;
 	st->st_blocks = (blkcnt_t)((ts->size + 511) / 512);
-	st->st_blksize = 65536;
+	st->st_blksize = 1 << 20;
 	st->st_mtime = st->st_ctime = st->st_atime = ts->mtime;
 }
 

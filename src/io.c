@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "cache.h"
@@ -30,6 +31,29 @@ int io_pwrite_all(int fd, const void *p, size_t n, uint64_t off)
 const char *io_tmpdir(void)
 {
 	return cache_dir();
+}
+
+static char *spill_dir;
+
+int io_set_spill_dir(const char *dir)
+{
+	char *d = dir ? strdup(dir) : NULL;
+
+	if (dir && !d)
+		return -ENOMEM;
+	free(spill_dir);
+	spill_dir = d;
+	return 0;
+}
+
+int io_spill_file(bool *near)
+{
+	int fd = -1;
+
+	if (spill_dir)
+		fd = open(spill_dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+	*near = fd >= 0;
+	return fd >= 0 ? fd : io_tmpfile("spill");
 }
 
 int io_tmpfile(const char *tag)

@@ -262,6 +262,8 @@ int main(int argc, char *argv[])
 		ret = 1;
 		goto out_args;
 	}
+	if (!state.opts.ro && archive_spill_near(state.ar))
+		npz_log("written files spill beside the archive (commits clone them in)");
 	topts.ro = state.opts.ro;
 	topts.level = state.opts.level;
 	topts.compress = !strcmp(state.opts.compress, "store") ? TREE_STORE :

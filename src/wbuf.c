@@ -13,6 +13,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "crc.h"
 #include "io.h"
 #include "wbuf.h"
 
@@ -53,6 +54,7 @@ void wbuf_release(struct wbuf *w)
 void wbuf_init_cow(struct wbuf *w, const struct wbuf_base *base)
 {
 	w->cow = true;
+	w->crc_lost = true;
 	w->base = *base;
 	w->base_live = base->len;
 	w->size = base->len;
@@ -181,7 +183,7 @@ static int cow_pwrite(struct wbuf *w, const void *p, size_t n, uint64_t off)
 	int ret;
 
 	if (w->fd < 0) {
-		w->fd = io_tmpfile("spill");
+		w->fd = io_spill_file(&w->near);
 		if (w->fd < 0) {
 			ret = w->fd;
 			w->fd = -1;
@@ -228,7 +230,7 @@ static int cow_flatten(struct wbuf *w)
 	int ret = 0;
 
 	if (w->fd < 0) {
-		w->fd = io_tmpfile("spill");
+		w->fd = io_spill_file(&w->near);
 		if (w->fd < 0) {
 			ret = w->fd;
 			w->fd = -1;
@@ -312,11 +314,12 @@ void wbuf_rebase(struct wbuf *w, const struct wbuf_base *base, bool committed)
 /* Move the content from memory to a new spill file. */
 static int spill(struct wbuf *w)
 {
-	int fd = io_tmpfile("spill"), ret;
+	int fd = io_spill_file(&w->near), ret;
 
 	if (fd < 0)
 		return fd;
 	ret = io_pwrite_all(fd, w->mem, (size_t)w->size, 0);
+	w->synced = 0;
 	if (ret) {
 		close(fd);
 		return ret;
@@ -349,6 +352,23 @@ static int reserve(struct wbuf *w, uint64_t end)
 	return 0;
 }
 
+bool wbuf_crc(const struct wbuf *w, uint32_t *crc)
+{
+	*crc = w->crc;
+	return !w->crc_lost && w->crc_len == w->size;
+}
+
+/* Keep the CRC of content written in order from its start. */
+static void crc_follow(struct wbuf *w, const void *p, size_t n, uint64_t off)
+{
+	if (w->crc_lost || off != w->crc_len || w->size != w->crc_len) {
+		w->crc_lost = true;
+		return;
+	}
+	w->crc = crc32_update(w->crc, p, n);
+	w->crc_len += n;
+}
+
 int wbuf_pwrite(struct wbuf *w, const void *p, size_t n, uint64_t off)
 {
 	uint64_t end = off + n;
@@ -364,10 +384,19 @@ int wbuf_pwrite(struct wbuf *w, const void *p, size_t n, uint64_t off)
 	ret = reserve(w, end);
 	if (ret)
 		return ret;
+	crc_follow(w, p, n, off);
 	if (w->fd >= 0) {
 		ret = io_pwrite_all(w->fd, p, n, off);
 		if (ret)
 			return ret;
+		if (w->near && end >= w->synced + WBUF_WRITEBACK) {
+			/* a commit clones this file: get its blocks written
+			 * meanwhile (only a hint: errors show at the clone) */
+			sync_file_range(w->fd, (off_t)w->synced,
+					(off_t)(end - w->synced),
+					SYNC_FILE_RANGE_WRITE);
+			w->synced = end;
+		}
 	} else {
 		if (off > w->size)
 			memset(w->mem + w->size, 0, (size_t)(off - w->size));
@@ -410,6 +439,13 @@ int wbuf_truncate(struct wbuf *w, uint64_t size)
 	unmap(w);
 	if (w->cow)
 		return cow_truncate(w, size);
+	if (size == 0) {	/* written anew from its start */
+		w->crc_lost = false;
+		w->crc = 0;
+		w->crc_len = 0;
+	} else if (size != w->size) {
+		w->crc_lost = true;
+	}
 	ret = reserve(w, size);
 	if (ret)
 		return ret;

@@ -47,7 +47,67 @@ struct commit_plan {
 	struct archive_change *ch;
 	size_t n;
 	time_t now;
+	struct archive_range *ranges;	/* of the patches in ch (heap) */
 };
+
+/* archive_change.read over a frozen (or private) wbuf: reading a
+ * copy-on-write wbuf changes nothing, so threads may share it. */
+static ssize_t wbuf_read_at(void *w, void *buf, size_t len, uint64_t off)
+{
+	return wbuf_pread(w, buf, len, off);
+}
+
+/* The written ranges of copy-on-write content w, as a new array. */
+static int written_ranges(const struct wbuf *w, struct archive_range **out,
+			  size_t *n)
+{
+	uint64_t off = 0, len;
+	size_t count = 0, i = 0;
+
+	while (wbuf_next_written(w, &off, &len)) {
+		count++;
+		off += len;
+	}
+	*out = malloc((count ? count : 1) * sizeof(**out));
+	if (!*out)
+		return -ENOMEM;
+	for (off = 0; i < count && wbuf_next_written(w, &off, &len); i++) {
+		(*out)[i] = (struct archive_range){ off, len };
+		off += len;
+	}
+	*n = count;
+	return 0;
+}
+
+/* New content w of e as change c: a copy-on-write w is read as it is,
+ * and when it is its base (e's member, as the tag says) with some pages
+ * written, it is a patch of that member.  t->lock held.  0 or -errno. */
+static int plan_content(struct tree *t, struct commit_plan *p,
+			struct entry *e, struct archive_change *c)
+{
+	struct wbuf *w = e->pending;
+	const struct archive_member *m;
+
+	c->method = method_for(t, e);
+	if (!w->cow) {
+		c->crc_known = wbuf_crc(w, &c->crc);
+		c->fd = wbuf_fd(w);
+		return c->fd < 0 ? c->fd : 0;
+	}
+	c->fd = -1;
+	c->read = wbuf_read_at;
+	c->read_ctx = w;
+	if (!wbuf_is_patch(w) || !e->in_archive ||
+	    w->base.tag != e->content_tag || c->method != ARCHIVE_STORE ||
+	    p->ranges)	/* one patch per commit */
+		return 0;
+	m = archive_member(t->ar, e->member);
+	if (m->method != ARCHIVE_STORE || m->size != w->size)
+		return 0;
+	c->patch = true;
+	c->patch_of = e->member;
+	return written_ranges(w, &p->ranges, &c->nranges) ? -ENOMEM : 0;
+}
 
 /* Fill p (list and ch allocated for t->nentries + 1) from the entries that
  * are neither doomed nor shadowed.  t->lock held.  Returns 0, or a spill
@@ -71,14 +131,13 @@ static int commit_plan(struct tree *t, struct commit_plan *p,
 			ch[i].from = (ssize_t)e->member;
 			continue;
 		}
-		ch[i].fd = wbuf_fd(e->pending);
-		if (ch[i].fd < 0) {
-			ret = ch[i].fd;
+		ret = plan_content(t, p, e, &ch[i]);
+		if (ret) {
 			npz_err_set(err, "spill file: %s", strerror(-ret));
 			return ret;
 		}
+		ch[i].ranges = ch[i].patch ? p->ranges : NULL;
 		ch[i].size = e->pending->size;
-		ch[i].method = method_for(t, e);
 		ch[i].level = t->opts.level;
 		ch[i].mtime = p->now;
 	}
@@ -124,7 +183,15 @@ static void commit_renumber(struct tree *t, const struct commit_plan *p)
 		e->in_archive = true;
 		e->member = i;
 		e->seq = i;
+		if (!e->pending && e->raw && e->raw->edit) {
+			/* an edit over this unchanged member lets the old
+			 * archive go */
+			pthread_mutex_lock(&e->raw->lock);
+			edit_rebase(t, e->raw, false);
+			pthread_mutex_unlock(&e->raw->lock);
+		}
 		if (e->pending) {
+			e->content_tag = ++t->next_tag;
 			e->mtime = p->now;
 			e->pending = NULL;	/* owned by the caller */
 			entry_reset(t, e);
@@ -177,6 +244,7 @@ int commit_archive(struct tree *t, struct npz_err *err)
 	}
 	free(p.list);
 	free(p.ch);
+	free(p.ranges);
 	t->trim = true;		/* see release_free_memory() */
 	return ret;
 }
@@ -422,6 +490,8 @@ int commit_node(struct tree *t, struct node *n)
 	ret = commit_content(t, path, n->kind == N_NEW ? NULL : n->e, w, n,
 			     &err);
 	pthread_mutex_lock(&n->lock);
+	if (!ret)	/* the archive holds the edit: it is the new base */
+		edit_rebase(t, n, true);
 	commit_outcome(t, n, path, ret);
 	pthread_mutex_unlock(&n->lock);
 	if (ret == -EINVAL && n->kind == N_NEW)

@@ -47,10 +47,11 @@ int edit_freeze(struct node *n)
 	const char *p;
 	int ret = 0;
 
-	/* after these, reading the wbuf changes nothing in it */
-	if (n->edit)
+	/* after these, reading the wbuf changes nothing in it (reading a
+	 * copy-on-write wbuf never does) */
+	if (n->edit && !n->edit->cow)
 		ret = wbuf_fd(n->edit);
-	if (ret >= 0 && n->edit)
+	if (ret >= 0 && n->edit && !n->edit->cow)
 		ret = wbuf_map(n->edit, &p);
 	if (ret < 0)
 		return ret;
@@ -71,14 +72,73 @@ static void change_wait(struct tree *t)
 	pthread_mutex_unlock(&t->change_lock);
 }
 
-/* Start editing n: its edit holds a copy of the current content (or
- * nothing when empty).  t->lock and n->lock held. */
+static void base_put(void *version)
+{
+	version_put(version);
+}
+
+/* The stored bytes of e in the current archive as a copy-on-write base.
+ * t->lock held.  0, or -EAGAIN (deflated: no base), -EIO. */
+static int edit_base(struct tree *t, struct entry *e, struct wbuf_base *b)
+{
+	uint64_t size = archive_member(t->ar, e->member)->size, pos;
+	size_t got;
+	int fd, ret;
+
+	if (archive_member(t->ar, e->member)->method != ARCHIVE_STORE ||
+	    size > SIZE_MAX)
+		return -EAGAIN;
+	ret = archive_member_span(t->ar, e->member, 0, (size_t)size, &fd,
+				  &pos, &got, NULL);
+	if (ret)
+		return ret;
+	if (got != size)
+		return -EIO;
+	*b = (struct wbuf_base){ .fd = fd, .off = pos, .len = size,
+				 .put = base_put, .ctx = version_ref(t->ver),
+				 .tag = e->content_tag };
+	return 0;
+}
+
+void edit_rebase(struct tree *t, struct node *n, bool committed)
+{
+	struct wbuf *w = n->edit;
+	struct wbuf_base b;
+
+	if (!w || !w->cow || n->kind != N_MEMBER || !n->e ||
+	    !n->e->in_archive || (!committed && w->base.tag != n->e->content_tag))
+		return;
+	if (edit_base(t, n->e, &b))
+		return;
+	if (b.len != w->size) {	/* cannot be: the member is w's content */
+		version_put(b.ctx);
+		return;
+	}
+	wbuf_rebase(w, &b, committed);
+}
+
+/* Start editing n: its edit holds the current content (or nothing when
+ * empty): a stored member's by copy-on-write, anything else by a copy.
+ * t->lock and n->lock held. */
 static int edit_begin(struct tree *t, struct node *n, bool empty)
 {
+	struct wbuf_base b;
 	struct wbuf *w;
 
 	if (n->edit)
 		return empty ? wbuf_truncate(n->edit, 0) : 0;
+	if (!empty && n->kind == N_MEMBER && n->e && n->e->in_archive &&
+	    !edit_base(t, n->e, &b)) {
+		w = malloc(sizeof(*w));
+		if (!w) {
+			version_put(b.ctx);
+			return -ENOMEM;
+		}
+		wbuf_init(w);
+		wbuf_init_cow(w, &b);
+		n->edit = w;
+		return 0;
+	}
 	if (empty || !n->e || (n->kind != N_MEMBER && n->kind != N_VIEW)) {
 		w = malloc(sizeof(*w));
 		if (!w)

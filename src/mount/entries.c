@@ -51,6 +51,7 @@ int entries_add(struct tree *t, struct entry *e)
 	}
 	t->entries[t->nentries++] = e;
 	e->t = t;
+	e->content_tag = ++t->next_tag;
 	return 0;
 }
 

@@ -62,6 +62,10 @@ struct entry {
 	struct node *raw;	/* N_MEMBER node, or NULL when not shown */
 	struct node *view;	/* N_VIEW node, or NULL */
 	struct wbuf *pending;	/* new content for the running commit */
+	uint64_t content_tag;	/* names the member's content: a new one
+				   whenever a commit gives it new bytes
+				   (tree->lock); a copy-on-write edit's base
+				   carries the tag of what it shows */
 	time_t mtime;
 	char *error;		/* last rejected write (tree->lock) */
 	struct tree *t;
@@ -134,6 +138,7 @@ struct tree {
 	struct entry **entries;
 	size_t nentries, entries_cap;
 	uint64_t next_seq;
+	uint64_t next_tag;	/* the last content_tag given (tree->lock) */
 	pthread_mutex_t cache_lock;	/* protects: cache_end; a leaf lock */
 	int cache_fd;			/* small rendered views, or -1 */
 	uint64_t cache_end;
@@ -273,6 +278,13 @@ int edit_freeze(struct node *n);
 void edit_thaw(struct node *n);
 /* Drop n's edit when nobody writes it any more.  n->lock held. */
 void edit_end_if_idle(struct tree *t, struct node *n);
+/* Move n's copy-on-write edit onto the current archive (t->lock held for
+ * writing, n->lock held): with `committed`, the edit was just committed
+ * whole (its written pages are now in the archive); else only when the
+ * member's content is still what the edit's base shows.  The old archive
+ * version is released.  Nothing happens when the member cannot be a base
+ * (deflated). */
+void edit_rebase(struct tree *t, struct node *n, bool committed);
 
 /* ---- commit.c: what a commit contains, and its outcome ---------------- */
 
@@ -310,6 +322,8 @@ void inval_flush(struct tree *t, const char *skip);
 
 /* A new version of ar holding one reference (the caller's): 0 or -ENOMEM. */
 int version_new(struct archive *ar, struct version **out);
+/* One more reference on v (for a copy-on-write edit's base); returns v. */
+struct version *version_ref(struct version *v);
 /* Drop a reference; the last one closes the archive.  NULL is a no-op. */
 void version_put(struct version *v);
 /* Make sure t->spare is there for the next version_publish: 0, or -ENOMEM

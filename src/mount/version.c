@@ -52,6 +52,12 @@ int version_new(struct archive *ar, struct version **out)
 	return 0;
 }
 
+struct version *version_ref(struct version *v)
+{
+	atomic_fetch_add(&v->refs, 1);
+	return v;
+}
+
 void version_put(struct version *v)
 {
 	if (v && atomic_fetch_sub(&v->refs, 1) == 1) {

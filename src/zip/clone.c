@@ -2,7 +2,9 @@
  * of the old file (FICLONE shares every block, whatever the size); members
  * kept under their name stay where they are, byte for byte, entry and all;
  * changed, new and renamed members are appended after the last kept byte
- * (a local header, then the data); the bytes of removed and replaced
+ * (a local header, then the data), except patches (a stored member edited
+ * in place: only the changed ranges are written, at their place, and the
+ * CRC is updated from them alone); the bytes of removed and replaced
  * members and of the old central directory are punched out (blocks freed,
  * zeros read back); a new central directory, in the change list's order,
  * and the end records end the file.  Temporary file, fsync, owner and mode,
@@ -31,6 +33,7 @@
 #define DD_SLACK 24
 #define COPY_BUF (256u << 10)	/* the pread/pwrite fallback of a copy */
 #define COPY_STEP (1u << 30)	/* bytes per copy_file_range() call */
+#define PATCH_BLOCK (1u << 20)	/* bytes of a patch read at a time */
 
 enum { CLONE_UNKNOWN, CLONE_YES, CLONE_NO };
 static _Atomic int clone_support;	/* learnt at the first commit */
@@ -50,6 +53,7 @@ struct plan {
 	const struct archive_change *ch;
 	size_t n;
 	ssize_t *keep;		/* old member change k keeps in place, or -1 */
+	bool *patched;		/* change k patches its kept member */
 	struct extent *live;	/* the kept members' bytes, by start */
 	size_t nlive;
 	uint64_t append;	/* end of the last kept byte */
@@ -90,6 +94,19 @@ static int member_extent(struct archive *a, struct member *m,
 	return 0;
 }
 
+/* Can patch c be written in place, into the member it patches?  Only
+ * under the same name, and not when a data descriptor holds the CRC. */
+static bool patch_in_place(const struct archive *a,
+			   const struct archive_change *c)
+{
+	const struct member *m;
+
+	if (c->from >= 0 || !c->patch)
+		return false;
+	m = &a->m[c->patch_of];
+	return !(m->flags & 8) && !strcmp(c->name, m->pub.name);
+}
+
 /* Which changes keep their old member in place, those members' extents,
  * where appending starts and how many bytes before it are dead. */
 static int plan_keep(struct plan *p, struct file_src *s)
@@ -100,16 +117,21 @@ static int plan_keep(struct plan *p, struct file_src *s)
 
 	for (k = 0; k < p->n; k++) {
 		const struct archive_change *c = &p->ch[k];
+		size_t idx;
 
 		p->keep[k] = -1;
-		if (c->from < 0 || strcmp(c->name, p->a->m[c->from].pub.name))
+		if (c->from >= 0 && !strcmp(c->name, p->a->m[c->from].pub.name))
+			idx = (size_t)c->from;
+		else if (patch_in_place(p->a, c))
+			idx = c->patch_of;
+		else
 			continue;
-		ret = member_extent(p->a, &p->a->m[c->from],
-				    &p->live[p->nlive], s);
+		ret = member_extent(p->a, &p->a->m[idx], &p->live[p->nlive], s);
 		if (ret)
 			return ret;
 		p->nlive++;
-		p->keep[k] = c->from;
+		p->keep[k] = (ssize_t)idx;
+		p->patched[k] = c->from < 0;
 	}
 	qsort(p->live, p->nlive, sizeof(*p->live), cmp_extent);
 	for (k = 0; k < p->nlive; k++) {
@@ -149,7 +171,8 @@ static int plan_decide(const struct plan *p)
 	uint64_t size = plan_new_size(p);
 	size_t k;
 
-	for (k = 0; k < p->n && p->keep[k] == (ssize_t)k; k++)
+	for (k = 0; k < p->n && p->keep[k] == (ssize_t)k && !p->patched[k];
+	     k++)
 		;
 	if (k == p->n && p->n == p->a->count)
 		return AR_CLONE_DECLINED;
@@ -168,6 +191,7 @@ static void plan_release(struct plan *p)
 	free(p->cd);
 	free(p->ents);
 	free(p->live);
+	free(p->patched);
 	free(p->keep);
 }
 
@@ -183,11 +207,13 @@ static int plan_init(struct plan *p, struct archive *a,
 	p->ch = ch;
 	p->n = n;
 	p->keep = malloc((n ? n : 1) * sizeof(*p->keep));
+	p->patched = calloc(n ? n : 1, sizeof(*p->patched));
 	p->live = malloc((n ? n : 1) * sizeof(*p->live));
 	p->ents = calloc(n ? n : 1, sizeof(*p->ents));
 	p->cd = malloc(a->cd_size ? (size_t)a->cd_size : 1);
 	p->hdr = malloc(30 + UINT16_MAX + 20 + AR_ALIGN_BIG + AR_PAD_MIN);
-	if (!p->keep || !p->live || !p->ents || !p->cd || !p->hdr)
+	if (!p->keep || !p->patched || !p->live || !p->ents || !p->cd ||
+	    !p->hdr)
 		return plan_fail(s, -ENOMEM, strerror(ENOMEM));
 	got = ar_pread_full(a->fd, p->cd, (size_t)a->cd_size, a->cd_off);
 	if (got >= 0 && (uint64_t)got != a->cd_size)
@@ -322,6 +348,69 @@ static int copy_range(int in, uint64_t in_off, int out, uint64_t out_off,
 	return ret;
 }
 
+/* Clone stored content c (from its file, spilled on this filesystem) into
+ * the new file at data, block-aligned, the last partial block copied, and
+ * compute its CRC.  Returns 0, 1 (cannot clone: nothing written, copy it),
+ * or -errno. */
+static int clone_content(const struct archive_change *c, struct file_src *s,
+			 uint64_t data, uint32_t *crc)
+{
+	struct file_clone_range r = { .src_fd = c->fd, .dest_offset = data };
+	uint64_t whole = c->size / AR_ALIGN_BIG * AR_ALIGN_BIG, off = 0;
+	unsigned char *buf;
+	int ret;
+
+	if (c->method != ARCHIVE_STORE || c->read || c->size < AR_ALIGN_BIG_MIN ||
+	    data % AR_ALIGN_BIG)
+		return 1;
+	r.src_length = whole;
+	if (ioctl(s->tmp_fd, FICLONERANGE, &r) < 0)
+		return 1;
+	ret = copy_range(c->fd, whole, s->tmp_fd, data + whole,
+			 c->size - whole);
+	*crc = c->crc;
+	if (ret || c->crc_known)
+		return ret;
+	*crc = 0;
+	buf = malloc(PATCH_BLOCK);
+	if (!buf)
+		ret = -ENOMEM;
+	while (!ret && off < c->size) {
+		ssize_t n = ar_pread_full(c->fd, buf, PATCH_BLOCK, off);
+
+		if (n <= 0) {
+			ret = n < 0 ? (int)n : -EIO;
+			break;
+		}
+		*crc = crc32_update(*crc, buf, (size_t)n);
+		off += (uint64_t)n;
+	}
+	free(buf);
+	return ret;
+}
+
+bool archive_spill_near(const struct archive *a)
+{
+	const char *slash = strrchr(a->path, '/');
+	char *dir = slash == a->path ? strdup("/")
+				     : strndup(a->path, (size_t)(slash - a->path));
+	int x = -1, y = -1;
+	bool ok = false;
+
+	if (dir && atomic_load(&clone_allowed)) {
+		x = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+		y = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+		ok = x >= 0 && y >= 0 && ioctl(y, FICLONE, x) == 0 &&
+		     io_set_spill_dir(dir) == 0;
+	}
+	if (x >= 0)
+		close(x);
+	if (y >= 0)
+		close(y);
+	free(dir);
+	return ok;
+}
+
 static bool ascii_name(const char *name)
 {
 	for (; *name; name++)
@@ -396,8 +485,14 @@ static int write_member(struct plan *p, size_t k, struct file_src *s,
 			return plan_fail(s, ret, err.msg[0] ? err.msg :
 					 strerror(-ret));
 	} else {
-		ret = ar_content_write(c, s, s->tmp_fd, data, &e->comp_size,
-				       &e->crc);
+		ret = clone_content(c, s, data, &e->crc);
+		if (ret == 0)
+			e->comp_size = c->size;
+		else if (ret < 0)
+			return plan_fail(s, ret, strerror(-ret));
+		else
+			ret = ar_content_write(c, s, s->tmp_fd, data,
+					       &e->comp_size, &e->crc);
 		if (ret)
 			return ret;
 		if (!zip64 && e->comp_size >= 0xffffffffu)
@@ -409,6 +504,61 @@ static int write_member(struct plan *p, size_t k, struct file_src *s,
 		return plan_fail(s, ret, strerror(-ret));
 	*pos = data + e->comp_size;
 	return 0;
+}
+
+/* Write the changed ranges of patch k into its kept member, at their
+ * place, and compute the member's new CRC from them alone: for equal
+ * lengths, crc(new) ^ crc(old) depends only on old ^ new, so each changed
+ * block adds crc(old block) ^ crc(new block) shifted over the bytes after
+ * it (crc32_combine with zeros).  The local header gets the CRC and the
+ * new time (the central entry: write_central).  O(changed bytes). */
+static int apply_patch(struct plan *p, size_t k, struct file_src *s)
+{
+	const struct archive_change *c = &p->ch[k];
+	struct member *m = &p->a->m[p->keep[k]];
+	struct zip_entry *e = &p->ents[k];
+	struct npz_err err = { "" };
+	unsigned char *old = malloc(PATCH_BLOCK), *now = malloc(PATCH_BLOCK);
+	int64_t data = ar_member_data_off(p->a, m, &err);
+	uint32_t crc = m->pub.crc;
+	unsigned char lh[8];
+	int ret = data < 0 ? (int)data : !old || !now ? -ENOMEM : 0;
+
+	for (size_t r = 0; !ret && r < c->nranges; r++) {
+		uint64_t pos = c->ranges[r].off, end = pos + c->ranges[r].len;
+
+		if (end > c->size || end < pos)
+			ret = -EINVAL;
+		while (!ret && pos < end) {
+			size_t n = end - pos < PATCH_BLOCK ? (size_t)(end - pos)
+							   : PATCH_BLOCK;
+			ssize_t a = ar_pread_full(p->a->fd, old, n,
+						  (uint64_t)data + pos);
+			ssize_t b = ar_content_pread(c, now, n, pos);
+
+			ret = a < 0 ? (int)a : b < 0 ? (int)b :
+			      (size_t)a != n || (size_t)b != n ? -EIO : 0;
+			if (ret)
+				break;
+			crc ^= (uint32_t)crc32_combine(crc32_update(0, old, n) ^
+						       crc32_update(0, now, n), 0,
+						       (z_off_t)(c->size - pos - n));
+			ret = io_pwrite_all(s->tmp_fd, now, n,
+					    (uint64_t)data + pos);
+			pos += n;
+		}
+	}
+	free(old);
+	free(now);
+	if (ret)
+		return plan_fail(s, ret, err.msg[0] ? err.msg : strerror(-ret));
+	e->crc = crc;
+	ar_dos_time(c->mtime, &e->time, &e->date);
+	put16(lh, e->time);
+	put16(lh + 2, e->date);
+	put32(lh + 4, crc);
+	ret = io_pwrite_all(s->tmp_fd, lh, sizeof(lh), m->lh_off + 10);
+	return ret ? plan_fail(s, ret, strerror(-ret)) : 0;
 }
 
 /* The central directory and end records at pos; the file ends there. */
@@ -434,6 +584,11 @@ static int write_central(const struct plan *p, struct file_src *s,
 			continue;
 		}
 		memcpy(q, p->cd + m->cd_pos, m->cd_len);
+		if (p->patched[k]) {
+			put16(q + 12, p->ents[k].time);
+			put16(q + 14, p->ents[k].date);
+			put32(q + 16, p->ents[k].crc);
+		}
 		q += m->cd_len;
 	}
 	q += ar_end_records(q, p->n, pos, (uint64_t)(q - buf));
@@ -464,6 +619,8 @@ int ar_clone_commit(struct archive *a, const struct archive_change *changes,
 	for (k = 0; !ret && k < n; k++)
 		if (p.keep[k] < 0)
 			ret = write_member(&p, k, s, &pos);
+		else if (p.patched[k])
+			ret = apply_patch(&p, k, s);
 	if (!ret)
 		ret = write_central(&p, s, pos);
 	if (!ret)

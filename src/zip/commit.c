@@ -41,8 +41,16 @@ static int check_changes(const struct archive *a,
 				    c->name, c->from);
 			return -EINVAL;
 		}
+		if (c->patch && (c->from != -1 || c->patch_of >= a->count ||
+				 a->m[c->patch_of].pub.method != ARCHIVE_STORE ||
+				 a->m[c->patch_of].pub.size != c->size ||
+				 c->method != ARCHIVE_STORE ||
+				 (c->nranges && !c->ranges))) {
+			npz_err_set(err, "member %s: bad patch", c->name);
+			return -EINVAL;
+		}
 		if (c->from < -1 ||
-		    (c->from == -1 && (c->fd < 0 ||
+		    (c->from == -1 && ((c->fd < 0 && !c->read) ||
 				       (c->method != ARCHIVE_STORE &&
 					c->method != ARCHIVE_DEFLATE) ||
 				       c->level < -1 || c->level > 9))) {

@@ -62,7 +62,7 @@ struct pz_slot {
 };
 
 struct pz {
-	int fd;
+	const struct archive_change *c;	/* the content */
 	uint64_t size;
 	int level;
 	size_t chunk;
@@ -169,7 +169,7 @@ static void pz_chunk(struct pz *pz, uint64_t k, struct pz_slot *sl,
 		sl->err = ENOMEM;
 		return;
 	}
-	n = ar_pread_full(pz->fd, in, dict + len, start - dict);
+	n = ar_content_pread(pz->c, in, dict + len, start - dict);
 	sl->zip_code = ZIP_ER_READ;
 	if (n < 0) {
 		sl->err = (int)-n;
@@ -181,7 +181,7 @@ static void pz_chunk(struct pz *pz, uint64_t k, struct pz_slot *sl,
 		return;
 	}
 	sl->zip_code = ZIP_ER_ZLIB;
-	sl->crc = ar_crc32(0, in + dict, len);
+	sl->crc = crc32_update(0, in + dict, len);
 	if (deflateReset(z) != Z_OK ||
 	    (dict && deflateSetDictionary(z, in, (uInt)dict) != Z_OK)) {
 		sl->err = EIO;
@@ -269,7 +269,8 @@ static void pz_free(struct pz *pz)
 /* Start deflating size bytes of fd at level on worker threads.  Returns
  * the new state, or NULL when no thread could be started (ENOMEM, EAGAIN):
  * the caller then deflates in one stream itself. */
-static struct pz *pz_new(int fd, uint64_t size, int level)
+static struct pz *pz_new(const struct archive_change *c, uint64_t size,
+			 int level)
 {
 	struct pz *pz = calloc(1, sizeof(*pz));
 	sigset_t all, old;
@@ -277,7 +278,7 @@ static struct pz *pz_new(int fd, uint64_t size, int level)
 
 	if (!pz)
 		return NULL;
-	pz->fd = fd;
+	pz->c = c;
 	pz->size = size;
 	pz->level = level;
 	pz->chunk = atomic_load(&pz_tune_chunk);
@@ -313,6 +314,26 @@ static struct pz *pz_new(int fd, uint64_t size, int level)
 	return pz;
 }
 
+ssize_t ar_content_pread(const struct archive_change *c, void *buf,
+			 size_t len, uint64_t off)
+{
+	size_t done = 0;
+
+	if (!c->read)
+		return ar_pread_full(c->fd, buf, len, off);
+	while (done < len) {
+		ssize_t n = c->read(c->read_ctx, (char *)buf + done,
+				    len - done, off + done);
+
+		if (n < 0)
+			return n;
+		if (n == 0)
+			break;
+		done += (size_t)n;
+	}
+	return (ssize_t)done;
+}
+
 /* New content: pread() from the caller's fd, stored or deflated by us. */
 struct content_src {
 	const struct archive_change *c;
@@ -343,7 +364,7 @@ static zip_int64_t csrc_fail(struct content_src *cs, int zip_code, int sys,
  * or -1 (content shorter than announced, read error). */
 static zip_int64_t csrc_pread(struct content_src *cs, void *buf, size_t want)
 {
-	ssize_t n = ar_pread_full(cs->c->fd, buf, want, cs->pos);
+	ssize_t n = ar_content_pread(cs->c, buf, want, cs->pos);
 
 	if (n < 0)
 		return csrc_fail(cs, ZIP_ER_READ, (int)-n, strerror((int)-n));
@@ -351,7 +372,7 @@ static zip_int64_t csrc_pread(struct content_src *cs, void *buf, size_t want)
 		return csrc_fail(cs, ZIP_ER_READ, EIO, "content shorter "
 				 "than its size");
 	if (cs->deflate || cs->want_crc)
-		cs->crc = ar_crc32(cs->crc, buf, (size_t)n);
+		cs->crc = crc32_update(cs->crc, buf, (size_t)n);
 	cs->pos += (uint64_t)n;
 	return n;
 }
@@ -496,7 +517,7 @@ static zip_int64_t csrc_open(struct content_src *cs)
 		return 0;
 	}
 	if (cs->c->size >= atomic_load(&pz_tune_min)) {
-		cs->pz = pz_new(cs->c->fd, cs->c->size,
+		cs->pz = pz_new(cs->c, cs->c->size,
 				cs->c->level < 0 ? Z_DEFAULT_COMPRESSION
 						 : cs->c->level);
 		if (cs->pz)

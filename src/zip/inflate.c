@@ -349,7 +349,7 @@ static int inflate_step(struct member *m, struct inflater *s,
 	if (*produced > m->pub.size - s->out_pos)
 		return ar_member_fail(m, FAULT_SIZE, err);
 	if (*produced)
-		s->crc = ar_crc32(s->crc, dst, *produced);
+		s->crc = crc32_update(s->crc, dst, *produced);
 	if (zr == Z_STREAM_END) {
 		*done = true;
 		if (s->out_pos + *produced != m->pub.size)

@@ -162,7 +162,7 @@ static int check_stored(struct archive *a, const struct member *m,
 			ret = -EIO;
 			break;
 		}
-		crc = ar_crc32(crc, in, want);
+		crc = crc32_update(crc, in, want);
 		in_pos += want;
 	}
 	*crc_out = crc;
@@ -237,7 +237,7 @@ static int check_deflated(struct archive *a, const struct member *m,
 			ret = -EIO;
 			break;
 		}
-		crc = ar_crc32(crc, out, (size_t)n);
+		crc = crc32_update(crc, out, (size_t)n);
 		out_pos += (uint64_t)n;
 		end = zr == Z_STREAM_END;
 	}

@@ -51,6 +51,7 @@
 
 #include "archive.h"
 #include "cache.h"
+#include "crc.h"
 #include "err.h"
 
 #define ARCHIVE_STREAMS 8		/* live inflate streams kept (LRU) */
@@ -143,6 +144,24 @@ static inline uint64_t get64(const unsigned char *p)
 	return (uint64_t)get32(p) | (uint64_t)get32(p + 4) << 32;
 }
 
+static inline void put16(unsigned char *p, uint16_t v)
+{
+	p[0] = (unsigned char)v;
+	p[1] = (unsigned char)(v >> 8);
+}
+
+static inline void put32(unsigned char *p, uint32_t v)
+{
+	put16(p, (uint16_t)v);
+	put16(p + 2, (uint16_t)(v >> 16));
+}
+
+static inline void put64(unsigned char *p, uint64_t v)
+{
+	put32(p, (uint32_t)v);
+	put32(p + 4, (uint32_t)(v >> 32));
+}
+
 /* ---- index.c: the central directory ---- */
 
 /* The one place libzip error codes become -errno. */
@@ -193,10 +212,6 @@ bool ar_member_evict(struct cache_item *it);
 int ar_deflated_read(struct archive *a, size_t i, void *buf, size_t len,
 		     uint64_t off, struct npz_err *err);
 
-/* ---- crc.c ---- */
-
-/* zlib's crc32_z(crc, p, len), with PCLMULQDQ where the CPU has it. */
-uint32_t ar_crc32(uint32_t crc, const void *buf, size_t len);
 
 /* ---- lock.c: the commit lock ---- */
 
@@ -283,6 +298,11 @@ int ar_check_same_file(const struct archive *a, char *msg, size_t len);
  * s too. */
 zip_source_t *ar_content_source(const struct archive_change *c,
 				struct file_src *s);
+
+/* Read up to len bytes of c's content (c->from == -1) at off, through
+ * c->read or from c->fd: bytes read (short only at the end) or -errno. */
+ssize_t ar_content_pread(const struct archive_change *c, void *buf,
+			 size_t len, uint64_t off);
 
 /* Write c's content (c->from == -1), stored or deflated as c->method says
  * (the same code as ar_content_source()), to out_fd at off.  Returns 0

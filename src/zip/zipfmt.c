@@ -12,24 +12,6 @@
 
 #define U32_MAX_FIELD 0xffffffffu
 
-static inline void put16(unsigned char *p, uint16_t v)
-{
-	p[0] = (unsigned char)v;
-	p[1] = (unsigned char)(v >> 8);
-}
-
-static inline void put32(unsigned char *p, uint32_t v)
-{
-	put16(p, (uint16_t)v);
-	put16(p + 2, (uint16_t)(v >> 16));
-}
-
-static inline void put64(unsigned char *p, uint64_t v)
-{
-	put32(p, (uint32_t)v);
-	put32(p + 4, (uint32_t)(v >> 32));
-}
-
 static uint32_t field32(uint64_t v)
 {
 	return v >= U32_MAX_FIELD ? U32_MAX_FIELD : (uint32_t)v;

@@ -267,3 +267,83 @@ def test_appended_members_aligned(workdir, mount):
     assert data_offset(arc, "new.npy") % 4096 == 0
     r = subprocess.run(npzfs_cmd("--check", arc), capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+MMAP_EDIT = r"""
+import sys, numpy as np
+a = np.load(sys.argv[1], mmap_mode="r+")
+for i, v in zip(map(int, sys.argv[2::2]), map(int, sys.argv[3::2])):
+    a[i] = v
+a.flush()
+del a
+"""
+
+
+def test_mmap_edit_patches_in_place(workdir, big_template, big_arrays, mount, xfs):
+    """np.load(mmap_mode='r+') edits of the 256 MiB member: the member stays
+    where it is, only the changed pages are written (no copy of the member
+    on disk or in a spill file), its CRC is right, every byte is numpy's."""
+    arc = reflink_copy(big_template, workdir / "a.npz")
+    offsets = {i.filename: i.header_offset for i in zipfile.ZipFile(arc).infolist()}
+    free0 = free_bytes(xfs)
+    m = mount(arc)
+    n = BIG // 8
+    edits = [(0, 7), (n // 2, 123456789), (n // 2 + 1, 5), (n - 1, 99)]
+    run(["/usr/bin/python3", "-c", MMAP_EDIT, m / "big.npy"] +
+        [str(x) for e in edits for x in e])
+    want = dict(big_arrays)
+    want["big"] = want["big"].copy()
+    for i, v in edits:
+        want["big"][i] = v
+    check_file(arc, want)
+    # an edit through dd, same size, in the middle of a page
+    off = npy_data_offset_of(want["big"]) + 8 * (n // 3) + 8
+    v = np.array([424242], dtype=np.uint64)
+    with open(m / "big.npy", "r+b") as f:
+        f.seek(off)
+        f.write(v.tobytes())
+    want["big"][n // 3 + 1] = 424242
+    check_file(arc, want)
+    unmount(m)
+    check_file(arc, want)
+    log = m.stderr()
+    assert CLONE_LOG in log and "compaction" not in log, log
+    after = {i.filename: i.header_offset for i in zipfile.ZipFile(arc).infolist()}
+    assert after == offsets, (after, offsets)       # patched in place
+    assert free0 - free_bytes(xfs) < BIG // 8, (free0, free_bytes(xfs))
+
+
+def npy_data_offset_of(arr):
+    """Length of the .npy header numpy writes for arr."""
+    return len(npy_bytes(arr)) - arr.nbytes
+
+
+def test_patch_then_other_commits(workdir, mount, tmp_path):
+    """An mmap-style edit kept open across commits of other members (and of
+    itself, by fsync): every commit holds what was written so far."""
+    arrays = {"a": np.arange(10.0), "b": np.arange(300000, dtype=np.int64),
+              "c": np.arange(5, dtype=np.int8)}
+    arc = workdir / "a.npz"
+    np.savez(arc, **arrays)
+    m = mount(arc)
+    hdr = npy_data_offset_of(arrays["b"])
+    want = {k: v.copy() for k, v in arrays.items()}
+    with open(m / "b.npy", "r+b") as f:
+        f.seek(hdr + 8 * 1000)
+        f.write(np.int64(-1).tobytes())
+        want["b"][1000] = -1
+        run(["sed", "-i", "2s/.*/7.5/", m / "a.txt"])   # another member
+        want["a"][0] = 7.5
+        f.flush()
+        os.fsync(f.fileno())                            # commits b
+        check_file(arc, want)
+        f.seek(hdr + 8 * 250000)
+        f.write(np.int64(-2).tobytes())
+        want["b"][250000] = -2
+        run(["sed", "-i", "3s/.*/8.5/", m / "a.txt"])
+        want["a"][1] = 8.5
+    check_file(arc, want)
+    with open(m / "b.npy", "rb") as f:
+        assert f.read() == npy_bytes(want["b"])
+    unmount(m)
+    check_file(arc, want)

@@ -1,10 +1,12 @@
 /* crc.c - CRC-32 as zlib computes it, faster: carry-less multiplication
  * (PCLMULQDQ) on x86-64 CPUs that have it, zlib's crc32_z() elsewhere and
- * for the tail.  Invariant: ar_crc32(c, p, n) == crc32_z(c, p, n). */
+ * for the tail.  Invariant: crc32_update(c, p, n) == crc32_z(c, p, n). */
 #include <stddef.h>
 #include <stdint.h>
 
-#include "zip_internal.h"
+#include <zlib.h>
+
+#include "crc.h"
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #include <immintrin.h>
@@ -88,7 +90,7 @@ static uint32_t crc32_clmul(uint32_t crc, const unsigned char *p, size_t len)
 #endif
 
 /* zlib's crc32_z(crc, p, len), with PCLMULQDQ where the CPU has it. */
-uint32_t ar_crc32(uint32_t crc, const void *buf, size_t len)
+uint32_t crc32_update(uint32_t crc, const void *buf, size_t len)
 {
 	const unsigned char *p = buf;
 
