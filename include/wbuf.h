@@ -8,6 +8,10 @@
  * bitmap saying which.  Writing one value of a 4 GiB array costs one page,
  * not a copy of the array.  Reading such a wbuf changes nothing in it.
  *
+ * Writes to the spill file are written behind (writebehind.h): they return
+ * once the bytes are queued; a later call that needs the file waits for
+ * them and reports a failed one (-ENOSPC, ...).
+ *
  * Not thread-safe: the owner (a tree node) serialises calls with its lock.
  */
 #ifndef NPZFS_WBUF_H
@@ -18,9 +22,10 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "writebehind.h"
+
 #define WBUF_MEM_MAX (8u << 20)
 #define WBUF_PAGE 4096u
-#define WBUF_WRITEBACK (8u << 20)	/* writeback started every ... bytes */
 
 /* What a copy-on-write wbuf shows where it was not written: bytes
  * [off, off + len) of fd, kept readable by a reference of the owner's,
@@ -40,9 +45,9 @@ struct wbuf {
 	uint64_t size;
 	void *map;		/* wbuf_map() of the spill file, or NULL */
 	size_t map_len;
-	bool near;		/* the spill file is beside the archive
-				   (io_spill_file): write it back early */
-	uint64_t synced;	/* writeback started up to here */
+	struct wb_file wb;	/* the spill file's writes (write-behind);
+				   wb.writeback when it is beside the
+				   archive (io_spill_file) */
 	/* the CRC-32 of content written in order from its start (a cp) */
 	bool crc_lost;		/* written out of order: not kept */
 	uint32_t crc;		/* of bytes [0, crc_len) */

@@ -40,6 +40,7 @@ static void base_put(struct wbuf *w)
 
 void wbuf_release(struct wbuf *w)
 {
+	wb_drain(&w->wb);	/* nothing may write w->fd once closed */
 	unmap(w);
 	free(w->mem);
 	if (w->fd >= 0)
@@ -183,7 +184,7 @@ static int cow_pwrite(struct wbuf *w, const void *p, size_t n, uint64_t off)
 	int ret;
 
 	if (w->fd < 0) {
-		w->fd = io_spill_file(&w->near);
+		w->fd = io_spill_file(&w->wb.writeback);
 		if (w->fd < 0) {
 			ret = w->fd;
 			w->fd = -1;
@@ -230,7 +231,7 @@ static int cow_flatten(struct wbuf *w)
 	int ret = 0;
 
 	if (w->fd < 0) {
-		w->fd = io_spill_file(&w->near);
+		w->fd = io_spill_file(&w->wb.writeback);
 		if (w->fd < 0) {
 			ret = w->fd;
 			w->fd = -1;
@@ -314,12 +315,11 @@ void wbuf_rebase(struct wbuf *w, const struct wbuf_base *base, bool committed)
 /* Move the content from memory to a new spill file. */
 static int spill(struct wbuf *w)
 {
-	int fd = io_spill_file(&w->near), ret;
+	int fd = io_spill_file(&w->wb.writeback), ret;
 
 	if (fd < 0)
 		return fd;
 	ret = io_pwrite_all(fd, w->mem, (size_t)w->size, 0);
-	w->synced = 0;
 	if (ret) {
 		close(fd);
 		return ret;
@@ -386,17 +386,9 @@ int wbuf_pwrite(struct wbuf *w, const void *p, size_t n, uint64_t off)
 		return ret;
 	crc_follow(w, p, n, off);
 	if (w->fd >= 0) {
-		ret = io_pwrite_all(w->fd, p, n, off);
+		ret = wb_pwrite(&w->wb, w->fd, p, n, off);
 		if (ret)
 			return ret;
-		if (w->near && end >= w->synced + WBUF_WRITEBACK) {
-			/* a commit clones this file: get its blocks written
-			 * meanwhile (only a hint: errors show at the clone) */
-			sync_file_range(w->fd, (off_t)w->synced,
-					(off_t)(end - w->synced),
-					SYNC_FILE_RANGE_WRITE);
-			w->synced = end;
-		}
 	} else {
 		if (off > w->size)
 			memset(w->mem + w->size, 0, (size_t)(off - w->size));
@@ -419,6 +411,12 @@ ssize_t wbuf_pread(struct wbuf *w, void *p, size_t n, uint64_t off)
 		int ret = cow_read(w, p, n, off);
 
 		return ret ? ret : (ssize_t)n;
+	}
+	if (w->fd >= 0) {
+		int ret = wb_drain(&w->wb);
+
+		if (ret)
+			return ret;
 	}
 	if (w->fd < 0) {
 		memcpy(p, w->mem + off, n);
@@ -447,6 +445,8 @@ int wbuf_truncate(struct wbuf *w, uint64_t size)
 		w->crc_lost = true;
 	}
 	ret = reserve(w, size);
+	if (!ret)
+		ret = wb_drain(&w->wb);
 	if (ret)
 		return ret;
 	if (w->fd >= 0) {
@@ -473,7 +473,8 @@ int wbuf_fd(struct wbuf *w)
 		if (ret)
 			return ret;
 	}
-	return w->fd;
+	ret = wb_drain(&w->wb);
+	return ret ? ret : w->fd;
 }
 
 int wbuf_map(struct wbuf *w, const char **p)
@@ -490,6 +491,9 @@ int wbuf_map(struct wbuf *w, const char **p)
 		*p = w->size ? w->mem : empty;
 		return 0;
 	}
+	ret = wb_drain(&w->wb);
+	if (ret)
+		return ret;
 	if (!w->map) {
 		void *m = mmap(NULL, (size_t)w->size, PROT_READ, MAP_SHARED,
 			       w->fd, 0);
