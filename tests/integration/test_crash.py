@@ -12,6 +12,7 @@ one if the writer's close() succeeded).  It runs on the temporary directory
 (ext4 here: the whole archive is rewritten) and on a reflink XFS (the
 archive is cloned and only the change appended), and `unzip -t` must find
 the archive clean."""
+import io
 import os
 import random
 import subprocess
@@ -41,6 +42,29 @@ except OSError as e:
     print(e.errno, e)
     sys.exit(3)
 """
+
+
+PATCHER = r"""
+import os, sys
+path, off, value = sys.argv[1], int(sys.argv[2]), bytes.fromhex(sys.argv[3])
+try:
+    fd = os.open(path, os.O_WRONLY)          # no O_TRUNC: an edit in place
+    try:
+        os.pwrite(fd, value, off)
+    finally:
+        os.close(fd)
+except OSError as e:
+    print(e.errno, e)
+    sys.exit(3)
+"""
+PATCH_ROUNDS = 6 if SANITIZED else 12
+
+
+def npy_header_len(arr):
+    """The length of the .npy header numpy writes for arr."""
+    b = io.BytesIO()
+    np.lib.format.write_array_header_1_0(b, np.lib.format.header_data_from_array_1_0(arr))
+    return len(b.getvalue())
 
 
 def small_for(k):
@@ -116,6 +140,69 @@ def test_kill_9_during_commits(tmp_path, fs, request):
     if fs == "xfs":
         # (a round killed before its first commit logs nothing)
         assert "commits clone the archive" in log.read_text(errors="replace")
+        for name in os.listdir(data):
+            os.unlink(data / name)
+        data.rmdir()
+
+
+@pytest.mark.parametrize("fs", ["tmp", "xfs"])
+def test_kill_9_during_patch_commits(tmp_path, fs, request):
+    """The same with one value written in place in the big member (no
+    O_TRUNC): a copy-on-write edit, which a reflink filesystem commits as a
+    patch of the member in place in the clone (its page and its CRC).  The
+    big array is the old or the new version, never a mix."""
+    base = request.getfixturevalue("xfs") if fs == "xfs" else tmp_path
+    data = base / ("patch-" + tmp_path.name)
+    data.mkdir()
+    arc = data / "a.npz"
+    state = np.arange(BIG, dtype=np.float64)
+    np.savez(arc, big=state, small=np.array([1.5]))
+    hdr = npy_header_len(state)
+    mnt, log = tmp_path / "mnt", tmp_path / "npzfs.log"
+    rng = random.Random(os.getpid() + 1)
+    outcomes = {"old": 0, "new": 0, "writer_ok": 0}
+
+    for k in range(PATCH_ROUNDS):
+        i = rng.randrange(BIG)
+        value = -float(k + 1)
+        new = state.copy()
+        new[i] = value
+        daemon = Daemon(arc, mnt, log)
+        writer = None
+        try:
+            writer = subprocess.Popen(["/usr/bin/python3", "-c", PATCHER, str(mnt / "big.npy"),
+                                       str(hdr + 8 * i), np.float64(value).tobytes().hex()],
+                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+            time.sleep(rng.uniform(0, MAX_DELAY) * SLOW)
+            daemon.kill()
+            out, _ = writer.communicate(timeout=30 * SLOW)
+        finally:
+            if writer and writer.poll() is None:
+                writer.kill()
+                writer.wait()
+            daemon.close()
+        assert not sanitizer_report(daemon.stderr()), daemon.stderr()
+        assert writer.returncode in (0, 3), out
+        t = subprocess.run(["unzip", "-tq", str(arc)], capture_output=True, text=True)
+        assert t.returncode == 0, (k, t.stdout, t.stderr)
+        with zipfile.ZipFile(arc) as z:
+            assert z.testzip() is None, k
+        with np.load(arc) as z:
+            got = z["big"]
+            assert np.array_equal(z["small"], [1.5]), k
+        if writer.returncode == 0:
+            outcomes["writer_ok"] += 1
+            assert np.array_equal(got, new), k
+        else:
+            assert np.array_equal(got, state) or np.array_equal(got, new), k
+        outcomes["new" if np.array_equal(got, new) else "old"] += 1
+        state = got
+        for name in os.listdir(data):
+            if name not in ("a.npz", ".a.npz.lock"):
+                os.unlink(data / name)
+
+    print("kill -9 patch rounds on %s:" % fs, outcomes)
+    if fs == "xfs":
         for name in os.listdir(data):
             os.unlink(data / name)
         data.rmdir()
