@@ -57,7 +57,7 @@ except OSError as e:
     print(e.errno, e)
     sys.exit(3)
 """
-PATCH_ROUNDS = 6 if SANITIZED else 12
+PATCH_ROUNDS = 4 if SANITIZED else 8
 
 
 def npy_header_len(arr):
