@@ -115,6 +115,12 @@ int tree_readdir(struct tree *t, const char *path, bool sizes,
  * edit without marking it written.  A text view is rendered here if it was
  * not yet; a damaged array gives -EIO (logged once, naming the member).
  * Returns 0 and *out, or -errno.  Close with tree_release(). */
+/* May the kernel keep f's file's page cache from earlier opens?  True when
+ * it was opened showing the archive's content (a member or a view, no edit
+ * in progress): every change of that content (a commit, a rejected edit)
+ * invalidates the path's cache. */
+bool tree_file_keep_cache(const struct tree_file *f);
+
 int tree_open(struct tree *t, const char *path, int flags,
 	      struct tree_file **out);
 

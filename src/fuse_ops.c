@@ -156,8 +156,10 @@ static int npzfs_open(const char *path, struct fuse_file_info *fi)
 	struct tree_file *f;
 	int ret = tree_open(n->tree, path, fi->flags, &f);
 
-	if (!ret)
+	if (!ret) {
 		fi->fh = (uint64_t)(uintptr_t)f;
+		fi->keep_cache = tree_file_keep_cache(f);
+	}
 	return ret;
 }
 

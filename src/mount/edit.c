@@ -186,6 +186,8 @@ static int file_new(struct node *n, int flags, struct tree_file **out)
 		return -ENOMEM;
 	f->node = n;
 	f->writable = (flags & O_ACCMODE) != O_RDONLY;
+	f->keep_cache = !n->edit && !(flags & O_TRUNC) &&
+			(n->kind == N_MEMBER || n->kind == N_VIEW);
 	f->gen = n->reject_gen;
 	n->refs++;
 	if (f->writable)
@@ -264,6 +266,11 @@ static int open_retrying(struct tree *t, bool write,
 	}
 	inval_flush(t, NULL);
 	return ret;
+}
+
+bool tree_file_keep_cache(const struct tree_file *f)
+{
+	return f->keep_cache;
 }
 
 int tree_open(struct tree *t, const char *path, int flags,

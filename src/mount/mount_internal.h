@@ -154,6 +154,7 @@ struct tree_file {
 	bool writable;
 	bool wrote;		/* written through this file since open */
 	uint64_t gen;		/* node->reject_gen at open */
+	bool keep_cache;	/* opened showing the archive's content */
 };
 
 /* ---- entries.c: the change lock ---------------------------------------- */
