@@ -263,6 +263,11 @@ const char *archive_path(const struct archive *a);
  * Call before mounting: not while another commit on the archive runs. */
 int archive_clean_temps(const char *path);
 
+/* Is the file a was opened from still as it was (size and modification
+ * time, through a's descriptor)?  false once another program rewrote it in
+ * place (logged once): its members then read as EIO. */
+bool archive_intact(struct archive *a);
+
 /* The archive file's modification time when it was opened. */
 time_t archive_mtime(const struct archive *a);
 

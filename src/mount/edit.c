@@ -178,7 +178,8 @@ static void edit_claim(struct node *n, const struct tree_file *f)
 	n->edit = NULL;
 }
 
-static int file_new(struct node *n, int flags, struct tree_file **out)
+static int file_new(struct tree *t, struct node *n, int flags,
+		    struct tree_file **out)
 {
 	struct tree_file *f = calloc(1, sizeof(*f));
 
@@ -186,8 +187,11 @@ static int file_new(struct node *n, int flags, struct tree_file **out)
 		return -ENOMEM;
 	f->node = n;
 	f->writable = (flags & O_ACCMODE) != O_RDONLY;
+	/* (an archive rewritten in place behind us must not be read from
+	 * the page cache: its reads fail) */
 	f->keep_cache = !n->edit && !(flags & O_TRUNC) &&
-			(n->kind == N_MEMBER || n->kind == N_VIEW);
+			(n->kind == N_MEMBER || n->kind == N_VIEW) &&
+			archive_intact(t->ar);
 	f->gen = n->reject_gen;
 	n->refs++;
 	if (f->writable)
@@ -230,7 +234,7 @@ static int open_node(struct tree *t, struct node *n, int flags,
 		ret = edit_begin(t, n, true);
 	}
 	if (!ret)
-		ret = file_new(n, flags, out);
+		ret = file_new(t, n, flags, out);
 	pthread_mutex_unlock(&n->lock);
 	return ret;
 }
@@ -319,7 +323,7 @@ static int create_locked(struct tree *t, const char *path, int flags,
 	pthread_mutex_lock(&n->lock);
 	ret = edit_begin(t, n, true);
 	if (!ret)
-		ret = file_new(n, flags, out);
+		ret = file_new(t, n, flags, out);
 	pthread_mutex_unlock(&n->lock);
 	if (ret)
 		node_detach(t, n);

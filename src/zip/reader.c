@@ -55,6 +55,11 @@ int ar_file_unchanged(struct archive *a)
 	return -EIO;
 }
 
+bool archive_intact(struct archive *a)
+{
+	return ar_file_unchanged(a) == 0;
+}
+
 /* Record that m is damaged and say why.  Returns -EIO. */
 int ar_member_fail(struct member *m, int fault, struct npz_err *err)
 {
