@@ -16,6 +16,7 @@
 #include <fcntl.h>
 #include <linux/fs.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -455,12 +456,67 @@ static void entry_init(const struct plan *p, const struct archive_change *c,
 	e->size = c->size;
 }
 
+/* The hidden SOZip index of entry e (deflated, written in chunks) at *pos,
+ * right after its data (moved past it): a local header named
+ * "DIR/.NAME.sozip.idx", no central entry; a 32-byte header, then the
+ * offsets as uint64.  Returns 0 or -errno. */
+static int write_sozip_index(struct plan *p, const struct zip_entry *e,
+			     const struct sozip_index *idx,
+			     struct file_src *s, uint64_t *pos)
+{
+	const char *base = strrchr(e->name, '/');
+	size_t dir = base ? (size_t)(base - e->name + 1) : 0;
+	size_t len = 32 + 8 * idx->n, name_len = e->name_len + 11;
+	struct zip_entry ie = { .made_by = e->made_by, .needed = 20,
+				.flags = e->flags & 0x800, .time = e->time,
+				.date = e->date, .comp_size = len,
+				.size = len };
+	unsigned char *buf;
+	char *name;
+	size_t hlen;
+	int ret;
+
+	if (name_len > UINT16_MAX)
+		return 0;	/* no room for the name: no index */
+	buf = malloc(len);
+	name = malloc(name_len + 1);
+	if (!buf || !name) {
+		free(buf);
+		free(name);
+		return plan_fail(s, -ENOMEM, strerror(ENOMEM));
+	}
+	snprintf(name, name_len + 1, "%.*s.%s.sozip.idx", (int)dir, e->name,
+		 e->name + dir);
+	ie.name = name;
+	ie.name_len = (uint16_t)strlen(name);
+	put32(buf, 1);			/* version */
+	put32(buf + 4, 0);		/* skip_bytes */
+	put32(buf + 8, AR_SOZIP_CHUNK);
+	put32(buf + 12, 8);		/* offset_size */
+	put64(buf + 16, e->size);
+	put64(buf + 24, e->comp_size);
+	for (size_t i = 0; i < idx->n; i++)
+		put64(buf + 32 + 8 * i, idx->offs[i]);
+	ie.crc = crc32_update(0, buf, len);
+	hlen = ar_local_header(p->hdr, &ie, false);
+	ret = io_pwrite_all(s->tmp_fd, p->hdr, hlen, *pos);
+	if (!ret)
+		ret = io_pwrite_all(s->tmp_fd, buf, len, *pos + hlen);
+	free(buf);
+	free(name);
+	if (ret)
+		return plan_fail(s, ret, strerror(-ret));
+	*pos += hlen + len;
+	return 0;
+}
+
 /* Append change k's member at *pos (moved past it). */
 static int write_member(struct plan *p, size_t k, struct file_src *s,
 			uint64_t *pos)
 {
 	const struct archive_change *c = &p->ch[k];
 	struct zip_entry *e = &p->ents[k];
+	struct sozip_index idx = { NULL, 0, 0, true };
 	struct npz_err err = { "" };
 	uint64_t data;
 	int64_t from;
@@ -492,18 +548,26 @@ static int write_member(struct plan *p, size_t k, struct file_src *s,
 			return plan_fail(s, ret, strerror(-ret));
 		else
 			ret = ar_content_write(c, s, s->tmp_fd, data,
-					       &e->comp_size, &e->crc);
-		if (ret)
+					       &e->comp_size, &e->crc, &idx);
+		if (ret) {
+			free(idx.offs);
 			return ret;
+		}
 		if (!zip64 && e->comp_size >= 0xffffffffu)
 			return plan_fail(s, -EFBIG, "deflated member too big");
 	}
 	ret = io_pwrite_all(s->tmp_fd, p->hdr, ar_local_header(p->hdr, e,
 							       zip64), *pos);
-	if (ret)
+	if (ret) {
+		free(idx.offs);
 		return plan_fail(s, ret, strerror(-ret));
+	}
 	*pos = data + e->comp_size;
-	return 0;
+	if (!idx.lost && e->size > AR_SOZIP_CHUNK &&
+	    idx.n == (e->size - 1) / AR_SOZIP_CHUNK)
+		ret = write_sozip_index(p, e, &idx, s, pos);
+	free(idx.offs);
+	return ret;
 }
 
 /* Write the changed ranges of patch k into its kept member, at their

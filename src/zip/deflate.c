@@ -59,6 +59,9 @@ struct pz_slot {
 	int err;			/* PZ_FAILED: errno, */
 	int zip_code;			/* libzip's code for it */
 	const char *what;		/* its text; NULL: strerror(err) */
+	uint64_t *offs;			/* SOZip: where chunks 1.. of the
+					   piece start in out */
+	size_t noffs;
 };
 
 struct pz {
@@ -67,6 +70,9 @@ struct pz {
 	int level;
 	size_t chunk;
 	uint64_t nchunks;		/* at least 1 (empty content: 1) */
+	bool sozip;			/* SOZip: no dictionary; a sync and a
+					   full flush every AR_SOZIP_CHUNK
+					   bytes; chunk a multiple of it */
 	pthread_mutex_t lock;
 	pthread_cond_t work;		/* workers: chunk queued, or stop */
 	pthread_cond_t done;		/* reader: a chunk is done */
@@ -116,12 +122,13 @@ static size_t pz_thread_count(uint64_t nchunks)
 
 /* Deflate z's input into sl->out (grown as needed), ending with Z_FINISH
  * when last, else Z_SYNC_FLUSH.  On failure sets sl->err (and sl->what). */
-static void pz_deflate(struct pz_slot *sl, z_stream *z, bool last)
+static void pz_deflate(struct pz_slot *sl, z_stream *z, int flush)
 {
+	bool last = flush == Z_FINISH;
 	int zr;
 
 	for (;;) {
-		zr = deflate(z, last ? Z_FINISH : Z_SYNC_FLUSH);
+		zr = deflate(z, flush);
 		sl->out_len = sl->out_cap - z->avail_out;
 		if (zr == Z_STREAM_ERROR) {
 			sl->err = EIO;
@@ -155,7 +162,7 @@ static void pz_chunk(struct pz *pz, uint64_t k, struct pz_slot *sl,
 	uint64_t start = k * pz->chunk;
 	size_t len = pz->size - start < pz->chunk ? (size_t)(pz->size - start)
 						   : pz->chunk;
-	size_t dict = start < PZ_DICT ? (size_t)start : PZ_DICT;
+	size_t dict = pz->sozip ? 0 : start < PZ_DICT ? (size_t)start : PZ_DICT;
 	bool last = k + 1 == pz->nchunks;
 	size_t need;
 	ssize_t n;
@@ -204,7 +211,30 @@ static void pz_chunk(struct pz *pz, uint64_t k, struct pz_slot *sl,
 	z->avail_in = (uInt)len;
 	z->next_out = sl->out;
 	z->avail_out = (uInt)sl->out_cap;
-	pz_deflate(sl, z, last);
+	if (!pz->sozip) {
+		pz_deflate(sl, z, last ? Z_FINISH : Z_SYNC_FLUSH);
+		return;
+	}
+	/* SOZip: every AR_SOZIP_CHUNK bytes a sync flush, then a full flush
+	 * (the spec's pair): the next chunk starts on a byte and inflates on
+	 * its own; where it starts goes to the index */
+	sl->noffs = 0;
+	for (size_t done = 0; done < len && !sl->err;) {
+		size_t step = len - done < AR_SOZIP_CHUNK ? len - done
+							  : AR_SOZIP_CHUNK;
+
+		if (done)
+			sl->offs[sl->noffs++] = sl->out_len;
+		z->avail_in = (uInt)step;
+		done += step;
+		if (last && done == len) {
+			pz_deflate(sl, z, Z_FINISH);
+		} else {
+			pz_deflate(sl, z, Z_SYNC_FLUSH);
+			if (!sl->err)
+				pz_deflate(sl, z, Z_FULL_FLUSH);
+		}
+	}
 }
 
 static void *pz_worker(void *arg)
@@ -256,8 +286,10 @@ static void pz_free(struct pz *pz)
 	pthread_mutex_unlock(&pz->lock);
 	for (i = 0; i < pz->nthreads; i++)
 		pthread_join(pz->threads[i], NULL);
-	for (i = 0; i < pz->nslots; i++)
+	for (i = 0; pz->slots && i < pz->nslots; i++) {
 		free(pz->slots[i].out);
+		free(pz->slots[i].offs);
+	}
 	free(pz->slots);
 	free(pz->threads);
 	pthread_cond_destroy(&pz->done);
@@ -270,7 +302,7 @@ static void pz_free(struct pz *pz)
  * the new state, or NULL when no thread could be started (ENOMEM, EAGAIN):
  * the caller then deflates in one stream itself. */
 static struct pz *pz_new(const struct archive_change *c, uint64_t size,
-			 int level)
+			 int level, bool sozip)
 {
 	struct pz *pz = calloc(1, sizeof(*pz));
 	sigset_t all, old;
@@ -282,6 +314,10 @@ static struct pz *pz_new(const struct archive_change *c, uint64_t size,
 	pz->size = size;
 	pz->level = level;
 	pz->chunk = atomic_load(&pz_tune_chunk);
+	pz->sozip = sozip;
+	if (sozip)	/* pieces of whole SOZip chunks */
+		pz->chunk = (pz->chunk + AR_SOZIP_CHUNK - 1) / AR_SOZIP_CHUNK *
+			    AR_SOZIP_CHUNK;
 	pz->nchunks = size ? (size - 1) / pz->chunk + 1 : 1;
 	want = pz_thread_count(pz->nchunks);
 	pz->nslots = 2 * want;
@@ -293,6 +329,14 @@ static struct pz *pz_new(const struct archive_change *c, uint64_t size,
 	if (!pz->slots || !pz->threads) {
 		pz_free(pz);
 		return NULL;
+	}
+	for (i = 0; sozip && i < pz->nslots; i++) {
+		pz->slots[i].offs = malloc((pz->chunk / AR_SOZIP_CHUNK + 1) *
+					   sizeof(uint64_t));
+		if (!pz->slots[i].offs) {
+			pz_free(pz);
+			return NULL;
+		}
 	}
 	/* fill the ring before the workers start */
 	pz->queued = pz->nchunks < pz->nslots ? pz->nchunks : pz->nslots;
@@ -350,7 +394,24 @@ struct content_src {
 	uint64_t pos;			/* content bytes read */
 	uint64_t comp_size;		/* bytes produced (deflate) */
 	uint32_t crc;			/* CRC-32 of the content read */
+	struct sozip_index *idx;	/* wanted: SOZip chunks, offsets here */
 };
+
+/* Add offset off to idx.  Returns 0 or -1 (no memory). */
+static int idx_add(struct sozip_index *idx, uint64_t off)
+{
+	if (idx->n == idx->cap) {
+		size_t cap = idx->cap ? 2 * idx->cap : 1024;
+		uint64_t *p = realloc(idx->offs, cap * sizeof(*p));
+
+		if (!p)
+			return -1;
+		idx->offs = p;
+		idx->cap = cap;
+	}
+	idx->offs[idx->n++] = off;
+	return 0;
+}
 
 static zip_int64_t csrc_fail(struct content_src *cs, int zip_code, int sys,
 			     const char *what)
@@ -401,6 +462,16 @@ static zip_int64_t pz_read(struct content_src *cs, unsigned char *data,
 						 sl->what ? sl->what :
 						 strerror(sl->err));
 			pz->emit_ready = true;
+			if (pz->sozip) {
+				/* the piece's chunks: where they start */
+				uint64_t at = cs->comp_size + done;
+				bool bad = pz->emit && idx_add(cs->idx, at);
+
+				for (size_t i = 0; i < sl->noffs; i++)
+					bad |= idx_add(cs->idx, at + sl->offs[i]);
+				if (bad)
+					cs->idx->lost = true;
+			}
 		}
 		n = sl->out_len - pz->emit_pos;
 		if (n > len - done)
@@ -516,14 +587,22 @@ static zip_int64_t csrc_open(struct content_src *cs)
 			cs->in = malloc(COMMIT_IN_BLOCK);
 		return 0;
 	}
-	if (cs->c->size >= atomic_load(&pz_tune_min)) {
+	if (cs->idx) {
+		cs->idx->n = 0;
+		cs->idx->lost = false;
+	}
+	if (cs->c->size >= atomic_load(&pz_tune_min) ||
+	    (cs->idx && cs->c->size > AR_SOZIP_CHUNK)) {
 		cs->pz = pz_new(cs->c, cs->c->size,
 				cs->c->level < 0 ? Z_DEFAULT_COMPRESSION
-						 : cs->c->level);
+						 : cs->c->level,
+				cs->idx && cs->c->size > AR_SOZIP_CHUNK);
 		if (cs->pz)
 			return 0;
-		/* no thread: one stream, here */
+		/* no thread: one stream, here (and no SOZip index) */
 	}
+	if (cs->idx)
+		cs->idx->lost = true;
 	if (!cs->in) {
 		cs->in = malloc(COMMIT_IN_BLOCK);
 		if (!cs->in) {
@@ -637,10 +716,12 @@ zip_source_t *ar_content_source(const struct archive_change *c,
 
 int ar_content_write(const struct archive_change *c, struct file_src *s,
 		     int out_fd, uint64_t off, uint64_t *comp_size,
-		     uint32_t *crc)
+		     uint32_t *crc, struct sozip_index *idx)
 {
 	struct content_src cs = { .c = c, .s = s, .want_crc = true,
-				  .deflate = c->method == ARCHIVE_DEFLATE };
+				  .deflate = c->method == ARCHIVE_DEFLATE,
+				  .idx = c->method == ARCHIVE_DEFLATE ? idx
+								      : NULL };
 	unsigned char *buf = malloc(COMMIT_IN_BLOCK);
 	zip_int64_t n = -1;
 	int ret = 0;

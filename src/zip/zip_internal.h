@@ -304,13 +304,29 @@ zip_source_t *ar_content_source(const struct archive_change *c,
 ssize_t ar_content_pread(const struct archive_change *c, void *buf,
 			 size_t len, uint64_t off);
 
+/* SOZip (seek-optimized zip, spec 0.5): a deflated member written with a
+ * sync and a full flush every AR_SOZIP_CHUNK bytes of content, so that each
+ * chunk inflates on its own, and a hidden index after its data. */
+#define AR_SOZIP_CHUNK (32u << 10)
+
+/* The chunk offsets of a member being written: offs[i] is where content
+ * chunk i + 1 starts in the compressed data.  lost: no index (the member
+ * was not written in chunks). */
+struct sozip_index {
+	uint64_t *offs;
+	size_t n, cap;
+	bool lost;
+};
+
 /* Write c's content (c->from == -1), stored or deflated as c->method says
  * (the same code as ar_content_source()), to out_fd at off.  Returns 0
  * with *comp_size (bytes written) and *crc (CRC-32 of the content), or
- * -errno (s->msg says why). */
+ * -errno (s->msg says why).  With idx, deflated content of more than
+ * AR_SOZIP_CHUNK bytes is written as SOZip chunks and idx gets their
+ * offsets (idx->lost: it could not be; idx->offs is the caller's to free). */
 int ar_content_write(const struct archive_change *c, struct file_src *s,
 		     int out_fd, uint64_t off, uint64_t *comp_size,
-		     uint32_t *crc);
+		     uint32_t *crc, struct sozip_index *idx);
 
 /* ---- zipfmt.c: zip records written by the cloned commit ---- */
 
