@@ -61,9 +61,9 @@
 #define SOZIP_BAD_CHUNK 2
 
 /* m->sz of a member that has no usable index. */
-static struct sozip_index sozip_none;
+static struct sozip_map sozip_none;
 
-void ar_sozip_free(struct sozip_index *x)
+void ar_sozip_free(struct sozip_map *x)
 {
 	if (!x || x == &sozip_none)
 		return;
@@ -91,12 +91,12 @@ static bool index_name_matches(const unsigned char *idx, size_t idx_len,
 
 int ar_sozip_parse(const unsigned char *rec, size_t len, const char *name,
 		   size_t name_len, uint64_t size, uint64_t comp_size,
-		   struct sozip_index **out, struct npz_err *err)
+		   struct sozip_map **out, struct npz_err *err)
 {
 	uint32_t flags, method, crc, csize, usize, version, skip, chunk, osz;
 	const unsigned char *d, *p;
 	uint64_t n, count, avail, prev = 0, data, v;
-	struct sozip_index *x;
+	struct sozip_map *x;
 	size_t nlen, xlen;
 
 	if (len < 30 || get32(rec) != SIG_LOCAL)
@@ -224,7 +224,7 @@ int ar_sozip_parse(const unsigned char *rec, size_t len, const char *name,
  * Returns 0 and *out (an index, or &sozip_none with why[0] set when a
  * record was found but is unusable), or -errno (nothing learnt). */
 static int sozip_detect(struct archive *a, struct member *m,
-			struct sozip_index **out, struct npz_err *why,
+			struct sozip_map **out, struct npz_err *why,
 			struct npz_err *err)
 {
 	static const unsigned skips_dd[] = { 16, 12, 24, 20 }, skip0[] = { 0 };
@@ -306,10 +306,10 @@ static int sozip_detect(struct archive *a, struct member *m,
 }
 
 /* m's index (looked for once), &sozip_none, or NULL with *ret set. */
-static struct sozip_index *sozip_get(struct archive *a, struct member *m,
+static struct sozip_map *sozip_get(struct archive *a, struct member *m,
 				     int *ret, struct npz_err *err)
 {
-	struct sozip_index *x = atomic_load(&m->sz), *seen = NULL;
+	struct sozip_map *x = atomic_load(&m->sz), *seen = NULL;
 	struct npz_err why = { "" };
 
 	if (x)
@@ -335,7 +335,7 @@ static struct sozip_index *sozip_get(struct archive *a, struct member *m,
 
 uint64_t ar_sozip_extent_end(struct archive *a, struct member *m)
 {
-	struct sozip_index *x;
+	struct sozip_map *x;
 	int ret = 0;
 
 	if (m->pub.method != ARCHIVE_DEFLATE)
@@ -349,7 +349,7 @@ uint64_t ar_sozip_extent_end(struct archive *a, struct member *m)
 struct chunk_io {
 	struct archive *a;
 	struct member *m;
-	const struct sozip_index *x;
+	const struct sozip_map *x;
 	uint64_t data_off;
 	z_stream z;
 	unsigned char *in, *scratch;
@@ -394,7 +394,7 @@ static int feed(struct chunk_io *io, uint64_t stop, struct npz_err *err)
 static int chunk_inflate(struct chunk_io *io, uint64_t c, unsigned char *buf,
 			 uint64_t off, uint64_t end, struct npz_err *err)
 {
-	const struct sozip_index *x = io->x;
+	const struct sozip_map *x = io->x;
 	uint64_t us = c * x->chunk_size, ue = us + x->chunk_size, pos = us;
 	uint64_t in_end = x->off[c + 1];
 	bool last = c + 1 == x->nchunks, ended = false;
@@ -476,7 +476,7 @@ static int chunk_inflate(struct chunk_io *io, uint64_t c, unsigned char *buf,
 static int sozip_read(struct chunk_io *io, unsigned char *buf, size_t len,
 		      uint64_t off, uint64_t *bad, struct npz_err *err)
 {
-	const struct sozip_index *x = io->x;
+	const struct sozip_map *x = io->x;
 	uint64_t end = off + len, first = off / x->chunk_size;
 	uint64_t last = (end - 1) / x->chunk_size, span, c;
 	int ret = 0;
@@ -506,7 +506,7 @@ int ar_sozip_read(struct archive *a, struct member *m, void *buf, size_t len,
 		  uint64_t off, struct npz_err *err)
 {
 	struct chunk_io io;
-	struct sozip_index *x;
+	struct sozip_map *x;
 	int64_t data_off;
 	uint64_t bad = 0;
 	int ret = 0;

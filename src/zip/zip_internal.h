@@ -110,7 +110,7 @@ struct member {
 	 * published once by compare-and-swap and never changed (a "none"
 	 * sentinel when the member has no usable index); freed with the
 	 * member table */
-	struct sozip_index *_Atomic sz;
+	struct sozip_map *_Atomic sz;
 };
 
 struct archive {
@@ -228,7 +228,7 @@ int ar_deflated_read(struct archive *a, size_t i, void *buf, size_t len,
 /* A member's parsed SOZip index: chunk k holds uncompressed bytes
  * [k * chunk_size, min((k + 1) * chunk_size, size)) and compressed bytes
  * [off[k], off[k + 1]) of the member's data. */
-struct sozip_index {
+struct sozip_map {
 	uint32_t chunk_size;
 	uint64_t nchunks;	/* ceil(size / chunk_size), at least 2 */
 	uint64_t *off;		/* nchunks + 1 entries: off[0] = 0, strictly
@@ -248,9 +248,9 @@ struct sozip_index {
  * "chunk size 12 below 1024"), or -ENOMEM.  Never reads outside rec. */
 int ar_sozip_parse(const unsigned char *rec, size_t len, const char *name,
 		   size_t name_len, uint64_t size, uint64_t comp_size,
-		   struct sozip_index **out, struct npz_err *err);
+		   struct sozip_map **out, struct npz_err *err);
 
-void ar_sozip_free(struct sozip_index *x);
+void ar_sozip_free(struct sozip_map *x);
 
 /* Read [off, off + len) (inside the member, len > 0) of deflated member m
  * through its SOZip index, looked for on the first call: only the chunks

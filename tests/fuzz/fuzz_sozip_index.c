@@ -27,7 +27,7 @@ static void check(int cond, const char *what)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static const char *const names[] = { "x.npy", "dir/x.npy" };
-	struct sozip_index *x = NULL;
+	struct sozip_map *x = NULL;
 	struct npz_err err = { "" };
 	uint64_t usize, csize;
 	unsigned char *rec;

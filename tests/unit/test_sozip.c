@@ -74,7 +74,7 @@ static struct rec_spec good_spec(void)
 }
 
 static int parse_spec(const struct rec_spec *s, uint64_t size, uint64_t comp,
-		      struct sozip_index **x, struct npz_err *err)
+		      struct sozip_map **x, struct npz_err *err)
 {
 	static unsigned char rec[4096];
 	size_t len = rec_make(rec, s);
@@ -87,7 +87,7 @@ static int parse_spec(const struct rec_spec *s, uint64_t size, uint64_t comp,
 /* s must be rejected (-EINVAL with a message). */
 static void expect_bad(const char *descr, const struct rec_spec *s)
 {
-	struct sozip_index *x;
+	struct sozip_map *x;
 	struct npz_err err;
 	int ret = parse_spec(s, 4 * 4096 - 5, 400, &x, &err);
 
@@ -99,7 +99,7 @@ static void expect_bad(const char *descr, const struct rec_spec *s)
 static void test_parse(void)
 {
 	struct rec_spec s = good_spec();
-	struct sozip_index *x;
+	struct sozip_map *x;
 	struct npz_err err;
 	unsigned char rec[4096];
 	size_t len;
