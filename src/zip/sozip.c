@@ -20,7 +20,9 @@
  * compare-and-swap, without a lock (two racing readers may both parse;
  * one result wins, the other is freed).  A member without such a record is
  * silently not SOZip; one whose record is damaged is logged once and read
- * the ordinary way (inflate.c).
+ * the ordinary way (inflate.c).  The offsets stay in memory with the member
+ * table (8 bytes a chunk: 256 KiB for 1 GiB in 32 KiB chunks), outside the
+ * cache budget.
  *
  * Reads: the chunks covering [off, off + len) are inflated each by a fresh
  * raw inflate stream (reset between chunks), straight into the caller's
