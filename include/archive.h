@@ -14,7 +14,12 @@
  *    past what was inflated gets its bytes inflated straight into its
  *    buffer (and written to the cache), so sequential reading copies
  *    nothing back out of the cache.  Live inflate streams are bounded in
- *    number; RAM use does not grow with the archive.
+ *    number; RAM use does not grow with the archive;
+ *  - SOZip members (deflated in independent chunks, with a valid hidden
+ *    chunk index after their data): only the chunks a read covers are
+ *    inflated, straight into its buffer, without the cache; their CRC is
+ *    not checked by reads (archive_check_member() checks it).  A damaged
+ *    index is logged once and the member read as above.
  *
  * Threads: every function may be called from any thread.  protects:
  * a->zip_lock serialises all libzip calls on the zip_t; each member's

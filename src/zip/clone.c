@@ -78,12 +78,15 @@ static int cmp_extent(const void *x, const void *y)
 }
 
 /* The bytes member m occupies: local header to the end of its data (and
- * of its data descriptor).  Returns 0 or -errno (message in s). */
+ * of its data descriptor, and of the hidden SOZip index record that
+ * follows, so that the index travels with its member).  Returns 0 or
+ * -errno (message in s). */
 static int member_extent(struct archive *a, struct member *m,
 			 struct extent *e, struct file_src *s)
 {
 	struct npz_err err = { "" };
 	int64_t off = ar_member_data_off(a, m, &err);
+	uint64_t sozip_end;
 
 	if (off < 0)
 		return plan_fail(s, (int)off, err.msg);
@@ -92,6 +95,9 @@ static int member_extent(struct archive *a, struct member *m,
 	if ((m->flags & 8) && e->end <= a->cd_off)
 		e->end = a->cd_off - e->end < DD_SLACK ? a->cd_off
 						       : e->end + DD_SLACK;
+	sozip_end = ar_sozip_extent_end(a, m);
+	if (sozip_end > e->end && sozip_end <= a->cd_off)
+		e->end = sozip_end;
 	return 0;
 }
 

@@ -648,6 +648,7 @@ static void free_tables(struct archive *a)
 	if (a->m) {
 		for (i = 0; i < a->count && a->m[i].raw_name; i++) {
 			cache_drop(&a->m[i].ci);
+			ar_sozip_release(&a->m[i]);
 			if (a->m[i].pub.name &&
 			    a->m[i].pub.name != a->m[i].raw_name)
 				free((char *)a->m[i].pub.name);

@@ -445,6 +445,11 @@ int ar_deflated_read(struct archive *a, size_t i, void *buf, size_t len,
 
 	if (atomic_load(&m->bad))
 		return ar_member_fail(m, FAULT_NONE, err);
+	/* a SOZip member: only the chunks of the range, no cache */
+	ret = ar_sozip_read(a, m, buf, len, off, err);
+	if (ret != AR_SOZIP_NONE)
+		return ret;
+	ret = -EAGAIN;
 	atomic_fetch_add(&m->pins, 1);
 	if (atomic_load(&m->frontier) >= end &&
 	    ar_pread_full(a->cache_fd, buf, len, m->base + off) == (ssize_t)len)

@@ -26,7 +26,9 @@
  *  - a->pool_lock: the stream pool (slot owner, busy, tick) and every m->zs;
  *  - a->cache_open_lock: creating a->cache_fd; a leaf;
  *  - m->data_off, m->frontier and m->bad are atomics read without a lock, so
- *    stored reads and reads below the frontier never wait for anybody.
+ *    stored reads and reads below the frontier never wait for anybody;
+ *  - m->sz (a SOZip index, sozip.c) is published once by compare-and-swap
+ *    and read without a lock: SOZip reads take no lock at all.
  *  The commit's own locks (the OFD lock on .NAME.lock, lock.c; the parallel
  *  deflate's pz->lock, deflate.c) are described where they live.
  *
@@ -104,6 +106,11 @@ struct member {
 	struct archive *a;		/* the archive (for eviction) */
 	struct cache_item ci;		/* [base, base + frontier) in the budget */
 	_Atomic unsigned pins;		/* readers reading the cache unlocked */
+	/* its SOZip index (sozip.c): NULL until first looked for, then
+	 * published once by compare-and-swap and never changed (a "none"
+	 * sentinel when the member has no usable index); freed with the
+	 * member table */
+	struct sozip_map *_Atomic sz;
 };
 
 struct archive {
@@ -212,6 +219,54 @@ bool ar_member_evict(struct cache_item *it);
 int ar_deflated_read(struct archive *a, size_t i, void *buf, size_t len,
 		     uint64_t off, struct npz_err *err);
 
+
+/* ---- sozip.c: SOZip members (seek-optimized zip, spec 0.5) ---- */
+
+/* ar_sozip_read() found no usable index: read the member the usual way. */
+#define AR_SOZIP_NONE 1
+
+/* A member's parsed SOZip index: chunk k holds uncompressed bytes
+ * [k * chunk_size, min((k + 1) * chunk_size, size)) and compressed bytes
+ * [off[k], off[k + 1]) of the member's data. */
+struct sozip_map {
+	uint32_t chunk_size;
+	uint64_t nchunks;	/* ceil(size / chunk_size), at least 2 */
+	uint64_t *off;		/* nchunks + 1 entries: off[0] = 0, strictly
+				   increasing, off[nchunks] = comp_size */
+	uint64_t rec_end;	/* file offset just past the hidden index
+				   record (its local header and data) */
+	_Atomic bool broken;	/* a chunk did not inflate as the index
+				   says: reads take the ordinary path */
+};
+
+/* Parse the hidden index record rec[0..len) (local header, name, extra
+ * field, stored index data) of the member whose raw name is
+ * name[0..name_len) and whose central directory says size and comp_size.
+ * Returns 0 and *out (free it with ar_sozip_free(); rec_end 0), -ENOENT
+ * when rec is not that member's index record (no local header there, or
+ * another name), -EINVAL when it is but is unusable (err says why:
+ * "chunk size 12 below 1024"), or -ENOMEM.  Never reads outside rec. */
+int ar_sozip_parse(const unsigned char *rec, size_t len, const char *name,
+		   size_t name_len, uint64_t size, uint64_t comp_size,
+		   struct sozip_map **out, struct npz_err *err);
+
+void ar_sozip_free(struct sozip_map *x);
+
+/* Read [off, off + len) (inside the member, len > 0) of deflated member m
+ * through its SOZip index, looked for on the first call: only the chunks
+ * covering the range are inflated, each on its own, straight into buf.
+ * Returns 0, AR_SOZIP_NONE (no usable index: nothing read; an index that
+ * turns out not to match its data is dropped, logged once, and later reads
+ * take the ordinary path too) or -errno (-EIO with err set). */
+int ar_sozip_read(struct archive *a, struct member *m, void *buf, size_t len,
+		  uint64_t off, struct npz_err *err);
+
+/* Where m's extent ends when a valid SOZip index record follows its data
+ * (so that a cloned commit keeps it), else 0 (also on errors). */
+uint64_t ar_sozip_extent_end(struct archive *a, struct member *m);
+
+/* Free m's index (the member table is going). */
+void ar_sozip_release(struct member *m);
 
 /* ---- lock.c: the commit lock ---- */
 
