@@ -279,6 +279,44 @@ static int check_data(struct archive *a, const struct member *m,
 	return ret;
 }
 
+/* A deflated member with a SOZip index: read it again through the index
+ * (every chunk inflated on its own) and check the bytes' CRC.  0 when it
+ * has no index record.  Bounded memory (1 MiB blocks). */
+static int check_sozip(struct archive *a, struct member *m,
+		       struct npz_err *err)
+{
+	unsigned char *buf;
+	uint64_t off = 0;
+	uint32_t crc = 0;
+	int ret;
+
+	if (!ar_sozip_extent_end(a, m))
+		return 0;	/* no index record */
+	buf = malloc(CHECK_BLOCK);
+	ret = buf ? 0 : -ENOMEM;
+	while (!ret && off < m->pub.size) {
+		size_t n = m->pub.size - off < CHECK_BLOCK ?
+			   (size_t)(m->pub.size - off) : CHECK_BLOCK;
+
+		ret = ar_sozip_read(a, m, buf, n, off, err);
+		if (ret == AR_SOZIP_NONE) {
+			npz_err_set(err, "SOZip index does not match the data");
+			ret = -EIO;
+		}
+		if (ret)
+			break;
+		crc = crc32_update(crc, buf, n);
+		off += n;
+	}
+	free(buf);
+	if (!ret && crc != m->pub.crc) {
+		npz_err_set(err, "SOZip chunks inflate to other bytes (CRC "
+			    "0x%08x, stored 0x%08x)", crc, m->pub.crc);
+		ret = -EIO;
+	}
+	return ret;
+}
+
 int archive_check_member(struct archive *a, size_t i, struct npz_err *err)
 {
 	const struct member *m;
@@ -329,7 +367,10 @@ int archive_check_member(struct archive *a, size_t i, struct npz_err *err)
 			    m->pub.method);
 		return -EIO;
 	}
-	return check_data(a, m, lh.data_off, err);
+	ret = check_data(a, m, lh.data_off, err);
+	if (!ret && m->pub.method == ARCHIVE_DEFLATE)
+		ret = check_sozip(a, &a->m[i], err);
+	return ret;
 }
 
 struct extent {

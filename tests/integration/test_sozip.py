@@ -358,3 +358,22 @@ def test_members_npzfs_writes_read_as_sozip(xfs, mount, request):
     assert read(m / "n.npy") == want
     assert cache_bytes(m.proc.pid, cache) == 0
     assert IGNORED_LOG not in m.stderr() and MISMATCH_LOG not in m.stderr()
+
+
+def test_check_reads_through_the_index(tmp_path):
+    """`npzfs --check` also reads a SOZip member chunk by chunk through its
+    index: a sound one passes; an index whose offsets point elsewhere (the
+    data itself is sound: numpy and unzip pass) is reported."""
+    from conftest import run_npzfs
+    data = sozip_npy(np.round(np.random.default_rng(8).standard_normal(150000), 2))
+    good = sozip.write_zip(tmp_path / "good.npz", [
+        sozip.Member("x.npy", data, "sozip", chunk=4096)])
+    bad = sozip.write_zip(tmp_path / "bad.npz", [
+        sozip.Member("x.npy", data, "sozip", chunk=4096, tamper=_shift_offsets)])
+    assert b"No errors detected" in run(["unzip", "-tq", bad]).stdout
+    res = run_npzfs("--check", good, timeout=120)
+    assert res.returncode == 0, res.stdout + res.stderr
+    res = run_npzfs("--check", bad, timeout=120)
+    out = res.stdout.decode()
+    assert res.returncode == 1, out
+    assert "x.npy: SOZip index does not match the data" in out, out
