@@ -177,20 +177,29 @@ static int page_fill(struct wbuf *w, uint64_t page)
 	return ret;
 }
 
+/* The spill file of a cow w, created on first use.  0 or -errno. */
+static int cow_spill(struct wbuf *w)
+{
+	int fd;
+
+	if (w->fd >= 0)
+		return 0;
+	fd = io_spill_file(&w->wb.writeback);
+	if (fd < 0)
+		return fd;
+	w->fd = fd;
+	return 0;
+}
+
 static int cow_pwrite(struct wbuf *w, const void *p, size_t n, uint64_t off)
 {
 	uint64_t end = off + n, first = off / WBUF_PAGE,
 		 last = (end - 1) / WBUF_PAGE;
 	int ret;
 
-	if (w->fd < 0) {
-		w->fd = io_spill_file(&w->wb.writeback);
-		if (w->fd < 0) {
-			ret = w->fd;
-			w->fd = -1;
-			return ret;
-		}
-	}
+	ret = cow_spill(w);
+	if (ret)
+		return ret;
 	/* pages written in part keep the base's other bytes */
 	ret = off % WBUF_PAGE ? page_fill(w, first) : 0;
 	if (!ret && end % WBUF_PAGE && end < w->size &&
@@ -228,16 +237,11 @@ static int cow_flatten(struct wbuf *w)
 {
 	char *buf;
 	uint64_t off = 0;
-	int ret = 0;
+	int ret;
 
-	if (w->fd < 0) {
-		w->fd = io_spill_file(&w->wb.writeback);
-		if (w->fd < 0) {
-			ret = w->fd;
-			w->fd = -1;
-			return ret;
-		}
-	}
+	ret = cow_spill(w);
+	if (ret)
+		return ret;
 	buf = malloc(1u << 20);
 	if (!buf)
 		return -ENOMEM;

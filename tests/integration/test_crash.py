@@ -67,6 +67,29 @@ def npy_header_len(arr):
     return len(b.getvalue())
 
 
+def kill_round(arc, mnt, log, rng, script, *args):
+    """Mount arc, run the writer script with args, kill -9 the daemon after
+    a random delay (the moment of the crash), detach the dead mount.
+    Returns the writer's exit status (0: its close() succeeded; 3: an
+    errno)."""
+    daemon = Daemon(arc, mnt, log)
+    writer = None
+    try:
+        writer = subprocess.Popen(["/usr/bin/python3", "-c", script, *args],
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        time.sleep(rng.uniform(0, MAX_DELAY) * SLOW)
+        daemon.kill()
+        out, _ = writer.communicate(timeout=30 * SLOW)
+    finally:
+        if writer and writer.poll() is None:
+            writer.kill()
+            writer.wait()
+        daemon.close()
+    assert not sanitizer_report(daemon.stderr()), daemon.stderr()
+    assert writer.returncode in (0, 3), out
+    return writer.returncode
+
+
 def small_for(k):
     """The small array a round writes: different length and values per round."""
     return np.arange(k % 5 + 1, dtype=np.float64) + k * 10 + 0.5
@@ -94,21 +117,7 @@ def test_kill_9_during_commits(tmp_path, fs, request):
 
     for k in range(ROUNDS):
         new = small_for(k)
-        daemon = Daemon(arc, mnt, log)
-        writer = None
-        try:
-            writer = subprocess.Popen(["/usr/bin/python3", "-c", WRITER, str(mnt / "small.txt"),
-                                       text_of(new)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-            time.sleep(rng.uniform(0, MAX_DELAY) * SLOW)     # the random moment of the crash
-            daemon.kill()
-            out, _ = writer.communicate(timeout=30 * SLOW)
-        finally:
-            if writer and writer.poll() is None:
-                writer.kill()
-                writer.wait()
-            daemon.close()
-        assert not sanitizer_report(daemon.stderr()), daemon.stderr()
-        assert writer.returncode in (0, 3), out
+        writer_rc = kill_round(arc, mnt, log, rng, WRITER, str(mnt / "small.txt"), text_of(new))
 
         # The archive opens in numpy as the old or the new version.
         with zipfile.ZipFile(arc) as z:
@@ -120,7 +129,7 @@ def test_kill_9_during_commits(tmp_path, fs, request):
             got = z["small"]
             assert np.array_equal(z["big"], big), "round %d: big array damaged" % k
         assert got.dtype == np.float64
-        if writer.returncode == 0:
+        if writer_rc == 0:
             # close() returned: the archive on disk held the change.
             outcomes["writer_ok"] += 1
             assert np.array_equal(got, new), (k, got, new)
@@ -167,22 +176,8 @@ def test_kill_9_during_patch_commits(tmp_path, fs, request):
         value = -float(k + 1)
         new = state.copy()
         new[i] = value
-        daemon = Daemon(arc, mnt, log)
-        writer = None
-        try:
-            writer = subprocess.Popen(["/usr/bin/python3", "-c", PATCHER, str(mnt / "big.npy"),
-                                       str(hdr + 8 * i), np.float64(value).tobytes().hex()],
-                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-            time.sleep(rng.uniform(0, MAX_DELAY) * SLOW)
-            daemon.kill()
-            out, _ = writer.communicate(timeout=30 * SLOW)
-        finally:
-            if writer and writer.poll() is None:
-                writer.kill()
-                writer.wait()
-            daemon.close()
-        assert not sanitizer_report(daemon.stderr()), daemon.stderr()
-        assert writer.returncode in (0, 3), out
+        writer_rc = kill_round(arc, mnt, log, rng, PATCHER, str(mnt / "big.npy"),
+                               str(hdr + 8 * i), np.float64(value).tobytes().hex())
         t = subprocess.run(["unzip", "-tq", str(arc)], capture_output=True, text=True)
         assert t.returncode == 0, (k, t.stdout, t.stderr)
         with zipfile.ZipFile(arc) as z:
@@ -190,7 +185,7 @@ def test_kill_9_during_patch_commits(tmp_path, fs, request):
         with np.load(arc) as z:
             got = z["big"]
             assert np.array_equal(z["small"], [1.5]), k
-        if writer.returncode == 0:
+        if writer_rc == 0:
             outcomes["writer_ok"] += 1
             assert np.array_equal(got, new), k
         else:
