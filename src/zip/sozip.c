@@ -29,8 +29,9 @@
  * docs/bench.md issue 11), straight into the caller's
  * buffer; bytes of a first or last chunk outside the range go through a
  * small scratch buffer.  No cache file, nothing inflated outside those
- * chunks, no shared state: every call has its own stream and buffers, so
- * reads of one member or of many run in parallel.  Each chunk must give
+ * chunks, no member state: every chunk has its own stream and buffers, so
+ * reads of one member or of many run in parallel.  A read of two or more
+ * chunks inflates them on the chunk pool (below), each into its place.  Each chunk must give
  * exactly its size (chunk_size, the last one the remainder), the last one
  * must end the deflate stream and no other may.  A chunk that does not is
  * taken as a damaged index: the index is dropped (logged once) and the
