@@ -268,6 +268,10 @@ uint64_t ar_sozip_extent_end(struct archive *a, struct member *m);
 /* Free m's index (the member table is going). */
 void ar_sozip_release(struct member *m);
 
+/* Inflate the chunks of a read of two or more on the inflate pool (the
+ * default) or each in order on the caller's thread; for tests. */
+void ar_sozip_set_parallel(bool on);
+
 /* ---- lock.c: the commit lock ---- */
 
 /* Take the commit lock of the archive at path: wait for it, or only try

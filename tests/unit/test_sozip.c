@@ -294,7 +294,8 @@ static unsigned char *content;
 
 /* x.npy (SOZip, CHUNK), plus a stored member after it; damage: 0 none,
  * 1 the offsets shifted by one byte (a valid-looking index that does not
- * match the data), 2 the index's CRC wrong. */
+ * match the data), 2 the index's CRC wrong, 3 chunk 10's deflate data
+ * damaged (the index right). */
 static char *write_archive(const char *name, int damage)
 {
 	struct zbuf b = { 0 }, comp = { 0 };
@@ -307,6 +308,8 @@ static char *write_archive(const char *name, int damage)
 	int fd;
 
 	sozip_deflate(content, CONTENT, CHUNK, &comp, offs, &noffs);
+	if (damage == 3)
+		memset(comp.p + offs[9] + 20, 0xff, 16);
 	memset(e, 0, sizeof(e));
 	e[0].name = "x.npy"; e[0].name_len = 5; e[0].needed = 20;
 	e[0].method = 8; e[0].crc = crc; e[0].comp_size = comp.len;
@@ -473,6 +476,122 @@ static void test_reads(void)
 	free(path);
 }
 
+/* ---- multi-chunk reads through the inflate pool ---- */
+
+struct big_thr {
+	struct archive *a;
+	unsigned seed;
+	bool ok;
+};
+
+static void *big_main(void *p)
+{
+	struct big_thr *t = p;
+
+	t->ok = true;
+	for (int k = 0; k < 200 && t->ok; k++) {
+		uint64_t off = (uint64_t)rand_r(&t->seed) % CONTENT;
+		size_t len = 1 + (size_t)rand_r(&t->seed) % (16 * CHUNK);
+
+		t->ok = range_ok(t->a, 0, off, len);
+	}
+	return NULL;
+}
+
+/* ar_sozip_read of [off, off + len) with the pool on or off: its result,
+ * the bytes into buf */
+static int sozip_read_mode(struct archive *a, bool parallel, unsigned char *buf,
+			   size_t len, uint64_t off)
+{
+	struct npz_err err = { "" };
+	int ret;
+
+	ar_sozip_set_parallel(parallel);
+	ret = ar_sozip_read(a, &a->m[0], buf, len, off, &err);
+	ar_sozip_set_parallel(true);
+	return ret;
+}
+
+static void test_pool(void)
+{
+	char *path = write_archive("pool.zip", 0);
+	struct archive *a;
+	struct npz_err err = { "" };
+	bool ok = true;
+	unsigned char *p1 = malloc(CONTENT), *p2 = malloc(CONTENT);
+	static const uint64_t offs[] = { 0, 1, CHUNK - 1, 3 * CHUNK + 17,
+					 CONTENT - 5 * CHUNK - 3 };
+	static const size_t lens[] = { CHUNK + 1, 2 * CHUNK, 4 * CHUNK - 9,
+				       4 * CHUNK, 16 * CHUNK + 5 };
+
+	test_cond("pool: open", archive_open(path, &a, &err) == 0);
+	for (size_t i = 0; i < sizeof(offs) / sizeof(*offs); i++)
+		for (size_t j = 0; j < sizeof(lens) / sizeof(*lens); j++) {
+			size_t len = lens[j];
+
+			if (offs[i] + len > CONTENT)
+				len = (size_t)(CONTENT - offs[i]);
+			memset(p1, 1, len);
+			memset(p2, 2, len);
+			ok = ok && sozip_read_mode(a, true, p1, len, offs[i]) == 0 &&
+			     sozip_read_mode(a, false, p2, len, offs[i]) == 0 &&
+			     memcmp(p1, p2, len) == 0 &&
+			     memcmp(p1, content + offs[i], len) == 0;
+		}
+	test_cond("pool: multi-chunk reads equal the serial ones", ok);
+	ok = sozip_read_mode(a, true, p1, CONTENT, 0) == 0 &&
+	     memcmp(p1, content, CONTENT) == 0;
+	test_cond("pool: the whole member in one read", ok);
+	{
+		struct big_thr t[8];
+		pthread_t tid[8];
+
+		for (int k = 0; k < 8; k++) {
+			t[k].a = a;
+			t[k].seed = (unsigned)k + 11;
+			pthread_create(&tid[k], NULL, big_main, &t[k]);
+		}
+		for (int k = 0; k < 8; k++) {
+			pthread_join(tid[k], NULL);
+			ok = ok && t[k].ok;
+		}
+		test_cond("pool: big reads from 8 threads", ok);
+	}
+	test_cond("pool: index kept", !atomic_load(&a->m[0].sz)->broken);
+	archive_close(a);
+	free(path);
+
+	/* chunk 10 damaged: a read of chunks 8..12 falls back, in both modes,
+	 * as a read of chunks 0..3 (before) does not */
+	path = write_archive("damaged.zip", 3);
+	for (int mode = 0; mode < 2; mode++) {
+		struct member *m;
+		int r;
+
+		test_cond("damaged: open", archive_open(path, &a, &err) == 0);
+		m = &a->m[0];
+		r = sozip_read_mode(a, mode, p1, 4 * CHUNK, 0);
+		test_cond("damaged: chunks 0..3 read",
+			  r == 0 && memcmp(p1, content, 4 * CHUNK) == 0 &&
+			  !atomic_load(&m->sz)->broken);
+		r = sozip_read_mode(a, mode, p1, 5 * CHUNK - 6, 8 * CHUNK + 3);
+		test_cond(mode ? "damaged: parallel read falls back"
+			       : "damaged: serial read falls back",
+			  r == AR_SOZIP_NONE && atomic_load(&m->sz)->broken);
+		r = sozip_read_mode(a, mode, p1, 2 * CHUNK, 0);
+		test_cond("damaged: later reads fall back too",
+			  r == AR_SOZIP_NONE);
+		/* the ordinary path: the deflate data is damaged */
+		test_cond("damaged: read fails",
+			  archive_member_read(a, 0, p1, 5 * CHUNK, 8 * CHUNK,
+					      &err) < 0);
+		archive_close(a);
+	}
+	free(path);
+	free(p1);
+	free(p2);
+}
+
 int main(void)
 {
 	unsigned seed = 7;
@@ -487,6 +606,7 @@ int main(void)
 		content[k] = (unsigned char)(k % 251 < 40 ? (size_t)rand_r(&seed) :
 					     k / 1000);
 	test_reads();
+	test_pool();
 	free(content);
 	{
 		char cmd[300];
