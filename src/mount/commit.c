@@ -47,7 +47,6 @@ struct commit_plan {
 	struct archive_change *ch;
 	size_t n;
 	time_t now;
-	struct archive_range *ranges;	/* of the patches in ch (heap) */
 };
 
 /* archive_change.read over a frozen (or private) wbuf: reading a
@@ -57,10 +56,11 @@ static ssize_t wbuf_read_at(void *w, void *buf, size_t len, uint64_t off)
 	return wbuf_pread(w, buf, len, off);
 }
 
-/* The written ranges of copy-on-write content w, as a new array. */
-static int written_ranges(const struct wbuf *w, struct archive_range **out,
-			  size_t *n)
+/* The written ranges of copy-on-write content w, as c's ranges (a new
+ * array, freed by plan_free). */
+static int written_ranges(const struct wbuf *w, struct archive_change *c)
 {
+	struct archive_range *r;
 	uint64_t off = 0, len;
 	size_t count = 0, i = 0;
 
@@ -68,22 +68,31 @@ static int written_ranges(const struct wbuf *w, struct archive_range **out,
 		count++;
 		off += len;
 	}
-	*out = malloc((count ? count : 1) * sizeof(**out));
-	if (!*out)
+	r = malloc((count ? count : 1) * sizeof(*r));
+	if (!r)
 		return -ENOMEM;
 	for (off = 0; i < count && wbuf_next_written(w, &off, &len); i++) {
-		(*out)[i] = (struct archive_range){ off, len };
+		r[i] = (struct archive_range){ off, len };
 		off += len;
 	}
-	*n = count;
+	c->ranges = r;
+	c->nranges = count;
 	return 0;
+}
+
+static void plan_free(struct commit_plan *p)
+{
+	for (size_t i = 0; i < p->n; i++)
+		free((void *)p->ch[i].ranges);
+	free(p->list);
+	free(p->ch);
 }
 
 /* New content w of e as change c: a copy-on-write w is read as it is,
  * and when it is its base (e's member, as the tag says) with some pages
  * written, it is a patch of that member.  t->lock held.  0 or -errno. */
-static int plan_content(struct tree *t, struct commit_plan *p,
-			struct entry *e, struct archive_change *c)
+static int plan_content(struct tree *t, struct entry *e,
+			struct archive_change *c)
 {
 	struct wbuf *w = e->pending;
 	const struct archive_member *m;
@@ -98,15 +107,14 @@ static int plan_content(struct tree *t, struct commit_plan *p,
 	c->read = wbuf_read_at;
 	c->read_ctx = w;
 	if (!wbuf_is_patch(w) || !e->in_archive ||
-	    w->base.tag != e->content_tag || c->method != ARCHIVE_STORE ||
-	    p->ranges)	/* one patch per commit */
+	    w->base.tag != e->content_tag || c->method != ARCHIVE_STORE)
 		return 0;
 	m = archive_member(t->ar, e->member);
 	if (m->method != ARCHIVE_STORE || m->size != w->size)
 		return 0;
 	c->patch = true;
 	c->patch_of = e->member;
-	return written_ranges(w, &p->ranges, &c->nranges) ? -ENOMEM : 0;
+	return written_ranges(w, c);
 }
 
 /* Fill p (list and ch allocated for t->nentries + 1) from the entries that
@@ -131,12 +139,11 @@ static int commit_plan(struct tree *t, struct commit_plan *p,
 			ch[i].from = (ssize_t)e->member;
 			continue;
 		}
-		ret = plan_content(t, p, e, &ch[i]);
+		ret = plan_content(t, e, &ch[i]);
 		if (ret) {
 			npz_err_set(err, "spill file: %s", strerror(-ret));
 			return ret;
 		}
-		ch[i].ranges = ch[i].patch ? p->ranges : NULL;
 		ch[i].size = e->pending->size;
 		ch[i].level = t->opts.level;
 		ch[i].mtime = p->now;
@@ -242,9 +249,7 @@ int commit_archive(struct tree *t, struct npz_err *err)
 		commit_drop_left_out(t);
 		commit_renumber(t, &p);
 	}
-	free(p.list);
-	free(p.ch);
-	free(p.ranges);
+	plan_free(&p);
 	t->trim = true;		/* see release_free_memory() */
 	return ret;
 }

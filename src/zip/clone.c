@@ -16,7 +16,6 @@
 #include <fcntl.h>
 #include <linux/fs.h>
 #include <stdatomic.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -470,39 +469,26 @@ static int write_sozip_index(struct plan *p, const struct zip_entry *e,
 			     const struct sozip_index *idx,
 			     struct file_src *s, uint64_t *pos)
 {
-	const char *base = strrchr(e->name, '/');
-	size_t dir = base ? (size_t)(base - e->name + 1) : 0;
-	size_t len = 32 + 8 * idx->n, name_len = e->name_len + 11;
 	struct zip_entry ie = { .made_by = e->made_by, .needed = 20,
 				.flags = e->flags & 0x800, .time = e->time,
-				.date = e->date, .comp_size = len,
-				.size = len };
-	unsigned char *buf;
+				.date = e->date };
+	unsigned char *buf = NULL;
 	char *name;
-	size_t hlen;
+	size_t hlen, len;
 	int ret;
 
-	if (name_len > UINT16_MAX)
+	if (e->name_len + 11u > UINT16_MAX)
 		return 0;	/* no room for the name: no index */
-	buf = malloc(len);
-	name = malloc(name_len + 1);
-	if (!buf || !name) {
-		free(buf);
+	name = malloc(e->name_len + 11u);
+	ret = name ? ar_sozip_index_data(e->size, e->comp_size, idx, &buf,
+					 &len) : -ENOMEM;
+	if (ret) {
 		free(name);
-		return plan_fail(s, -ENOMEM, strerror(ENOMEM));
+		return plan_fail(s, ret, strerror(-ret));
 	}
-	snprintf(name, name_len + 1, "%.*s.%s.sozip.idx", (int)dir, e->name,
-		 e->name + dir);
 	ie.name = name;
-	ie.name_len = (uint16_t)strlen(name);
-	put32(buf, 1);			/* version */
-	put32(buf + 4, 0);		/* skip_bytes */
-	put32(buf + 8, AR_SOZIP_CHUNK);
-	put32(buf + 12, 8);		/* offset_size */
-	put64(buf + 16, e->size);
-	put64(buf + 24, e->comp_size);
-	for (size_t i = 0; i < idx->n; i++)
-		put64(buf + 32 + 8 * i, idx->offs[i]);
+	ie.name_len = (uint16_t)ar_sozip_index_name(e->name, e->name_len, name);
+	ie.comp_size = ie.size = len;
 	ie.crc = crc32_update(0, buf, len);
 	hlen = ar_local_header(p->hdr, &ie, false);
 	ret = io_pwrite_all(s->tmp_fd, p->hdr, hlen, *pos);

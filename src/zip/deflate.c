@@ -465,10 +465,10 @@ static zip_int64_t pz_read(struct content_src *cs, unsigned char *data,
 			if (pz->sozip) {
 				/* the piece's chunks: where they start */
 				uint64_t at = cs->comp_size + done;
-				bool bad = pz->emit && idx_add(cs->idx, at);
+				int bad = pz->emit ? idx_add(cs->idx, at) : 0;
 
-				for (size_t i = 0; i < sl->noffs; i++)
-					bad |= idx_add(cs->idx, at + sl->offs[i]);
+				for (size_t i = 0; !bad && i < sl->noffs; i++)
+					bad = idx_add(cs->idx, at + sl->offs[i]);
 				if (bad)
 					cs->idx->lost = true;
 			}

@@ -83,17 +83,54 @@ void ar_sozip_release(struct member *m)
 	ar_sozip_free(atomic_exchange(&m->sz, NULL));
 }
 
-/* Is idx[0..idx_len) the index name of member name[0..name_len)? */
-static bool index_name_matches(const unsigned char *idx, size_t idx_len,
-			       const char *name, size_t name_len)
+size_t ar_sozip_index_name(const char *name, size_t name_len, char *out)
 {
 	const char *slash = memrchr(name, '/', name_len);
 	size_t dir = slash ? (size_t)(slash + 1 - name) : 0;
 
-	return idx_len == name_len + 1 + SOZIP_SUFFIX_LEN &&
-	       memcmp(idx, name, dir) == 0 && idx[dir] == '.' &&
-	       memcmp(idx + dir + 1, name + dir, name_len - dir) == 0 &&
-	       memcmp(idx + 1 + name_len, SOZIP_SUFFIX, SOZIP_SUFFIX_LEN) == 0;
+	memcpy(out, name, dir);
+	out[dir] = '.';
+	memcpy(out + dir + 1, name + dir, name_len - dir);
+	memcpy(out + 1 + name_len, SOZIP_SUFFIX, SOZIP_SUFFIX_LEN);
+	return name_len + 1 + SOZIP_SUFFIX_LEN;
+}
+
+/* Is idx[0..idx_len) the index name of member name[0..name_len)? */
+static bool index_name_matches(const unsigned char *idx, size_t idx_len,
+			       const char *name, size_t name_len)
+{
+	char *want;
+	bool same;
+
+	if (idx_len != name_len + 1 + SOZIP_SUFFIX_LEN)
+		return false;
+	want = malloc(idx_len);
+	same = want && ar_sozip_index_name(name, name_len, want) == idx_len &&
+	       memcmp(idx, want, idx_len) == 0;
+	free(want);
+	return same;
+}
+
+int ar_sozip_index_data(uint64_t size, uint64_t comp_size,
+			const struct sozip_index *idx, unsigned char **out,
+			size_t *len)
+{
+	unsigned char *d;
+
+	*len = SOZIP_HDR + 8 * idx->n;
+	d = malloc(*len);
+	if (!d)
+		return -ENOMEM;
+	put32(d, 1);			/* version */
+	put32(d + 4, 0);		/* skip_bytes */
+	put32(d + 8, AR_SOZIP_CHUNK);
+	put32(d + 12, 8);		/* offset_size */
+	put64(d + 16, size);
+	put64(d + 24, comp_size);
+	for (size_t i = 0; i < idx->n; i++)
+		put64(d + SOZIP_HDR + 8 * i, idx->offs[i]);
+	*out = d;
+	return 0;
 }
 
 int ar_sozip_parse(const unsigned char *rec, size_t len, const char *name,

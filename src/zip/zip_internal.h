@@ -268,6 +268,19 @@ uint64_t ar_sozip_extent_end(struct archive *a, struct member *m);
 /* Free m's index (the member table is going). */
 void ar_sozip_release(struct member *m);
 
+/* The hidden index's name for member name[0..name_len) ("DIR/BASE" ->
+ * "DIR/.BASE.sozip.idx") into out (room for name_len + 11 bytes, not
+ * NUL-terminated); returns its length. */
+size_t ar_sozip_index_name(const char *name, size_t name_len, char *out);
+
+struct sozip_index;
+/* The index data of a member written in AR_SOZIP_CHUNK chunks (version 1,
+ * 64-bit offsets) in a new buffer *out (free() it) of *len bytes.
+ * Returns 0 or -ENOMEM. */
+int ar_sozip_index_data(uint64_t size, uint64_t comp_size,
+			const struct sozip_index *idx, unsigned char **out,
+			size_t *len);
+
 /* Inflate the chunks of a read of two or more on the inflate pool (the
  * default) or each in order on the caller's thread; for tests. */
 void ar_sozip_set_parallel(bool on);
