@@ -384,7 +384,6 @@ static int fill_member(struct archive *a, size_t i, const struct cd_entry *e,
 		return ret;
 	pthread_mutex_init(&m->lock, NULL);
 	m->a = a;
-	m->ci.evict = ar_member_evict;
 	memcpy(*np, e->name, e->name_len);
 	(*np)[e->name_len] = '\0';
 	m->raw_name = *np;
@@ -647,7 +646,6 @@ static void free_tables(struct archive *a)
 	ar_pool_release(a);
 	if (a->m) {
 		for (i = 0; i < a->count && a->m[i].raw_name; i++) {
-			cache_drop(&a->m[i].ci);
 			ar_sozip_release(&a->m[i]);
 			if (a->m[i].pub.name &&
 			    a->m[i].pub.name != a->m[i].raw_name)

@@ -1,58 +1,444 @@
-/* inflate.c - deflated members: inflated on demand into one unlinked sparse
- * cache file (each member at its own region, charged to the cache budget),
- * through a small LRU pool of live inflate streams.
- *  Invariant: bytes [0, frontier) of a member's region hold its inflated
- *  data and never change until evicted (frontier back to 0). */
+/* inflate.c - deflated members that are one deflate stream (numpy's; SOZip
+ * members go to sozip.c): inflated with ISA-L, made seekable with access
+ * points (the zran technique), and cached in blocks inside the budget.
+ *
+ * Blocks.  A member's inflated data is cut into blocks of blk bytes (1 MiB,
+ * more for members of over 64 GiB so that there are at most 65536).  A
+ * cached block lives at its place in the member's region of the archive's
+ * unlinked sparse cache file, charged to the budget on its own (its own
+ * cache_item, evicted least recently used: a punched hole).
+ *
+ * Streams.  A member being read has a stream (ISA-L inflate state, a
+ * window of compressed input, two windows of output holding the last two
+ * blocks inflated) at its position; a read of the next block goes on from
+ * there, so a sequential read inflates every byte once.  At most
+ * ARCHIVE_STREAMS members of an archive keep a stream (least recently used
+ * one taken over; when none is free, a read uses a private one).
+ *
+ * Access points.  While a stream inflates, at every span bytes of output
+ * (a multiple of blk, chosen so that a member's points take at most about a
+ * quarter of the budget: ar_zran_span) it keeps a snapshot of itself: ISA-L
+ * keeps its whole decoder state, history included, in the flat struct
+ * inflate_state (the history in tmp_out_buffer; no pointers but next_in
+ * and next_out), so a snapshot is that struct up to tmp_out_buffer plus the
+ * last 32 KiB of history and any output it holds back (about 54 KiB),
+ * with the compressed offset it had consumed (tests/unit/test_zran.c
+ * proves that restoring one gives the same bytes).  A read of a block the
+ * stream has passed, or far ahead of it, restores the nearest point at or
+ * before the block instead of inflating from the start.  A member's points
+ * are one item of the budget (memory, charged as they are taken; evicted
+ * all together).
+ *
+ * What is cached: every block of a member whose size is at most half the
+ * budget; for bigger members only the blocks a non-sequential read asked
+ * for (a sequential read of a big member would only churn the cache; the
+ * kernel's page cache keeps what it read).  A charge the budget refuses,
+ * or a write the cache file refuses (logged once per member), means the
+ * block is served uncached.
+ *
+ * CRC: a stream that inflated from the member's start to its end without a
+ * restore checks the CRC-32 (ISA-L computes it as it inflates); every
+ * stream that reaches the end checks that the deflate stream ends exactly
+ * at the member's size.  Damaged data (ISA-L errors, truncation, wrong size
+ * or CRC) marks the member bad: every read is then EIO.
+ *
+ * Locks: m->lock (the member's stream and its windows, held while
+ * inflating) before a->pool_lock (which members hold streams) and before
+ * z->lock (points, blocks' states and pins; held only for short copies).
+ * Reads of cached blocks take z->lock alone, never m->lock, so they do not
+ * wait for an inflate.  Evictions (cache lock held) take z->lock by trylock.
+ */
 #include <errno.h>
 #include <fcntl.h>
+#include <isa-l/igzip_lib.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include <zlib.h>
 
 #include "io.h"
 #include "zip_internal.h"
 
-#define ARCHIVE_IN_BLOCK (256u << 10)	/* compressed input per pread */
-#define ARCHIVE_OUT_BLOCK (256u << 10)	/* inflated output per pwrite */
-#define ARCHIVE_STEP (128u << 10)	/* least output of one inflate step */
-#define ARCHIVE_MAX_STEP (1u << 30)	/* output per inflate() call */
-#define ARCHIVE_SMALL (64u << 10)	/* inflated whole, no pooled stream */
+#define ZR_BLOCK (1u << 20)		/* least block size */
+#define ZR_MAX_BLOCKS 65536u		/* blocks grow past this */
+#define ZR_POINT_EST (64u << 10)	/* a point's bytes, for the span */
+#define ZR_IN_CAP (256u << 10)		/* compressed bytes per pread */
+#define ZR_HIST (32u << 10)		/* deflate's history */
 
-#define NO_OWNER SIZE_MAX
+#define SNAP_HEAD offsetof(struct inflate_state, tmp_out_buffer)
+const size_t AR_SNAP_MAX = sizeof(struct inflate_state);
 
-/* The budget wants m's cached bytes back (cache.h: called with the
- * cache's lock held, must not block).  Readers outside m->lock pin the
- * member before they load the frontier; we zero the frontier before we
- * look at the pins, so either they see 0 (and inflate under m->lock, which
- * we hold) or we see their pin (and keep the data). */
-bool ar_member_evict(struct cache_item *it)
+enum { BLK_EMPTY, BLK_WRITING, BLK_CACHED };
+
+struct zr_block {
+	struct cache_item ci;
+	struct zran *z;
+	uint32_t idx;
+	uint8_t state;		/* z->lock */
+	unsigned pins;		/* z->lock: readers of the cached bytes */
+};
+
+struct zr_point {
+	uint64_t in;		/* compressed bytes consumed */
+	size_t len;
+	unsigned char *snap;	/* NULL: no point here */
+};
+
+struct zr_stream {
+	struct inflate_state st;
+	unsigned char *in;	/* compressed bytes [in_lo, in_lo + in_len) */
+	uint64_t in_lo;
+	size_t in_len;
+	uint64_t fed;		/* compressed bytes given to st so far */
+	uint64_t pos;		/* output produced so far */
+	bool valid;		/* positioned at pos */
+	bool from_start;	/* inflated from 0 with no restore: CRC known */
+	bool ended;		/* the deflate stream ended, checked */
+	unsigned char *win[2];	/* the last two blocks inflated */
+	uint64_t win_blk[2];	/* their block numbers, UINT64_MAX: none */
+	size_t win_cap;
+	int next;		/* window to fill next */
+	int slot;		/* a->streams slot, -1: private */
+};
+
+struct zran {
+	struct member *m;
+	uint64_t blk, span, nblocks, npoints;
+	bool cache_all;		/* the member fits in half the budget */
+	_Atomic bool write_failed;	/* the cache file refused a block */
+	pthread_mutex_t lock;	/* points, blocks' state and pins; after
+				   m->lock; taken by evictions by trylock */
+	struct zr_point *pt;	/* npoints: pt[k] at output k * span */
+	size_t have_points;
+	uint64_t pt_gen;	/* z->lock: bumped when points are evicted */
+	struct cache_item pci;	/* all points' bytes */
+	struct zr_block *b;
+	struct zr_stream *s;	/* m->lock: its stream, or NULL */
+};
+
+/* ---- snapshots ---- */
+
+size_t ar_zran_snapshot(const struct inflate_state *st, unsigned char *out)
 {
-	struct member *m = (struct member *)((char *)it -
-					     offsetof(struct member, ci));
-	uint64_t fr;
+	int32_t from = st->tmp_out_processed - (int32_t)ZR_HIST;
+	struct inflate_state *h;
+	size_t n;
 
-	if (pthread_mutex_trylock(&m->lock))
-		return false;
-	fr = atomic_exchange(&m->frontier, 0);
-	if (atomic_load(&m->pins)) {
-		atomic_store(&m->frontier, fr);
-		pthread_mutex_unlock(&m->lock);
-		return false;
+	/* the history ISA-L needs is the ZR_HIST bytes before what it has
+	 * handed out; bytes after that are output it still holds back */
+	if (from < 0)
+		from = 0;
+	n = (size_t)(st->tmp_out_valid - from);
+	if (out) {
+		memcpy(out, st, SNAP_HEAD);
+		memcpy(out + SNAP_HEAD, st->tmp_out_buffer + from, n);
+		h = (struct inflate_state *)(void *)out;
+		h->tmp_out_valid -= from;
+		h->tmp_out_processed -= from;
+		h->next_in = NULL;
+		h->avail_in = 0;
+		h->next_out = NULL;
+		h->avail_out = 0;
 	}
-	if (fr)
-		fallocate(m->a->cache_fd,
-			  FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-			  (off_t)m->base, (off_t)fr);
-	pthread_mutex_unlock(&m->lock);
+	return SNAP_HEAD + n;
+}
+
+void ar_zran_restore(struct inflate_state *st, const unsigned char *snap,
+		     size_t len)
+{
+	memcpy(st, snap, len);
+}
+
+static uint64_t block_size(uint64_t size)
+{
+	uint64_t blk = ZR_BLOCK;
+
+	while (size / blk >= ZR_MAX_BLOCKS)
+		blk <<= 1;
+	return blk;
+}
+
+uint64_t ar_zran_span(uint64_t size, uint64_t limit)
+{
+	uint64_t blk = block_size(size), n = limit / 4 / ZR_POINT_EST, span;
+
+	if (n < 1)
+		n = 1;
+	span = size / n + 1;
+	span = (span + blk - 1) / blk * blk;
+	return span;
+}
+
+/* ---- the budget's callbacks (cache lock held: trylock only) ---- */
+
+static bool block_evict(struct cache_item *it)
+{
+	struct zr_block *b = (struct zr_block *)(void *)it;
+	struct zran *z = b->z;
+	struct member *m = z->m;
+	uint64_t off = (uint64_t)b->idx * z->blk;
+	bool done = false;
+
+	if (pthread_mutex_trylock(&z->lock))
+		return false;
+	if (b->state == BLK_CACHED && !b->pins) {
+		b->state = BLK_EMPTY;
+		atomic_fetch_sub(&m->cached, it->bytes);
+		fallocate(m->a->cache_fd, FALLOC_FL_PUNCH_HOLE |
+			  FALLOC_FL_KEEP_SIZE, (off_t)(m->base + off),
+			  (off_t)it->bytes);
+		done = true;
+	}
+	pthread_mutex_unlock(&z->lock);
+	return done;
+}
+
+/* z->lock held. */
+static void points_free(struct zran *z)
+{
+	for (uint64_t k = 0; k < z->npoints; k++) {
+		free(z->pt[k].snap);
+		z->pt[k].snap = NULL;
+	}
+	z->have_points = 0;
+	z->pt_gen++;
+}
+
+static bool points_evict(struct cache_item *it)
+{
+	struct zran *z = (struct zran *)((char *)it -
+					 offsetof(struct zran, pci));
+
+	if (pthread_mutex_trylock(&z->lock))
+		return false;
+	points_free(z);
+	pthread_mutex_unlock(&z->lock);
 	return true;
 }
 
+/* ---- per-member state ---- */
+
+static struct zran *zran_new(struct member *m)
+{
+	struct zran *z = calloc(1, sizeof(*z));
+	uint64_t limit = cache_limit();
+
+	if (!z)
+		return NULL;
+	z->m = m;
+	z->blk = block_size(m->pub.size);
+	z->span = ar_zran_span(m->pub.size, limit);
+	z->nblocks = (m->pub.size + z->blk - 1) / z->blk;
+	z->npoints = m->pub.size / z->span + 1;
+	z->cache_all = m->pub.size <= limit / 2;
+	z->pt = calloc(z->npoints, sizeof(*z->pt));
+	z->b = calloc(z->nblocks ? z->nblocks : 1, sizeof(*z->b));
+	if (!z->pt || !z->b) {
+		free(z->pt);
+		free(z->b);
+		free(z);
+		return NULL;
+	}
+	for (uint64_t i = 0; i < z->nblocks; i++) {
+		z->b[i].ci.evict = block_evict;
+		z->b[i].z = z;
+		z->b[i].idx = (uint32_t)i;
+	}
+	z->pci.evict = points_evict;
+	pthread_mutex_init(&z->lock, NULL);
+	return z;
+}
+
+/* m's zran, made on first use.  NULL on ENOMEM. */
+static struct zran *zran_get(struct member *m)
+{
+	struct zran *z = atomic_load_explicit(&m->zr, memory_order_acquire);
+
+	if (z)
+		return z;
+	pthread_mutex_lock(&m->lock);
+	z = atomic_load(&m->zr);
+	if (!z) {
+		z = zran_new(m);
+		if (z)
+			atomic_store_explicit(&m->zr, z, memory_order_release);
+	}
+	pthread_mutex_unlock(&m->lock);
+	return z;
+}
+
+size_t ar_zran_points(struct archive *a, size_t i)
+{
+	struct zran *z = atomic_load(&a->m[i].zr);
+	size_t n;
+
+	if (!z)
+		return 0;
+	pthread_mutex_lock(&z->lock);
+	n = z->have_points;
+	pthread_mutex_unlock(&z->lock);
+	return n;
+}
+
+/* ---- streams ---- */
+
+static void stream_free(struct zr_stream *s)
+{
+	if (!s)
+		return;
+	free(s->in);
+	free(s->win[0]);
+	free(s->win[1]);
+	free(s);
+}
+
+/* Make s ready for member z->m: windows of z's block size, not
+ * positioned.  Returns 0 or -ENOMEM (s keeps no windows then). */
+static int stream_adopt(struct zr_stream *s, struct zran *z)
+{
+	size_t cap = (size_t)(z->blk < z->m->pub.size ? z->blk :
+			      z->m->pub.size);
+
+	if (!cap)
+		cap = 1;
+	if (s->win_cap != cap) {
+		free(s->win[0]);
+		free(s->win[1]);
+		s->win[0] = malloc(cap);
+		s->win[1] = malloc(cap);
+		s->win_cap = cap;
+		if (!s->win[0] || !s->win[1]) {
+			free(s->win[0]);
+			free(s->win[1]);
+			s->win[0] = s->win[1] = NULL;
+			s->win_cap = 0;
+			return -ENOMEM;
+		}
+	}
+	s->valid = s->ended = false;
+	s->win_blk[0] = s->win_blk[1] = UINT64_MAX;
+	s->in_len = 0;
+	s->in_lo = 0;
+	return 0;
+}
+
+static struct zr_stream *stream_alloc(void)
+{
+	struct zr_stream *s = calloc(1, sizeof(*s));
+
+	if (!s)
+		return NULL;
+	s->in = malloc(ZR_IN_CAP);
+	if (!s->in) {
+		free(s);
+		return NULL;
+	}
+	s->slot = -1;
+	return s;
+}
+
+/* A stream for member z->m (m->lock held): its own, a new one in a free
+ * slot, the least recently used other member's idle one, or a private one
+ * (freed by stream_put) when every slot's owner is busy.  NULL on ENOMEM. */
+static struct zr_stream *stream_get(struct archive *a, struct zran *z)
+{
+	struct member *m = z->m, *victim = NULL;
+	struct zr_stream *s = NULL;
+	int slot = -1;
+
+	pthread_mutex_lock(&a->pool_lock);
+	if (z->s) {
+		s = z->s;
+		a->stream_tick[s->slot] = ++a->tick;
+		pthread_mutex_unlock(&a->pool_lock);
+		return s;
+	}
+	for (int i = 0; i < ARCHIVE_STREAMS; i++) {
+		if (!a->streams[i]) {
+			if (victim)
+				pthread_mutex_unlock(&victim->lock);
+			slot = i;
+			victim = NULL;
+			break;
+		}
+		if (a->streams[i] != m &&
+		    (slot < 0 || a->stream_tick[i] < a->stream_tick[slot]) &&
+		    pthread_mutex_trylock(&a->streams[i]->lock) == 0) {
+			if (victim)
+				pthread_mutex_unlock(&victim->lock);
+			victim = a->streams[i];
+			slot = i;
+		}
+	}
+	if (victim) {
+		struct zran *vz = atomic_load(&victim->zr);
+
+		s = vz->s;
+		vz->s = NULL;
+		pthread_mutex_unlock(&victim->lock);
+	}
+	if (slot >= 0) {
+		a->streams[slot] = m;
+		a->stream_tick[slot] = ++a->tick;
+	}
+	pthread_mutex_unlock(&a->pool_lock);
+	if (!s)
+		s = stream_alloc();
+	if (s && stream_adopt(s, z)) {
+		stream_free(s);
+		s = NULL;
+	}
+	if (!s) {
+		if (slot >= 0) {
+			pthread_mutex_lock(&a->pool_lock);
+			a->streams[slot] = NULL;
+			pthread_mutex_unlock(&a->pool_lock);
+		}
+		return NULL;
+	}
+	s->slot = slot;
+	if (slot >= 0)
+		z->s = s;
+	return s;
+}
+
+static void stream_put(struct zr_stream *s)
+{
+	if (s->slot < 0)
+		stream_free(s);
+}
+
+void ar_pool_init(struct archive *a)
+{
+	memset(a->streams, 0, sizeof(a->streams));
+}
+
+void ar_pool_release(struct archive *a)
+{
+	for (size_t i = 0; a->m && i < a->count && a->m[i].raw_name; i++) {
+		struct zran *z = atomic_exchange(&a->m[i].zr, NULL);
+
+		if (!z)
+			continue;
+		for (uint64_t b = 0; b < z->nblocks; b++)
+			cache_drop(&z->b[b].ci);
+		cache_drop(&z->pci);
+		points_free(z);
+		stream_free(z->s);
+		pthread_mutex_destroy(&z->lock);
+		free(z->pt);
+		free(z->b);
+		free(z);
+	}
+	memset(a->streams, 0, sizeof(a->streams));
+}
+
+/* ---- inflating ---- */
+
 /* The cache file of inflated data, created on first use.  Returns the
- * descriptor, or -1 when none can be made (reads then stream). */
+ * descriptor, or -1 when none can be made (reads then go uncached). */
 static int cache_file(struct archive *a)
 {
 	int fd;
@@ -72,376 +458,347 @@ static int cache_file(struct archive *a)
 	return fd;
 }
 
-static void inflater_free_buffers(struct inflater *s)
+/* Start s over at the member's start. */
+static void stream_rewind(struct zr_stream *s)
 {
-	if (s->z_ready)
-		inflateEnd(&s->z);
-	s->z_ready = false;
-	free(s->in);
-	free(s->out);
-	s->in = s->out = NULL;
+	isal_inflate_init(&s->st);
+	s->st.crc_flag = ISAL_GZIP_NO_HDR;	/* raw deflate, CRC-32 kept */
+	s->st.avail_in = 0;
+	s->fed = 0;
+	s->pos = 0;
+	s->valid = true;
+	s->from_start = true;
+	s->ended = false;
 }
 
-void ar_pool_init(struct archive *a)
+/* Give the stream compressed bytes from s->fed on.  Returns 0 or -errno. */
+static int feed(struct archive *a, struct member *m, struct zr_stream *s,
+		uint64_t data_off, struct npz_err *err)
 {
-	size_t i;
+	uint64_t pos = s->fed, comp = m->pub.comp_size;
 
-	for (i = 0; i < ARCHIVE_STREAMS; i++) {
-		a->pool[i].owner = NO_OWNER;
-		a->pool[i].pooled = true;
-	}
-}
+	if (pos < s->in_lo || pos >= s->in_lo + s->in_len) {
+		size_t want = comp - pos < ZR_IN_CAP ? (size_t)(comp - pos) :
+			      ZR_IN_CAP;
+		ssize_t n = ar_pread_full(a->fd, s->in, want, data_off + pos);
+		int ret;
 
-void ar_pool_release(struct archive *a)
-{
-	size_t i;
-
-	for (i = 0; i < ARCHIVE_STREAMS; i++)
-		inflater_free_buffers(&a->pool[i]);
-}
-
-/* Member idx's live pooled stream, else a free or least recently used idle
- * pool slot (reset, now idx's), marked busy; NULL when every slot is busy. */
-static struct inflater *pool_claim(struct archive *a, size_t idx)
-{
-	struct member *m = &a->m[idx];
-	struct inflater *s = NULL, *victim = NULL;
-	size_t i;
-
-	pthread_mutex_lock(&a->pool_lock);
-	if (m->zs) {
-		s = m->zs;
-	} else {
-		for (i = 0; i < ARCHIVE_STREAMS; i++) {
-			struct inflater *p = &a->pool[i];
-
-			if (p->busy)
-				continue;
-			if (!victim || p->owner == NO_OWNER ||
-			    (victim->owner != NO_OWNER &&
-			     p->tick < victim->tick))
-				victim = p;
-			if (p->owner == NO_OWNER)
-				break;
+		if (n != (ssize_t)want) {
+			ret = n < 0 ? (int)n : -EIO;
+			npz_err_set(err, "member %s: read error: %s",
+				    m->pub.name, strerror(-ret));
+			s->in_len = 0;
+			return ret;
 		}
-		s = victim;
-		if (s) {
-			if (s->owner != NO_OWNER)
-				a->m[s->owner].zs = NULL;
-			s->owner = idx;
-			m->zs = s;
-			s->in_pos = s->out_pos = 0;
-			s->crc = crc32(0, NULL, 0);
-			s->z.avail_in = 0;
-			if (s->z_ready)
-				inflateReset(&s->z);
+		ret = ar_file_unchanged(a);
+		if (ret) {
+			s->in_len = 0;
+			return ret;
 		}
+		s->in_lo = pos;
+		s->in_len = want;
 	}
-	if (s) {
-		s->busy = true;
-		s->tick = ++a->tick;
-	}
-	pthread_mutex_unlock(&a->pool_lock);
-	return s;
+	s->st.next_in = s->in + (pos - s->in_lo);
+	s->st.avail_in = (uint32_t)(s->in_lo + s->in_len - pos);
+	s->fed = s->in_lo + s->in_len;
+	return 0;
 }
 
-/* Get a stream for member idx: its live pooled one, a free or least
- * recently used idle pool slot (reset), or a one-shot private stream for
- * small members and when every slot is busy.  Returns NULL on ENOMEM. */
-static struct inflater *stream_get(struct archive *a, size_t idx)
+/* Inflate exactly len bytes into dst (len 0: only run the stream to its
+ * end, which must produce nothing).  Returns 0 or -errno (-EIO: the
+ * member is marked damaged). */
+static int inflate_to(struct archive *a, struct member *m,
+		      struct zr_stream *s, uint64_t data_off,
+		      unsigned char *dst, size_t len, struct npz_err *err)
 {
-	struct member *m = &a->m[idx];
-	struct inflater *s = NULL;
-
-	if (m->pub.size > ARCHIVE_SMALL)
-		s = pool_claim(a, idx);
-	if (!s) {
-		s = calloc(1, sizeof(*s));
-		if (!s)
-			return NULL;
-		s->owner = idx;
-		s->crc = crc32(0, NULL, 0);
-	}
-	if (!s->in) {
-		s->in_cap = ARCHIVE_IN_BLOCK;
-		s->out_cap = ARCHIVE_OUT_BLOCK;
-		if (!s->pooled) {
-			if (m->pub.comp_size < s->in_cap)
-				s->in_cap = m->pub.comp_size ? m->pub.comp_size : 1;
-			if (m->pub.size < s->out_cap)
-				s->out_cap = m->pub.size ? m->pub.size : 1;
-		}
-		s->in = malloc(s->in_cap);
-		s->out = malloc(s->out_cap);
-	}
-	if (s->in && s->out && !s->z_ready &&
-	    inflateInit2(&s->z, -MAX_WBITS) == Z_OK)
-		s->z_ready = true;
-	if (!s->in || !s->out || !s->z_ready) {
-		if (s->pooled) {
-			/* keep the slot, without its buffers */
-			inflater_free_buffers(s);
-			pthread_mutex_lock(&a->pool_lock);
-			s->busy = false;
-			s->owner = NO_OWNER;
-			m->zs = NULL;
-			pthread_mutex_unlock(&a->pool_lock);
-		} else {
-			inflater_free_buffers(s);
-			free(s);
-		}
-		return NULL;
-	}
-	return s;
-}
-
-/* Give s back; done: the member is finished (or failed), drop the stream. */
-static void stream_put(struct archive *a, struct inflater *s, bool done)
-{
-	if (!s->pooled) {
-		inflater_free_buffers(s);
-		free(s);
-		return;
-	}
-	pthread_mutex_lock(&a->pool_lock);
-	s->busy = false;
-	if (done) {
-		a->m[s->owner].zs = NULL;
-		s->owner = NO_OWNER;
-	}
-	pthread_mutex_unlock(&a->pool_lock);
-}
-
-/* The cache file for m, when m may be cached at all (it fits in the
- * budget), else -1. */
-static int cache_file_if_any(struct archive *a, const struct member *m)
-{
-	if (m->pub.size > cache_limit())
-		return -1;
-	return cache_file(a);
-}
-
-/* Reset s to the start of its member's stream. */
-static void stream_rewind(struct inflater *s)
-{
-	s->in_pos = s->out_pos = 0;
-	s->crc = crc32(0, NULL, 0);
-	s->z.avail_in = 0;
-	inflateReset(&s->z);
-}
-
-/* Charge and write produced bytes [pos, pos + len) of member m at dst to
- * the cache when they extend its frontier.  A charge the budget refuses,
- * or a write error (disk full), only stops caching: returns false then. */
-static bool cache_extend(struct archive *a, struct member *m, int fd,
-			 const unsigned char *dst, uint64_t pos, size_t len)
-{
-	uint64_t fr = atomic_load(&m->frontier);
-	size_t skip;
+	unsigned char spare[1];
+	size_t done = 0;
 	int ret;
 
-	if (fd < 0 || pos > fr || pos + len <= fr)
-		return fd >= 0 && pos + len <= fr;
-	skip = (size_t)(fr - pos);
-	if (cache_charge(&m->ci, len - skip))
-		return false;
-	ret = io_pwrite_all(fd, dst + skip, len - skip, m->base + fr);
-	if (ret) {
-		cache_release(&m->ci, len - skip);
-		npz_log("cache file in %s: %s; reading %s without it",
-			cache_dir(), strerror(-ret), m->pub.name);
-		return false;
+	for (;;) {
+		uint32_t in0;
+		size_t cap, got;
+		int zr;
+
+		if (done == len && (len || s->st.block_state ==
+				    ISAL_BLOCK_FINISH))
+			return 0;
+		if (s->st.block_state == ISAL_BLOCK_FINISH)
+			return ar_member_fail(m, FAULT_SIZE, err);
+		if (s->st.avail_in == 0 && s->fed < m->pub.comp_size) {
+			ret = feed(a, m, s, data_off, err);
+			if (ret)
+				return ret;
+		}
+		/* at the end, a spare byte shows any output past the size */
+		cap = len ? len - done : sizeof(spare);
+		s->st.next_out = len ? dst + done : spare;
+		s->st.avail_out = (uint32_t)cap;
+		in0 = s->st.avail_in;
+		zr = isal_inflate(&s->st);
+		if (zr < 0) {
+			ret = ar_member_fail(m, FAULT_INFLATE, err);
+			npz_err_set(err, "member %s: damaged deflate data "
+				    "(ISA-L error %d)", m->pub.name, zr);
+			return ret;
+		}
+		got = cap - s->st.avail_out;
+		if (!len && got)
+			return ar_member_fail(m, FAULT_SIZE, err);
+		done += got;
+		s->pos += got;
+		if (!got && s->st.avail_in == in0 &&
+		    s->st.block_state != ISAL_BLOCK_FINISH &&
+		    (in0 || s->fed >= m->pub.comp_size))
+			return ar_member_fail(m, FAULT_INFLATE, err);
 	}
-	(void)a;
-	atomic_store_explicit(&m->frontier, pos + len, memory_order_release);
+}
+
+/* The stream produced the member's last byte: the deflate stream must end
+ * there, and, read from the start, match the CRC. */
+static int stream_end(struct archive *a, struct member *m,
+		      struct zr_stream *s, uint64_t data_off,
+		      struct npz_err *err)
+{
+	int ret = inflate_to(a, m, s, data_off, NULL, 0, err);
+
+	if (ret)
+		return ret;
+	s->ended = true;
+	if (s->from_start && s->st.crc != m->pub.crc)
+		return ar_member_fail(m, FAULT_CRC, err);
+	return 0;
+}
+
+/* Keep an access point for s's position (at a span boundary) unless there
+ * is one; a charge the budget refuses means no point. */
+static void point_take(struct zran *z, struct zr_stream *s)
+{
+	uint64_t k = s->pos / z->span, gen;
+	size_t len;
+	unsigned char *snap;
+
+	pthread_mutex_lock(&z->lock);
+	gen = z->pt_gen;
+	if (z->pt[k].snap) {
+		pthread_mutex_unlock(&z->lock);
+		return;
+	}
+	pthread_mutex_unlock(&z->lock);
+	len = ar_zran_snapshot(&s->st, NULL);
+	snap = malloc(len);
+	if (!snap)
+		return;
+	ar_zran_snapshot(&s->st, snap);
+	if (cache_charge(&z->pci, len)) {
+		free(snap);
+		return;
+	}
+	pthread_mutex_lock(&z->lock);
+	if (z->pt_gen != gen || z->pt[k].snap) {
+		/* evicted meanwhile (the charge went with them) or taken */
+		if (z->pt_gen == gen)
+			cache_release(&z->pci, len);
+		free(snap);
+	} else {
+		z->pt[k].snap = snap;
+		z->pt[k].len = len;
+		z->pt[k].in = s->fed - s->st.avail_in;
+		z->have_points++;
+	}
+	pthread_mutex_unlock(&z->lock);
+}
+
+/* Put s at or before output offset target: it goes on from where it is
+ * when that is between the nearest access point and target, else from that
+ * point (or the start).  Returns true when it moved back or jumped. */
+static bool stream_seek(struct zran *z, struct zr_stream *s, uint64_t target)
+{
+	uint64_t k = target / z->span;
+
+	pthread_mutex_lock(&z->lock);
+	while (k > 0 && !z->pt[k].snap)
+		k--;
+	if (s->valid && s->pos <= target && s->pos >= k * z->span) {
+		pthread_mutex_unlock(&z->lock);
+		return s->pos != target;
+	}
+	if (k == 0) {
+		pthread_mutex_unlock(&z->lock);
+		stream_rewind(s);
+		return true;
+	}
+	ar_zran_restore(&s->st, z->pt[k].snap, z->pt[k].len);
+	s->fed = z->pt[k].in;
+	pthread_mutex_unlock(&z->lock);
+	cache_touch(&z->pci);
+	s->st.next_in = NULL;
+	s->st.avail_in = 0;
+	s->pos = k * z->span;
+	s->valid = true;
+	s->from_start = false;
+	s->ended = false;
 	return true;
 }
 
-/* Drop m's cached bytes (the cache file failed us).  m->lock held. */
-static void cache_forget_member(struct archive *a, struct member *m)
+/* Write block bi (data[0..len)) to the cache file, when the budget and the
+ * file take it.  m->lock held. */
+static void block_store(struct archive *a, struct zran *z, uint64_t bi,
+			const unsigned char *data, size_t len)
 {
-	uint64_t fr = atomic_exchange(&m->frontier, 0);
+	struct zr_block *b = &z->b[bi];
+	struct member *m = z->m;
+	int fd, ret;
 
-	if (fr && a->cache_fd >= 0)
-		fallocate(a->cache_fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-			  (off_t)m->base, (off_t)fr);
-	cache_drop(&m->ci);
-}
-
-/* Copy what the cache holds of [off, end) of m to buf.  Returns where
- * the bytes still to be inflated start (off when nothing was cached; a
- * cache file that fails is forgotten, and off returned). */
-static uint64_t read_cached(struct archive *a, struct member *m,
-			    unsigned char *buf, uint64_t off, uint64_t end)
-{
-	uint64_t fr = atomic_load(&m->frontier);
-	size_t k;
-	ssize_t n;
-
-	if (off >= fr)
-		return off;
-	k = (size_t)((end < fr ? end : fr) - off);
-	n = ar_pread_full(a->cache_fd, buf, k, m->base + off);
-	if (n == (ssize_t)k) {
-		cache_touch(&m->ci);
-		return off + k;
+	if (atomic_load(&z->write_failed))
+		return;
+	fd = cache_file(a);
+	if (fd < 0)
+		return;
+	pthread_mutex_lock(&z->lock);
+	if (b->state != BLK_EMPTY) {
+		pthread_mutex_unlock(&z->lock);
+		return;
 	}
-	npz_log("cache file in %s: %s; reading %s without it",
-		cache_dir(), n < 0 ? strerror((int)-n) :
-		"short read", m->pub.name);
-	cache_forget_member(a, m);
-	return off;
+	b->state = BLK_WRITING;
+	pthread_mutex_unlock(&z->lock);
+	ret = cache_charge(&b->ci, len);
+	if (!ret) {
+		ret = io_pwrite_all(fd, data, len, m->base + bi * z->blk);
+		if (ret) {
+			cache_drop(&b->ci);
+			fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+				  (off_t)(m->base + bi * z->blk), (off_t)len);
+			if (!atomic_exchange(&z->write_failed, true))
+				npz_log("cache file in %s: %s; reading %s "
+					"without it", cache_dir(),
+					strerror(-ret), m->pub.name);
+		}
+	}
+	pthread_mutex_lock(&z->lock);
+	b->state = ret ? BLK_EMPTY : BLK_CACHED;
+	pthread_mutex_unlock(&z->lock);
+	if (!ret)
+		atomic_fetch_add(&m->cached, len);
 }
 
-/* Read the next block of m's compressed data (at data_off in the archive)
- * into s's input.  Returns 0 or -errno (-EIO: damaged member or archive
- * rewritten). */
-static int refill_input(struct archive *a, struct member *m,
-			struct inflater *s, uint64_t data_off,
-			struct npz_err *err)
+static size_t block_len(const struct zran *z, uint64_t bi)
 {
-	size_t want = s->in_cap;
-	ssize_t n;
-	int ret;
+	uint64_t start = bi * z->blk, left = z->m->pub.size - start;
 
-	if (s->in_pos >= m->pub.comp_size)
-		return ar_member_fail(m, FAULT_INFLATE, err);
-	if (m->pub.comp_size - s->in_pos < want)
-		want = (size_t)(m->pub.comp_size - s->in_pos);
-	n = ar_pread_full(a->fd, s->in, want, data_off + s->in_pos);
-	if (n != (ssize_t)want) {
-		ret = n < 0 ? (int)n : -EIO;
-		npz_err_set(err, "member %s: read error: %s",
-			    m->pub.name, strerror(-ret));
+	return (size_t)(left < z->blk ? left : z->blk);
+}
+
+/* Inflate s's next block (s->pos is a block's start) into a window,
+ * taking an access point first when it starts a span, and cache it when
+ * store.  Returns the window, or -errno. */
+static int inflate_block(struct archive *a, struct zran *z,
+			 struct zr_stream *s, uint64_t data_off, bool store,
+			 struct npz_err *err)
+{
+	struct member *m = z->m;
+	uint64_t bi = s->pos / z->blk;
+	size_t len = block_len(z, bi);
+	int w = s->next, ret;
+
+	if (s->pos && s->pos % z->span == 0)
+		point_take(z, s);
+	s->win_blk[w] = UINT64_MAX;
+	ret = inflate_to(a, m, s, data_off, s->win[w], len, err);
+	if (!ret && s->pos == m->pub.size)
+		ret = stream_end(a, m, s, data_off, err);
+	if (ret) {
+		s->valid = false;
 		return ret;
 	}
-	ret = ar_file_unchanged(a);
-	if (ret)
-		return ret;
-	s->z.next_in = s->in;
-	s->z.avail_in = (uInt)want;
-	s->in_pos += want;
-	return 0;
+	s->win_blk[w] = bi;
+	s->next = !w;
+	if (store || z->cache_all)
+		block_store(a, z, bi, s->win[w], len);
+	return w;
 }
 
-/* Inflate into dst (cap bytes at most): *produced bytes, CRC updated; at
- * the end of the stream *done, with size and CRC checked.  Returns 0 or
- * -EIO (the member is marked damaged). */
-static int inflate_step(struct member *m, struct inflater *s,
-			unsigned char *dst, size_t cap, size_t *produced,
-			bool *done, struct npz_err *err)
+/* Copy [boff, boff + n) of block bi to dst through m's stream.
+ * m->lock held.  Returns 0 or -errno. */
+static int stream_read(struct archive *a, struct zran *z, uint64_t bi,
+		       unsigned char *dst, size_t boff, size_t n,
+		       struct npz_err *err)
 {
-	int zr;
-
-	s->z.next_out = dst;
-	s->z.avail_out = (uInt)cap;
-	zr = inflate(&s->z, Z_NO_FLUSH);
-	if (zr != Z_OK && zr != Z_STREAM_END &&
-	    !(zr == Z_BUF_ERROR && s->z.avail_in == 0)) {
-		int ret = ar_member_fail(m, FAULT_INFLATE, err);
-
-		if (s->z.msg)
-			npz_err_set(err, "member %s: damaged deflate "
-				    "data: %s", m->pub.name, s->z.msg);
-		return ret;
-	}
-	*produced = cap - s->z.avail_out;
-	if (*produced > m->pub.size - s->out_pos)
-		return ar_member_fail(m, FAULT_SIZE, err);
-	if (*produced)
-		s->crc = crc32_update(s->crc, dst, *produced);
-	if (zr == Z_STREAM_END) {
-		*done = true;
-		if (s->out_pos + *produced != m->pub.size)
-			return ar_member_fail(m, FAULT_SIZE, err);
-		if (s->crc != m->pub.crc)
-			return ar_member_fail(m, FAULT_CRC, err);
-	}
-	return 0;
-}
-
-/* Fill buf with bytes [off, off + len) of deflated member idx: what is
- * cached from the cache file, the rest inflated straight into buf.  While
- * the budget lets it, inflated output extends the cached prefix
- * [0, frontier) of the member, up to `ahead` (read-ahead, >= off + len);
- * when it does not (member bigger than the budget, budget busy, cache
- * file full), the member is streamed: the inflate stream goes on from
- * where it is when the read is at or after it, and restarts from the
- * member's start when the read is behind it.  Called with m->lock held.
- * Returns 0 or -errno. */
-static int member_inflate(struct archive *a, size_t idx, unsigned char *buf,
-			  uint64_t off, size_t len, uint64_t ahead,
-			  struct npz_err *err)
-{
-	struct member *m = &a->m[idx];
-	uint64_t end = off + len, need, target;
-	int cfd = cache_file_if_any(a, m);
-	struct inflater *s;
+	struct member *m = z->m;
+	struct zr_stream *s;
 	int64_t data_off;
-	bool done = false, caching = cfd >= 0;
-	int ret = 0;
+	int w = -1, ret = 0;
+	bool jumped;
 
-	if (atomic_load(&m->bad))
-		return ar_member_fail(m, FAULT_NONE, err);
-	need = read_cached(a, m, buf, off, end);
-	if (need >= end)
-		return 0;
 	data_off = ar_member_data_off(a, m, err);
 	if (data_off < 0)
 		return (int)data_off;
-	s = stream_get(a, idx);
+	s = stream_get(a, z);
 	if (!s)
 		return -ENOMEM;
-	if (s->out_pos > need)
-		stream_rewind(s);
-	target = caching ? ahead : end;
-
-	while (!done && (s->out_pos < target || s->out_pos >= m->pub.size)) {
-		unsigned char *dst;
-		size_t produced = 0, cap;
-
-		if (s->z.avail_in == 0) {
-			ret = refill_input(a, m, s, (uint64_t)data_off, err);
-			if (ret)
-				break;
+	for (int i = 0; i < 2; i++)
+		if (s->win_blk[i] == bi)
+			w = i;
+	if (w < 0) {
+		jumped = stream_seek(z, s, bi * z->blk);
+		while (s->pos < bi * z->blk) {
+			ret = inflate_block(a, z, s, (uint64_t)data_off, false,
+					    err);
+			if (ret < 0)
+				goto out;
 		}
-		/* Inside the caller's range the output goes to buf itself
-		 * (no copy out of the cache afterwards); before it, our block
-		 * stops at the range so that the next step lands in buf. */
-		if (s->out_pos >= need && s->out_pos < end) {
-			dst = buf + (s->out_pos - off);
-			cap = (size_t)(end - s->out_pos);
-		} else {
-			dst = s->out;
-			cap = s->out_cap;
-			if (s->out_pos < need && need - s->out_pos < cap)
-				cap = (size_t)(need - s->out_pos);
-		}
-		if (cap > ARCHIVE_MAX_STEP)
-			cap = ARCHIVE_MAX_STEP;
-		ret = inflate_step(m, s, dst, cap, &produced, &done, err);
+		w = inflate_block(a, z, s, (uint64_t)data_off, jumped, err);
+		ret = w < 0 ? w : 0;
 		if (ret)
-			break;
-		if (caching && produced &&
-		    !cache_extend(a, m, cfd, dst, s->out_pos, produced)) {
-			caching = false;
-			target = end;
-		}
-		s->out_pos += produced;
+			goto out;
 	}
-	stream_put(a, s, done || ret);
+	memcpy(dst, s->win[w] + boff, n);
+	ret = 0;
+out:
+	stream_put(s);
 	return ret;
 }
 
-/* Read [off, off + len) of a deflated member: from the cache alone when
- * it holds the range (no lock: pinned against eviction), else under the
- * member's lock.  Returns 0 or -errno. */
+/* Copy [boff, boff + n) of block bi from the cache file when cached.
+ * Returns true when done. */
+static bool cached_read(struct archive *a, struct zran *z, uint64_t bi,
+			unsigned char *dst, size_t boff, size_t n)
+{
+	struct zr_block *b = &z->b[bi];
+	ssize_t got;
+
+	pthread_mutex_lock(&z->lock);
+	if (b->state != BLK_CACHED) {
+		pthread_mutex_unlock(&z->lock);
+		return false;
+	}
+	b->pins++;
+	pthread_mutex_unlock(&z->lock);
+	got = ar_pread_full(a->cache_fd, dst, n,
+			    z->m->base + bi * z->blk + boff);
+	pthread_mutex_lock(&z->lock);
+	b->pins--;
+	pthread_mutex_unlock(&z->lock);
+	if (got == (ssize_t)n) {
+		cache_touch(&b->ci);
+		return true;
+	}
+	npz_log("cache file in %s: %s; reading %s without it", cache_dir(),
+		got < 0 ? strerror((int)-got) : "short read",
+		z->m->pub.name);
+	return false;
+}
+
+/* Read [off, off + len) of a deflated member, block by block: cached
+ * blocks from the cache file (no member lock), the others through the
+ * member's stream under its lock.  Returns 0 or -errno. */
 int ar_deflated_read(struct archive *a, size_t i, void *buf, size_t len,
 		     uint64_t off, struct npz_err *err)
 {
 	struct member *m = &a->m[i];
-	uint64_t end = off + len, ahead;
-	int ret = -EAGAIN;
+	uint64_t pos = off, end = off + len;
+	struct zran *z;
+	int ret;
 
 	if (atomic_load(&m->bad))
 		return ar_member_fail(m, FAULT_NONE, err);
@@ -449,26 +806,26 @@ int ar_deflated_read(struct archive *a, size_t i, void *buf, size_t len,
 	ret = ar_sozip_read(a, m, buf, len, off, err);
 	if (ret != AR_SOZIP_NONE)
 		return ret;
-	ret = -EAGAIN;
-	atomic_fetch_add(&m->pins, 1);
-	if (atomic_load(&m->frontier) >= end &&
-	    ar_pread_full(a->cache_fd, buf, len, m->base + off) == (ssize_t)len)
-		ret = 0;
-	atomic_fetch_sub(&m->pins, 1);
-	if (!ret) {
-		cache_touch(&m->ci);
-		return 0;
+	z = zran_get(m);
+	if (!z)
+		return -ENOMEM;
+	while (pos < end) {
+		uint64_t bi = pos / z->blk, bend = (bi + 1) * z->blk;
+		size_t boff = (size_t)(pos - bi * z->blk);
+		size_t n = (size_t)((end < bend ? end : bend) - pos);
+		unsigned char *dst = (unsigned char *)buf + (pos - off);
+
+		if (!cached_read(a, z, bi, dst, boff, n)) {
+			pthread_mutex_lock(&m->lock);
+			if (atomic_load(&m->bad))
+				ret = ar_member_fail(m, FAULT_NONE, err);
+			else
+				ret = stream_read(a, z, bi, dst, boff, n, err);
+			pthread_mutex_unlock(&m->lock);
+			if (ret)
+				return ret;
+		}
+		pos += n;
 	}
-	/* at least ARCHIVE_STEP per inflate, so that small sequential reads
-	 * do not each take the lock; small members whole */
-	ahead = end;
-	if (ahead - off < ARCHIVE_STEP)
-		ahead = off + ARCHIVE_STEP;
-	if (m->pub.size <= ARCHIVE_SMALL || ahead >= m->pub.size ||
-	    m->pub.size - ahead <= ARCHIVE_STEP)
-		ahead = m->pub.size;
-	pthread_mutex_lock(&m->lock);
-	ret = member_inflate(a, i, buf, off, len, ahead, err);
-	pthread_mutex_unlock(&m->lock);
-	return ret;
+	return 0;
 }

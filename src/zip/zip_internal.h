@@ -12,21 +12,23 @@
  *    name_len + LOCAL extra_len (read once, on first use, then cached:
  *    reader.c);
  *  - deflated member i owns the region [base_i, base_i + size_i) of one
- *    unlinked sparse cache file; bytes [0, frontier_i) of that region hold
- *    the member's inflated data and never change afterwards (inflate.c);
- *  - a read that moves the frontier gets the new part of its range inflated
- *    into its own buffer (then written to the cache), only the part that
- *    was already inflated comes from the cache file.
+ *    unlinked sparse cache file, where blocks of its inflated data are
+ *    cached, each charged to the budget on its own (inflate.c);
+ *  - a non-SOZip deflated member gets access points while it is inflated
+ *    (inflate.c): a read far from where its stream is resumes at the
+ *    nearest point before it instead of inflating from the start.
  *
  * Threads.  protects:
  *  - a->zip_lock: every libzip call on a->zip (only used while opening:
  *    discarded once the member table is built);
- *  - m->lock: the inflate progress of member m (its frontier only grows, under
- *    this lock); take before a->pool_lock;
- *  - a->pool_lock: the stream pool (slot owner, busy, tick) and every m->zs;
+ *  - m->lock: member m's inflate stream (its position, windows) while
+ *    in use; take before a->pool_lock and before the member's zran lock
+ *    (inflate.c: points, blocks' states and pins; a leaf but for the
+ *    cache budget's lock);
+ *  - a->pool_lock: which members hold the live streams (a->streams);
  *  - a->cache_open_lock: creating a->cache_fd; a leaf;
- *  - m->data_off, m->frontier and m->bad are atomics read without a lock, so
- *    stored reads and reads below the frontier never wait for anybody;
+ *  - m->data_off, m->cached and m->bad are atomics read without a lock;
+ *    stored reads and reads of cached blocks never wait for an inflate;
  *  - m->sz (a SOZip index, sozip.c) is published once by compare-and-swap
  *    and read without a lock: SOZip reads take no lock at all.
  *  The commit's own locks (the OFD lock on .NAME.lock, lock.c; the parallel
@@ -75,19 +77,8 @@ enum member_fault {
 	FAULT_ENCRYPTED,
 };
 
-struct inflater {
-	z_stream z;
-	bool z_ready;		/* inflateInit2 done */
-	bool pooled;		/* a pool slot, not a one-shot private stream */
-	bool busy;		/* pool_lock: a reader is using it */
-	size_t owner;		/* pool_lock: member index or NO_OWNER */
-	uint64_t tick;		/* pool_lock: last use, for LRU */
-	uint64_t in_pos;	/* compressed bytes read so far */
-	uint64_t out_pos;	/* uncompressed bytes produced so far */
-	uint32_t crc;		/* CRC-32 of the out_pos bytes */
-	unsigned char *in, *out;
-	size_t in_cap, out_cap;
-};
+struct zran;		/* inflate.c: a deflated member's access points,
+			   cached blocks and stream */
 
 struct member {
 	struct archive_member pub;	/* first: archive_member() returns it */
@@ -99,13 +90,13 @@ struct member {
 	size_t cd_len;			/* cd_len bytes */
 	uint64_t base;			/* region in the cache file */
 	_Atomic uint64_t data_off;	/* 0 until the local header was read */
-	_Atomic uint64_t frontier;	/* bytes inflated into the cache */
+	_Atomic uint64_t cached;	/* inflated bytes in the cache file */
 	_Atomic int bad;		/* enum member_fault */
-	pthread_mutex_t lock;		/* inflate progress; before pool_lock */
-	struct inflater *zs;		/* pool_lock: pooled stream, or NULL */
-	struct archive *a;		/* the archive (for eviction) */
-	struct cache_item ci;		/* [base, base + frontier) in the budget */
-	_Atomic unsigned pins;		/* readers reading the cache unlocked */
+	pthread_mutex_t lock;		/* its stream; before pool_lock */
+	struct archive *a;		/* the archive */
+	/* its access points, cached blocks and stream (inflate.c): NULL
+	 * until first read, set once under m->lock, freed with the table */
+	struct zran *_Atomic zr;
 	/* its SOZip index (sozip.c): NULL until first looked for, then
 	 * published once by compare-and-swap and never changed (a "none"
 	 * sentinel when the member has no usable index); freed with the
@@ -129,8 +120,9 @@ struct archive {
 	char *names;			/* all names, NUL-terminated */
 	uint32_t *index;		/* hash: member index + 1, 0 = empty */
 	size_t index_mask;
-	pthread_mutex_t pool_lock;	/* pool, every m->zs; after m->lock */
-	struct inflater pool[ARCHIVE_STREAMS];
+	pthread_mutex_t pool_lock;	/* live streams; after m->lock */
+	struct member *streams[ARCHIVE_STREAMS];	/* pool_lock: owners */
+	uint64_t stream_tick[ARCHIVE_STREAMS];	/* pool_lock: last use */
 	uint64_t tick;			/* pool_lock */
 };
 
@@ -205,20 +197,37 @@ int ar_member_fail(struct member *m, int fault, struct npz_err *err);
 int64_t ar_member_data_off(struct archive *a, struct member *m,
 			   struct npz_err *err);
 
-/* ---- inflate.c: the inflate cache and the stream pool ---- */
+/* ---- inflate.c: deflated members (zran access points, block cache) ---- */
 
-/* Make a's stream pool empty (open) / free its streams' buffers. */
+/* Make a's stream pool empty (open) / free its streams and every member's
+ * points and blocks (the member table is going). */
 void ar_pool_init(struct archive *a);
 void ar_pool_release(struct archive *a);
 
-/* The budget's eviction callback of a member's cached bytes (cache.h). */
-bool ar_member_evict(struct cache_item *it);
-
-/* Read [off, off + len) of deflated member i, from the cache or inflated.
- * Returns 0 or -errno. */
+/* Read [off, off + len) of deflated member i, from cached blocks or
+ * inflated.  Returns 0 or -errno. */
 int ar_deflated_read(struct archive *a, size_t i, void *buf, size_t len,
 		     uint64_t off, struct npz_err *err);
 
+struct inflate_state;
+/* The bytes of a snapshot of st (a raw ISA-L inflate stream between two
+ * calls): the state up to its output buffer plus the history it keeps.
+ * Writes at most AR_SNAP_MAX bytes to out (may be NULL to only size it)
+ * and returns their count. */
+size_t ar_zran_snapshot(const struct inflate_state *st, unsigned char *out);
+/* Bytes a snapshot takes at most. */
+extern const size_t AR_SNAP_MAX;
+/* Make st the stream snapshot snap[0..len) was taken of: it then goes on
+ * from there given the compressed input from where it was (snapshot time
+ * fed - avail_in) and any output buffer. */
+void ar_zran_restore(struct inflate_state *st, const unsigned char *snap,
+		     size_t len);
+/* Uncompressed bytes between two access points of a member of size bytes
+ * under a budget of limit bytes: its points take about a quarter of the
+ * limit at most; a multiple of the block size, at least 1 MiB. */
+uint64_t ar_zran_span(uint64_t size, uint64_t limit);
+/* Access points member i has (for tests; 0 before its first read). */
+size_t ar_zran_points(struct archive *a, size_t i);
 
 /* ---- sozip.c: SOZip members (seek-optimized zip, spec 0.5) ---- */
 

@@ -426,7 +426,7 @@ static void test_reads(void)
 		  atomic_load(&m->sz)->nchunks == (CONTENT + CHUNK - 1) / CHUNK &&
 		  !atomic_load(&m->sz)->broken);
 	test_cond("no cache file", a->cache_fd < 0 &&
-		  atomic_load(&m->frontier) == 0);
+		  atomic_load(&m->cached) == 0);
 	test_cond("index right before y.txt",
 		  atomic_load(&m->sz)->rec_end == a->m[1].lh_off);
 	test_cond("extent end", ar_sozip_extent_end(a, m) == a->m[1].lh_off);
@@ -471,7 +471,7 @@ static void test_reads(void)
 	test_cond("badcrc: read", range_ok(a, 0, CONTENT - 100, 100));
 	test_cond("badcrc: no index", ar_sozip_extent_end(a, m) == 0);
 	test_cond("badcrc: cached the usual way",
-		  atomic_load(&m->frontier) > 0);
+		  atomic_load(&m->cached) > 0);
 	archive_close(a);
 	free(path);
 }
