@@ -52,6 +52,7 @@
 #include <fcntl.h>
 #include <isa-l/igzip_lib.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdlib.h>
@@ -61,11 +62,14 @@
 #include "io.h"
 #include "zip_internal.h"
 
-#define ZR_BLOCK (1u << 20)		/* least block size */
-#define ZR_MAX_BLOCKS 65536u		/* blocks grow past this */
-#define ZR_POINT_EST (64u << 10)	/* a point's bytes, for the span */
+#define ZR_BLOCK (256u << 10)		/* least block size */
+#define ZR_MAX_BLOCKS (1u << 18)	/* blocks grow past this */
+#define ZR_POINT_EST (56u << 10)	/* a point's bytes, for the span */
 #define ZR_IN_CAP (256u << 10)		/* compressed bytes per pread */
 #define ZR_HIST (32u << 10)		/* deflate's history */
+#define ZR_WINDOWS 8			/* blocks a stream keeps inflated */
+#define ZR_AHEAD 4			/* blocks inflated ahead of a reader */
+#define RA_QUEUE 16			/* read-ahead jobs waiting, at most */
 
 #define SNAP_HEAD offsetof(struct inflate_state, tmp_out_buffer)
 const size_t AR_SNAP_MAX = sizeof(struct inflate_state);
@@ -96,10 +100,16 @@ struct zr_stream {
 	bool valid;		/* positioned at pos */
 	bool from_start;	/* inflated from 0 with no restore: CRC known */
 	bool ended;		/* the deflate stream ended, checked */
-	unsigned char *win[2];	/* the last two blocks inflated */
-	uint64_t win_blk[2];	/* their block numbers, UINT64_MAX: none */
+	/* windows: the last blocks inflated.  Their buffers are filled
+	 * under m->lock; which block each holds, its pins and last use are
+	 * under z->lock, so that readers copy out of a window without
+	 * m->lock while the stream inflates into another one */
+	unsigned char *win[ZR_WINDOWS];
+	uint64_t win_blk[ZR_WINDOWS];	/* block held, UINT64_MAX: none */
+	unsigned win_pins[ZR_WINDOWS];	/* readers copying out of it */
+	uint64_t win_use[ZR_WINDOWS];	/* last use (tick), for refills */
+	uint64_t tick;
 	size_t win_cap;
-	int next;		/* window to fill next */
 	int slot;		/* a->streams slot, -1: private */
 };
 
@@ -115,7 +125,11 @@ struct zran {
 	uint64_t pt_gen;	/* z->lock: bumped when points are evicted */
 	struct cache_item pci;	/* all points' bytes */
 	struct zr_block *b;
-	struct zr_stream *s;	/* m->lock: its stream, or NULL */
+	struct zr_stream *s;	/* its stream, or NULL: set under m->lock
+				   and z->lock, read under either */
+	_Atomic uint64_t next_blk;	/* the block the stream inflates
+					   next, UINT64_MAX: none */
+	_Atomic uint64_t last_blk;	/* the block last read */
 };
 
 /* ---- snapshots ---- */
@@ -247,6 +261,8 @@ static struct zran *zran_new(struct member *m)
 		z->b[i].idx = (uint32_t)i;
 	}
 	z->pci.evict = points_evict;
+	atomic_init(&z->next_blk, UINT64_MAX);
+	atomic_init(&z->last_blk, UINT64_MAX);
 	pthread_mutex_init(&z->lock, NULL);
 	return z;
 }
@@ -284,17 +300,25 @@ size_t ar_zran_points(struct archive *a, size_t i)
 
 /* ---- streams ---- */
 
+static void windows_free(struct zr_stream *s)
+{
+	for (int i = 0; i < ZR_WINDOWS; i++) {
+		free(s->win[i]);
+		s->win[i] = NULL;
+	}
+	s->win_cap = 0;
+}
+
 static void stream_free(struct zr_stream *s)
 {
 	if (!s)
 		return;
 	free(s->in);
-	free(s->win[0]);
-	free(s->win[1]);
+	windows_free(s);
 	free(s);
 }
 
-/* Make s ready for member z->m: windows of z's block size, not
+/* Make s ready for member z->m: windows of z's block size, empty, not
  * positioned.  Returns 0 or -ENOMEM (s keeps no windows then). */
 static int stream_adopt(struct zr_stream *s, struct zran *z)
 {
@@ -304,21 +328,22 @@ static int stream_adopt(struct zr_stream *s, struct zran *z)
 	if (!cap)
 		cap = 1;
 	if (s->win_cap != cap) {
-		free(s->win[0]);
-		free(s->win[1]);
-		s->win[0] = malloc(cap);
-		s->win[1] = malloc(cap);
-		s->win_cap = cap;
-		if (!s->win[0] || !s->win[1]) {
-			free(s->win[0]);
-			free(s->win[1]);
-			s->win[0] = s->win[1] = NULL;
-			s->win_cap = 0;
-			return -ENOMEM;
+		windows_free(s);
+		for (int i = 0; i < ZR_WINDOWS; i++) {
+			s->win[i] = malloc(cap);
+			if (!s->win[i]) {
+				windows_free(s);
+				return -ENOMEM;
+			}
 		}
+		s->win_cap = cap;
+	}
+	for (int i = 0; i < ZR_WINDOWS; i++) {
+		s->win_blk[i] = UINT64_MAX;
+		s->win_pins[i] = 0;
+		s->win_use[i] = 0;
 	}
 	s->valid = s->ended = false;
-	s->win_blk[0] = s->win_blk[1] = UINT64_MAX;
 	s->in_len = 0;
 	s->in_lo = 0;
 	return 0;
@@ -339,14 +364,33 @@ static struct zr_stream *stream_alloc(void)
 	return s;
 }
 
+/* Take victim's stream for another member, when no reader copies out of
+ * its windows.  victim->lock held.  Returns it or NULL. */
+static struct zr_stream *stream_take(struct member *victim)
+{
+	struct zran *vz = atomic_load(&victim->zr);
+	struct zr_stream *s = vz->s;
+
+	pthread_mutex_lock(&vz->lock);
+	for (int i = 0; s && i < ZR_WINDOWS; i++)
+		if (s->win_pins[i])
+			s = NULL;
+	if (s) {
+		vz->s = NULL;
+		atomic_store(&vz->next_blk, UINT64_MAX);
+	}
+	pthread_mutex_unlock(&vz->lock);
+	return s;
+}
+
 /* A stream for member z->m (m->lock held): its own, a new one in a free
  * slot, the least recently used other member's idle one, or a private one
  * (freed by stream_put) when every slot's owner is busy.  NULL on ENOMEM. */
 static struct zr_stream *stream_get(struct archive *a, struct zran *z)
 {
-	struct member *m = z->m, *victim = NULL;
+	struct member *m = z->m;
 	struct zr_stream *s = NULL;
-	int slot = -1;
+	int slot = -1, order[ARCHIVE_STREAMS], n = 0;
 
 	pthread_mutex_lock(&a->pool_lock);
 	if (z->s) {
@@ -355,29 +399,31 @@ static struct zr_stream *stream_get(struct archive *a, struct zran *z)
 		pthread_mutex_unlock(&a->pool_lock);
 		return s;
 	}
-	for (int i = 0; i < ARCHIVE_STREAMS; i++) {
-		if (!a->streams[i]) {
-			if (victim)
-				pthread_mutex_unlock(&victim->lock);
+	for (int i = 0; i < ARCHIVE_STREAMS && slot < 0; i++)
+		if (!a->streams[i])
 			slot = i;
-			victim = NULL;
-			break;
-		}
-		if (a->streams[i] != m &&
-		    (slot < 0 || a->stream_tick[i] < a->stream_tick[slot]) &&
-		    pthread_mutex_trylock(&a->streams[i]->lock) == 0) {
-			if (victim)
-				pthread_mutex_unlock(&victim->lock);
-			victim = a->streams[i];
-			slot = i;
-		}
-	}
-	if (victim) {
-		struct zran *vz = atomic_load(&victim->zr);
+	if (slot < 0) {
+		/* other members' slots, least recently used first */
+		for (int i = 0; i < ARCHIVE_STREAMS; i++) {
+			int j = n++;
 
-		s = vz->s;
-		vz->s = NULL;
-		pthread_mutex_unlock(&victim->lock);
+			while (j > 0 && a->stream_tick[order[j - 1]] >
+					a->stream_tick[i]) {
+				order[j] = order[j - 1];
+				j--;
+			}
+			order[j] = i;
+		}
+		for (int k = 0; k < n && !s; k++) {
+			struct member *v = a->streams[order[k]];
+
+			if (v == m || pthread_mutex_trylock(&v->lock))
+				continue;
+			s = stream_take(v);
+			pthread_mutex_unlock(&v->lock);
+			if (s)
+				slot = order[k];
+		}
 	}
 	if (slot >= 0) {
 		a->streams[slot] = m;
@@ -399,8 +445,11 @@ static struct zr_stream *stream_get(struct archive *a, struct zran *z)
 		return NULL;
 	}
 	s->slot = slot;
-	if (slot >= 0)
+	if (slot >= 0) {
+		pthread_mutex_lock(&z->lock);
 		z->s = s;
+		pthread_mutex_unlock(&z->lock);
+	}
 	return s;
 }
 
@@ -415,8 +464,11 @@ void ar_pool_init(struct archive *a)
 	memset(a->streams, 0, sizeof(a->streams));
 }
 
+static void ra_forget(struct archive *a);
+
 void ar_pool_release(struct archive *a)
 {
+	ra_forget(a);
 	for (size_t i = 0; a->m && i < a->count && a->m[i].raw_name; i++) {
 		struct zran *z = atomic_exchange(&a->m[i].zr, NULL);
 
@@ -689,9 +741,31 @@ static size_t block_len(const struct zran *z, uint64_t bi)
 	return (size_t)(left < z->blk ? left : z->blk);
 }
 
+/* The window of s to fill next: an empty one, else the least recently
+ * used one no reader copies out of; -1 when every one is being read.
+ * Marked empty.  z->lock held. */
+static int window_claim(struct zr_stream *s)
+{
+	int w = -1;
+
+	for (int i = 0; i < ZR_WINDOWS; i++) {
+		if (s->win_pins[i])
+			continue;
+		if (s->win_blk[i] == UINT64_MAX) {
+			w = i;
+			break;
+		}
+		if (w < 0 || s->win_use[i] < s->win_use[w])
+			w = i;
+	}
+	if (w >= 0)
+		s->win_blk[w] = UINT64_MAX;
+	return w;
+}
+
 /* Inflate s's next block (s->pos is a block's start) into a window,
  * taking an access point first when it starts a span, and cache it when
- * store.  Returns the window, or -errno. */
+ * store.  m->lock held.  Returns the window, or -errno. */
 static int inflate_block(struct archive *a, struct zran *z,
 			 struct zr_stream *s, uint64_t data_off, bool store,
 			 struct npz_err *err)
@@ -699,23 +773,59 @@ static int inflate_block(struct archive *a, struct zran *z,
 	struct member *m = z->m;
 	uint64_t bi = s->pos / z->blk;
 	size_t len = block_len(z, bi);
-	int w = s->next, ret;
+	int w, ret;
 
+	pthread_mutex_lock(&z->lock);
+	w = window_claim(s);
+	pthread_mutex_unlock(&z->lock);
+	if (w < 0)
+		return -EAGAIN;	/* not for long: readers only copy */
 	if (s->pos && s->pos % z->span == 0)
 		point_take(z, s);
-	s->win_blk[w] = UINT64_MAX;
 	ret = inflate_to(a, m, s, data_off, s->win[w], len, err);
 	if (!ret && s->pos == m->pub.size)
 		ret = stream_end(a, m, s, data_off, err);
 	if (ret) {
 		s->valid = false;
+		atomic_store(&z->next_blk, UINT64_MAX);
 		return ret;
 	}
+	pthread_mutex_lock(&z->lock);
 	s->win_blk[w] = bi;
-	s->next = !w;
+	s->win_use[w] = ++s->tick;
+	pthread_mutex_unlock(&z->lock);
+	atomic_store(&z->next_blk, bi + 1);
 	if (store || z->cache_all)
 		block_store(a, z, bi, s->win[w], len);
 	return w;
+}
+
+/* Copy [boff, boff + n) of block bi out of a window of z's stream when
+ * one holds it (no m->lock: the window is pinned meanwhile).  Returns true
+ * when done. */
+static bool window_read(struct zran *z, uint64_t bi, unsigned char *dst,
+			size_t boff, size_t n)
+{
+	struct zr_stream *s;
+	int w = -1;
+
+	pthread_mutex_lock(&z->lock);
+	s = z->s;
+	for (int i = 0; s && i < ZR_WINDOWS; i++)
+		if (s->win_blk[i] == bi)
+			w = i;
+	if (w < 0) {
+		pthread_mutex_unlock(&z->lock);
+		return false;
+	}
+	s->win_pins[w]++;
+	s->win_use[w] = ++s->tick;
+	pthread_mutex_unlock(&z->lock);
+	memcpy(dst, s->win[w] + boff, n);
+	pthread_mutex_lock(&z->lock);
+	s->win_pins[w]--;
+	pthread_mutex_unlock(&z->lock);
+	return true;
 }
 
 /* Copy [boff, boff + n) of block bi to dst through m's stream.
@@ -736,11 +846,13 @@ static int stream_read(struct archive *a, struct zran *z, uint64_t bi,
 	s = stream_get(a, z);
 	if (!s)
 		return -ENOMEM;
-	for (int i = 0; i < 2; i++)
+	/* m->lock held: no window is refilled (or the stream taken) now */
+	for (int i = 0; i < ZR_WINDOWS; i++)
 		if (s->win_blk[i] == bi)
 			w = i;
 	if (w < 0) {
 		jumped = stream_seek(z, s, bi * z->blk);
+		atomic_store(&z->next_blk, s->pos / z->blk);
 		while (s->pos < bi * z->blk) {
 			ret = inflate_block(a, z, s, (uint64_t)data_off, false,
 					    err);
@@ -757,6 +869,139 @@ static int stream_read(struct archive *a, struct zran *z, uint64_t bi,
 out:
 	stream_put(s);
 	return ret;
+}
+
+/* ---- read-ahead: one process-wide thread inflates the next blocks of a
+ * member read sequentially while the reader's threads copy, so inflating
+ * and FUSE's copies run on two cores.  A job names (archive, member,
+ * block); it inflates the block only when the member's stream is still
+ * right before it.  ar_pool_release() drops an archive's jobs and waits
+ * for a running one. ---- */
+
+struct ra_job {
+	struct archive *a;
+	struct member *m;
+	uint64_t bi;
+};
+
+static struct {
+	pthread_mutex_t lock;	/* protects: everything below; a leaf */
+	pthread_cond_t work, idle;
+	struct ra_job q[RA_QUEUE];
+	int n;
+	struct archive *running;
+	enum { RA_NONE, RA_ON, RA_FAILED } state;
+} RA = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER,
+	 PTHREAD_COND_INITIALIZER, { { NULL, NULL, 0 } }, 0, NULL, RA_NONE };
+
+static _Atomic bool ra_off;
+
+void ar_zran_set_readahead(bool on)
+{
+	atomic_store(&ra_off, !on);
+}
+
+static void ra_run(const struct ra_job *j)
+{
+	struct member *m = j->m;
+	struct zran *z = atomic_load(&m->zr);
+	struct zr_stream *s;
+	int64_t data_off;
+
+	if (!z)
+		return;
+	pthread_mutex_lock(&m->lock);
+	s = z->s;
+	if (s && s->valid && !atomic_load(&m->bad) && j->bi < z->nblocks &&
+	    s->pos == j->bi * z->blk) {
+		data_off = ar_member_data_off(j->a, m, NULL);
+		/* an error marks the member bad: its reader reports it */
+		if (data_off > 0)
+			inflate_block(j->a, z, s, (uint64_t)data_off, false,
+				      NULL);
+	}
+	pthread_mutex_unlock(&m->lock);
+}
+
+static void *ra_main(void *arg)
+{
+	(void)arg;
+	pthread_mutex_lock(&RA.lock);
+	for (;;) {
+		struct ra_job j;
+
+		while (!RA.n)
+			pthread_cond_wait(&RA.work, &RA.lock);
+		j = RA.q[0];
+		memmove(RA.q, RA.q + 1, (size_t)--RA.n * sizeof(*RA.q));
+		RA.running = j.a;
+		pthread_mutex_unlock(&RA.lock);
+		ra_run(&j);
+		pthread_mutex_lock(&RA.lock);
+		RA.running = NULL;
+		pthread_cond_broadcast(&RA.idle);
+	}
+	return NULL;
+}
+
+/* Start the thread once (RA.lock held).  false: no read-ahead. */
+static bool ra_ready(void)
+{
+	sigset_t all, old;
+	pthread_attr_t attr;
+	pthread_t tid;
+
+	if (RA.state != RA_NONE)
+		return RA.state == RA_ON;
+	RA.state = RA_FAILED;
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	if (pthread_create(&tid, &attr, ra_main, NULL) == 0)
+		RA.state = RA_ON;
+	pthread_attr_destroy(&attr);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	return RA.state == RA_ON;
+}
+
+/* A sequential reader of m just read block bi: ask for the blocks after
+ * it, up to ZR_AHEAD ahead, that the stream is about to inflate. */
+static void ra_request(struct archive *a, struct zran *z, uint64_t bi)
+{
+	uint64_t last = atomic_exchange(&z->last_blk, bi);
+	uint64_t nb = atomic_load(&z->next_blk);
+
+	if (atomic_load(&ra_off) || (bi != last && bi != last + 1) ||
+	    nb == UINT64_MAX || nb <= bi || nb > bi + ZR_AHEAD ||
+	    nb >= z->nblocks)
+		return;
+	pthread_mutex_lock(&RA.lock);
+	for (int i = 0; i < RA.n; i++)
+		if (RA.q[i].m == z->m) {
+			pthread_mutex_unlock(&RA.lock);
+			return;
+		}
+	if (RA.n < RA_QUEUE && ra_ready()) {
+		RA.q[RA.n++] = (struct ra_job){ a, z->m, nb };
+		pthread_cond_signal(&RA.work);
+	}
+	pthread_mutex_unlock(&RA.lock);
+}
+
+/* Drop a's read-ahead jobs and wait for its running one. */
+static void ra_forget(struct archive *a)
+{
+	int k = 0;
+
+	pthread_mutex_lock(&RA.lock);
+	for (int i = 0; i < RA.n; i++)
+		if (RA.q[i].a != a)
+			RA.q[k++] = RA.q[i];
+	RA.n = k;
+	while (RA.running == a)
+		pthread_cond_wait(&RA.idle, &RA.lock);
+	pthread_mutex_unlock(&RA.lock);
 }
 
 /* Copy [boff, boff + n) of block bi from the cache file when cached.
@@ -789,9 +1034,9 @@ static bool cached_read(struct archive *a, struct zran *z, uint64_t bi,
 	return false;
 }
 
-/* Read [off, off + len) of a deflated member, block by block: cached
- * blocks from the cache file (no member lock), the others through the
- * member's stream under its lock.  Returns 0 or -errno. */
+/* Read [off, off + len) of a deflated member, block by block: out of the
+ * stream's windows or the cache file without the member's lock, else
+ * through the stream under its lock.  Returns 0 or -errno. */
 int ar_deflated_read(struct archive *a, size_t i, void *buf, size_t len,
 		     uint64_t off, struct npz_err *err)
 {
@@ -815,16 +1060,21 @@ int ar_deflated_read(struct archive *a, size_t i, void *buf, size_t len,
 		size_t n = (size_t)((end < bend ? end : bend) - pos);
 		unsigned char *dst = (unsigned char *)buf + (pos - off);
 
-		if (!cached_read(a, z, bi, dst, boff, n)) {
+		if (!window_read(z, bi, dst, boff, n) &&
+		    !cached_read(a, z, bi, dst, boff, n)) {
 			pthread_mutex_lock(&m->lock);
 			if (atomic_load(&m->bad))
 				ret = ar_member_fail(m, FAULT_NONE, err);
 			else
-				ret = stream_read(a, z, bi, dst, boff, n, err);
+				do
+					ret = stream_read(a, z, bi, dst, boff,
+							  n, err);
+				while (ret == -EAGAIN);
 			pthread_mutex_unlock(&m->lock);
 			if (ret)
 				return ret;
 		}
+		ra_request(a, z, bi);
 		pos += n;
 	}
 	return 0;

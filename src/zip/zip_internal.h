@@ -228,6 +228,9 @@ void ar_zran_restore(struct inflate_state *st, const unsigned char *snap,
 uint64_t ar_zran_span(uint64_t size, uint64_t limit);
 /* Access points member i has (for tests; 0 before its first read). */
 size_t ar_zran_points(struct archive *a, size_t i);
+/* Inflate ahead of sequential readers on a background thread (the
+ * default), or only when asked; for tests and benchmarks. */
+void ar_zran_set_readahead(bool on);
 
 /* ---- sozip.c: SOZip members (seek-optimized zip, spec 0.5) ---- */
 
