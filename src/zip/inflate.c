@@ -63,6 +63,7 @@
 #include "zip_internal.h"
 
 #define ZR_BLOCK (256u << 10)		/* least block size */
+#define ZR_MIN_SPAN (1u << 20)		/* least distance of two points */
 #define ZR_MAX_BLOCKS (1u << 18)	/* blocks grow past this */
 #define ZR_POINT_EST (56u << 10)	/* a point's bytes, for the span */
 #define ZR_IN_CAP (256u << 10)		/* compressed bytes per pread */
@@ -181,6 +182,8 @@ uint64_t ar_zran_span(uint64_t size, uint64_t limit)
 	if (n < 1)
 		n = 1;
 	span = size / n + 1;
+	if (span < ZR_MIN_SPAN)
+		span = ZR_MIN_SPAN;
 	span = (span + blk - 1) / blk * blk;
 	return span;
 }
