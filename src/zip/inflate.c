@@ -37,7 +37,9 @@
  * block is served uncached.
  *
  * CRC: a stream that inflated from the member's start to its end without a
- * restore checks the CRC-32 (ISA-L computes it as it inflates); every
+ * restore checks the CRC-32 (ISA-L computes it as it inflates); members of
+ * at most ZR_WHOLE bytes are inflated whole (CRC checked) on their first
+ * read, before any byte is served; every
  * stream that reaches the end checks that the deflate stream ends exactly
  * at the member's size.  Damaged data (ISA-L errors, truncation, wrong size
  * or CRC) marks the member bad: every read is then EIO.
@@ -69,6 +71,7 @@
 #define ZR_IN_CAP (256u << 10)		/* compressed bytes per pread */
 #define ZR_HIST (32u << 10)		/* deflate's history */
 #define ZR_WINDOWS 8			/* blocks a stream keeps inflated */
+#define ZR_WHOLE (1u << 20)		/* members inflated whole first */
 #define ZR_AHEAD 4			/* blocks inflated ahead of a reader */
 #define RA_QUEUE 16			/* read-ahead jobs waiting, at most */
 
@@ -864,8 +867,19 @@ static int stream_read(struct archive *a, struct zran *z, uint64_t bi,
 		}
 		w = inflate_block(a, z, s, (uint64_t)data_off, jumped, err);
 		ret = w < 0 ? w : 0;
+		/* a small member is inflated whole and its CRC checked
+		 * before any of it is served */
+		while (!ret && s->from_start && !s->ended &&
+		       m->pub.size <= ZR_WHOLE) {
+			ret = inflate_block(a, z, s, (uint64_t)data_off, false,
+					    err);
+			ret = ret < 0 ? ret : 0;
+		}
 		if (ret)
 			goto out;
+		for (int i = 0; i < ZR_WINDOWS; i++)
+			if (s->win_blk[i] == bi)
+				w = i;
 	}
 	memcpy(dst, s->win[w] + boff, n);
 	ret = 0;
