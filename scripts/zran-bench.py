@@ -16,6 +16,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import zipfile
 import zlib
@@ -69,6 +70,33 @@ def python_zlib(raw):
     return total, time.perf_counter() - t
 
 
+def cache_on_disk(pid, cdir):
+    """Bytes on disk of the daemon's (unlinked) files in cdir."""
+    total, fds = 0, "/proc/%d/fd" % pid
+    for fd in os.listdir(fds):
+        p = os.path.join(fds, fd)
+        try:
+            if os.readlink(p).startswith(cdir + "/"):
+                total += os.stat(p).st_blocks * 512
+        except OSError:
+            pass
+    return total
+
+
+class Peak(threading.Thread):
+    """Samples cache_on_disk every 10 ms until stopped: .peak."""
+
+    def __init__(self, pid, cdir):
+        super().__init__(daemon=True)
+        self.pid, self.cdir, self.peak = pid, cdir, 0
+        self.stop = threading.Event()
+
+    def run(self):
+        while not self.stop.is_set():
+            self.peak = max(self.peak, cache_on_disk(self.pid, self.cdir))
+            self.stop.wait(0.01)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--size", type=int, default=1024, help="member MiB")
@@ -107,6 +135,8 @@ def main():
                     sys.exit("npzfs did not mount")
                 time.sleep(0.01)  # waiting for the daemon's mount
             path = os.path.join(mnt, "x.npy")
+            peak = Peak(proc.pid, os.path.realpath(cdir))
+            peak.start()
             t = time.perf_counter()
             subprocess.run(["cat", path], stdout=subprocess.DEVNULL, check=True)
             secs = time.perf_counter() - t
@@ -133,6 +163,10 @@ def main():
                   "p90 %.2f ms, max %.2f ms" %
                   (args.cache, len(lat), statistics.median(lat) * 1e3,
                    lat[int(len(lat) * 0.9)] * 1e3, lat[-1] * 1e3))
+            peak.stop.set()
+            peak.join()
+            print("cache files on disk: peak %.1f MiB (cache_size=%s; the "
+                  "access points are in memory)" % (peak.peak / MiB, args.cache))
             with open("/proc/%d/status" % proc.pid) as f:
                 hwm = [l.split()[1] for l in f if l.startswith("VmHWM")]
             print("daemon VmHWM: %s KiB" % hwm[0])
