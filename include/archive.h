@@ -7,14 +7,22 @@
  *  - stored members: pread() at the member's data offset, found from its
  *    local header on first use (numpy's local headers carry a zip64 extra
  *    field the central directory lacks); no libzip call per read;
- *  - deflated members: inflated on demand into a cache file (one unlinked,
- *    sparse temporary file shared by all members, each member at its own
- *    region), so data inflated once is served by pread() afterwards and a
- *    random read never re-inflates from the start of the member.  A read
- *    past what was inflated gets its bytes inflated straight into its
- *    buffer (and written to the cache), so sequential reading copies
- *    nothing back out of the cache.  Live inflate streams are bounded in
- *    number; RAM use does not grow with the archive;
+ *  - deflated members (one deflate stream, as numpy writes them):
+ *    inflated with ISA-L in 256 KiB blocks.  A member's stream goes on
+ *    from where the last read left it, and inflates ahead of a sequential
+ *    reader on a background thread, so a sequential read inflates every
+ *    byte once.  While it inflates it keeps access points (snapshots of
+ *    the inflater every few MiB, their number bounded by a quarter of the
+ *    cache budget), so that a read far from the stream resumes at the
+ *    nearest point before it instead of at the member's start.  Blocks are
+ *    cached in one unlinked sparse cache file (each member at its own
+ *    region): every block of a member that fits in half the budget, else
+ *    the blocks random reads asked for.  Blocks and points are charged to
+ *    the budget (cache.h) and evicted least recently used; the cache never
+ *    passes it.  A member read from start to end has its CRC checked, a
+ *    member of at most 1 MiB before any byte is served.  Live streams are
+ *    bounded in number; RAM use does not grow with the archive (beyond
+ *    the points, which the budget bounds);
  *  - SOZip members (deflated in independent chunks, with a valid hidden
  *    chunk index after their data): only the chunks a read covers are
  *    inflated, straight into its buffer, without the cache; their CRC is
@@ -23,8 +31,11 @@
  *
  * Threads: every function may be called from any thread.  protects:
  * a->zip_lock serialises all libzip calls on the zip_t; each member's
- * inflate state has its own lock (member reads of different members run in
- * parallel; stored members need no lock at all).  archive_commit() may run
+ * inflate stream has its own lock (member reads of different members run in
+ * parallel; reads of inflated blocks held in memory or cached do not wait
+ * for an inflate; stored members need no lock at all).  One process-wide
+ * read-ahead thread (signals blocked) lives as long as the process;
+ * archive_close() waits for its work on that archive.  archive_commit() may run
  * worker threads of its own (all signals blocked) to deflate new content;
  * they have exited when it returns.
  */

@@ -1,5 +1,7 @@
 /* cache.h - one disk budget for everything the daemon caches: inflated
- * member data (src/zip/inflate.c) and rendered text views (src/mount/view.c).
+ * member data and the access points into deflated members (memory, but
+ * charged here too: src/zip/inflate.c) and rendered text views
+ * (src/mount/view.c).
  *
  * The budget stores nothing itself.  Owners keep their cached bytes in
  * files made by cache_tmpfile() (unlinked files in the cache directory),
