@@ -2,18 +2,22 @@
  * members go to sozip.c): inflated with ISA-L, made seekable with access
  * points (the zran technique), and cached in blocks inside the budget.
  *
- * Blocks.  A member's inflated data is cut into blocks of blk bytes (1 MiB,
- * more for members of over 64 GiB so that there are at most 65536).  A
- * cached block lives at its place in the member's region of the archive's
- * unlinked sparse cache file, charged to the budget on its own (its own
- * cache_item, evicted least recently used: a punched hole).
+ * Blocks.  A member's inflated data is cut into blocks of blk bytes
+ * (256 KiB, more for members of over 64 GiB so that there are at most
+ * 2^18).  A cached block lives at its place in the member's region of the
+ * archive's unlinked sparse cache file, charged to the budget on its own
+ * (its own cache_item, evicted least recently used: a punched hole).
  *
  * Streams.  A member being read has a stream (ISA-L inflate state, a
- * window of compressed input, two windows of output holding the last two
- * blocks inflated) at its position; a read of the next block goes on from
- * there, so a sequential read inflates every byte once.  At most
- * ARCHIVE_STREAMS members of an archive keep a stream (least recently used
- * one taken over; when none is free, a read uses a private one).
+ * window of compressed input, ZR_WINDOWS windows of output holding the
+ * last blocks inflated) at its position; a read of the next block goes on
+ * from there, so a sequential read inflates every byte once.  Readers copy
+ * out of windows without m->lock (the window pinned under z->lock), so
+ * that the read-ahead thread (below) inflates the next blocks of a
+ * sequential reader while its FUSE threads copy the previous ones.  At
+ * most ARCHIVE_STREAMS members of an archive keep a stream (the least
+ * recently used idle one is taken over; when none is free, a read uses a
+ * private one).
  *
  * Access points.  While a stream inflates, at every span bytes of output
  * (a multiple of blk, chosen so that a member's points take at most about a
@@ -590,6 +594,8 @@ static int inflate_to(struct archive *a, struct member *m,
 		}
 		/* at the end, a spare byte shows any output past the size */
 		cap = len ? len - done : sizeof(spare);
+		if (cap > (1u << 30))
+			cap = 1u << 30;
 		s->st.next_out = len ? dst + done : spare;
 		s->st.avail_out = (uint32_t)cap;
 		in0 = s->st.avail_in;
