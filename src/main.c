@@ -13,6 +13,7 @@
 #include "archive.h"
 #include "cache.h"
 #include "check.h"
+#include "io.h"
 #include "npzfs.h"
 
 #define OPT(t, p, v) { t, offsetof(struct npzfs_opts, p), v }
@@ -158,6 +159,9 @@ static int serve(struct fuse_args *args, const struct fuse_cmdline_opts *co,
 		return 1;
 	if (fuse_mount(f, co->mountpoint))
 		goto out_destroy;
+	/* 1 MiB reads instead of the kernel's 128 KiB (root only; the
+	 * kernel keeps the smaller of this and max_readahead, fuse_ops.c) */
+	(void)io_set_readahead(co->mountpoint, 1024);
 	se = fuse_get_session(f);
 	if (fuse_daemonize(co->foreground) || fuse_set_signal_handlers(se))
 		goto out_unmount;
