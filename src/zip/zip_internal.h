@@ -293,6 +293,10 @@ int ar_sozip_index_data(uint64_t size, uint64_t comp_size,
 			const struct sozip_index *idx, unsigned char **out,
 			size_t *len);
 
+/* Reads served from the chunks kept for reads of their other parts (a
+ * process-wide count, for tests). */
+uint64_t ar_sozip_tail_hits(void);
+
 /* Inflate the chunks of a read of two or more on the inflate pool (the
  * default) or each in order on the caller's thread; for tests. */
 void ar_sozip_set_parallel(bool on);
