@@ -74,9 +74,11 @@
 #define ZR_POINT_EST (56u << 10)	/* a point's bytes, for the span */
 #define ZR_IN_CAP (256u << 10)		/* compressed bytes per pread */
 #define ZR_HIST (32u << 10)		/* deflate's history */
-#define ZR_WINDOWS 8			/* blocks a stream keeps inflated */
+#define ZR_WINDOWS 16			/* blocks a stream keeps inflated */
 #define ZR_WHOLE (1u << 20)		/* members inflated whole first */
-#define ZR_AHEAD 4			/* blocks inflated ahead of a reader */
+#define ZR_AHEAD 8			/* blocks inflated ahead of a reader */
+#define ZR_NEAR 8			/* blocks between reads that count as
+					   one sequential reader's */
 #define RA_QUEUE 16			/* read-ahead jobs waiting, at most */
 
 #define SNAP_HEAD offsetof(struct inflate_state, tmp_out_buffer)
@@ -329,7 +331,7 @@ static void stream_free(struct zr_stream *s)
 }
 
 /* Make s ready for member z->m: windows of z's block size, empty, not
- * positioned.  Returns 0 or -ENOMEM (s keeps no windows then). */
+ * positioned.  Returns 0. */
 static int stream_adopt(struct zr_stream *s, struct zran *z)
 {
 	size_t cap = (size_t)(z->blk < z->m->pub.size ? z->blk :
@@ -338,14 +340,8 @@ static int stream_adopt(struct zr_stream *s, struct zran *z)
 	if (!cap)
 		cap = 1;
 	if (s->win_cap != cap) {
+		/* allocated as they are first filled (inflate_block) */
 		windows_free(s);
-		for (int i = 0; i < ZR_WINDOWS; i++) {
-			s->win[i] = malloc(cap);
-			if (!s->win[i]) {
-				windows_free(s);
-				return -ENOMEM;
-			}
-		}
 		s->win_cap = cap;
 	}
 	for (int i = 0; i < ZR_WINDOWS; i++) {
@@ -675,7 +671,8 @@ static void point_take(struct zran *z, struct zr_stream *s)
 
 /* Put s at or before output offset target: it goes on from where it is
  * when that is between the nearest access point and target, else from that
- * point (or the start).  Returns true when it moved back or jumped. */
+ * point (or the start).  Returns true when it restored a point or went
+ * back to the start. */
 static bool stream_seek(struct zran *z, struct zr_stream *s, uint64_t target)
 {
 	uint64_t k = target / z->span;
@@ -685,7 +682,7 @@ static bool stream_seek(struct zran *z, struct zr_stream *s, uint64_t target)
 		k--;
 	if (s->valid && s->pos <= target && s->pos >= k * z->span) {
 		pthread_mutex_unlock(&z->lock);
-		return s->pos != target;
+		return false;
 	}
 	if (k == 0) {
 		pthread_mutex_unlock(&z->lock);
@@ -792,6 +789,11 @@ static int inflate_block(struct archive *a, struct zran *z,
 	pthread_mutex_unlock(&z->lock);
 	if (w < 0)
 		return -EAGAIN;	/* not for long: readers only copy */
+	if (!s->win[w]) {
+		s->win[w] = malloc(s->win_cap);
+		if (!s->win[w])
+			return -ENOMEM;
+	}
 	if (s->pos && s->pos % z->span == 0)
 		point_take(z, s);
 	ret = inflate_to(a, m, s, data_off, s->win[w], len, err);
@@ -863,7 +865,11 @@ static int stream_read(struct archive *a, struct zran *z, uint64_t bi,
 		if (s->win_blk[i] == bi)
 			w = i;
 	if (w < 0) {
-		jumped = stream_seek(z, s, bi * z->blk);
+		/* a read far from the stream is a random one: its block is
+		 * cached; one a few blocks ahead (FUSE sends a sequential
+		 * reader's requests two at a time) is not */
+		jumped = stream_seek(z, s, bi * z->blk) ||
+			 bi * z->blk - s->pos > ZR_NEAR * z->blk;
 		atomic_store(&z->next_blk, s->pos / z->blk);
 		while (s->pos < bi * z->blk) {
 			ret = inflate_block(a, z, s, (uint64_t)data_off, false,
@@ -896,15 +902,14 @@ out:
 
 /* ---- read-ahead: one process-wide thread inflates the next blocks of a
  * member read sequentially while the reader's threads copy, so inflating
- * and FUSE's copies run on two cores.  A job names (archive, member,
- * block); it inflates the block only when the member's stream is still
- * right before it.  ar_pool_release() drops an archive's jobs and waits
+ * and FUSE's copies run on two cores.  A job names (archive, member); it
+ * inflates the stream's next blocks while they are at most ZR_AHEAD ahead
+ * of the member's last read block.  ar_pool_release() drops an archive's jobs and waits
  * for a running one. ---- */
 
 struct ra_job {
 	struct archive *a;
 	struct member *m;
-	uint64_t bi;
 };
 
 static struct {
@@ -915,7 +920,7 @@ static struct {
 	struct archive *running;
 	enum { RA_NONE, RA_ON, RA_FAILED } state;
 } RA = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER,
-	 PTHREAD_COND_INITIALIZER, { { NULL, NULL, 0 } }, 0, NULL, RA_NONE };
+	 PTHREAD_COND_INITIALIZER, { { NULL, NULL } }, 0, NULL, RA_NONE };
 
 static _Atomic bool ra_off;
 
@@ -924,26 +929,38 @@ void ar_zran_set_readahead(bool on)
 	atomic_store(&ra_off, !on);
 }
 
+/* Is block nb (the stream's next) worth inflating ahead for a reader whose
+ * last block was last? */
+static bool ra_wanted(const struct zran *z, uint64_t nb, uint64_t last)
+{
+	return last != UINT64_MAX && nb != UINT64_MAX && nb < z->nblocks &&
+	       nb <= last + ZR_AHEAD && nb + ZR_NEAR >= last;
+}
+
+/* Inflate the member's next blocks while they are at most ZR_AHEAD ahead
+ * of its reader, one block per hold of m->lock. */
 static void ra_run(const struct ra_job *j)
 {
 	struct member *m = j->m;
 	struct zran *z = atomic_load(&m->zr);
-	struct zr_stream *s;
-	int64_t data_off;
+	int64_t data_off = ar_member_data_off(j->a, m, NULL);
+	bool more = z && data_off > 0;
 
-	if (!z)
-		return;
-	pthread_mutex_lock(&m->lock);
-	s = z->s;
-	if (s && s->valid && !atomic_load(&m->bad) && j->bi < z->nblocks &&
-	    s->pos == j->bi * z->blk) {
-		data_off = ar_member_data_off(j->a, m, NULL);
+	while (more) {
+		struct zr_stream *s;
+
+		pthread_mutex_lock(&m->lock);
+		s = z->s;
+		more = s && s->valid && !atomic_load(&m->bad) &&
+		       s->pos % z->blk == 0 &&
+		       ra_wanted(z, s->pos / z->blk,
+				 atomic_load(&z->last_blk));
 		/* an error marks the member bad: its reader reports it */
-		if (data_off > 0)
-			inflate_block(j->a, z, s, (uint64_t)data_off, false,
-				      NULL);
+		if (more)
+			more = inflate_block(j->a, z, s, (uint64_t)data_off,
+					     false, NULL) >= 0;
+		pthread_mutex_unlock(&m->lock);
 	}
-	pthread_mutex_unlock(&m->lock);
 }
 
 static void *ra_main(void *arg)
@@ -988,16 +1005,17 @@ static bool ra_ready(void)
 	return RA.state == RA_ON;
 }
 
-/* A sequential reader of m just read block bi: ask for the blocks after
- * it, up to ZR_AHEAD ahead, that the stream is about to inflate. */
+/* A sequential reader of m just read block bi: ask the read-ahead thread
+ * to inflate the stream's next blocks, up to ZR_AHEAD past bi. */
 static void ra_request(struct archive *a, struct zran *z, uint64_t bi)
 {
 	uint64_t last = atomic_exchange(&z->last_blk, bi);
 	uint64_t nb = atomic_load(&z->next_blk);
 
-	if (atomic_load(&ra_off) || (bi != last && bi != last + 1) ||
-	    nb == UINT64_MAX || nb <= bi || nb > bi + ZR_AHEAD ||
-	    nb >= z->nblocks)
+	/* only for a reader near its last read, when the stream is near */
+	if (atomic_load(&ra_off) || last == UINT64_MAX ||
+	    bi + ZR_NEAR < last || bi > last + ZR_NEAR ||
+	    !ra_wanted(z, nb, bi))
 		return;
 	pthread_mutex_lock(&RA.lock);
 	for (int i = 0; i < RA.n; i++)
@@ -1006,7 +1024,7 @@ static void ra_request(struct archive *a, struct zran *z, uint64_t bi)
 			return;
 		}
 	if (RA.n < RA_QUEUE && ra_ready()) {
-		RA.q[RA.n++] = (struct ra_job){ a, z->m, nb };
+		RA.q[RA.n++] = (struct ra_job){ a, z->m };
 		pthread_cond_signal(&RA.work);
 	}
 	pthread_mutex_unlock(&RA.lock);
