@@ -671,9 +671,10 @@ static void point_take(struct zran *z, struct zr_stream *s)
 
 /* Put s at or before output offset target: it goes on from where it is
  * when that is between the nearest access point and target, else from that
- * point (or the start).  Returns true when it restored a point or went
- * back to the start. */
-static bool stream_seek(struct zran *z, struct zr_stream *s, uint64_t target)
+ * point (or the start).  Returns SEEK_ON, SEEK_START or SEEK_POINT. */
+enum { SEEK_ON, SEEK_START, SEEK_POINT };
+
+static int stream_seek(struct zran *z, struct zr_stream *s, uint64_t target)
 {
 	uint64_t k = target / z->span;
 
@@ -682,12 +683,12 @@ static bool stream_seek(struct zran *z, struct zr_stream *s, uint64_t target)
 		k--;
 	if (s->valid && s->pos <= target && s->pos >= k * z->span) {
 		pthread_mutex_unlock(&z->lock);
-		return false;
+		return SEEK_ON;
 	}
 	if (k == 0) {
 		pthread_mutex_unlock(&z->lock);
 		stream_rewind(s);
-		return true;
+		return SEEK_START;
 	}
 	ar_zran_restore(&s->st, z->pt[k].snap, z->pt[k].len);
 	s->fed = z->pt[k].in;
@@ -699,7 +700,7 @@ static bool stream_seek(struct zran *z, struct zr_stream *s, uint64_t target)
 	s->valid = true;
 	s->from_start = false;
 	s->ended = false;
-	return true;
+	return SEEK_POINT;
 }
 
 /* Write block bi (data[0..len)) to the cache file, when the budget and the
@@ -851,8 +852,8 @@ static int stream_read(struct archive *a, struct zran *z, uint64_t bi,
 	struct member *m = z->m;
 	struct zr_stream *s;
 	int64_t data_off;
-	int w = -1, ret = 0;
-	bool jumped;
+	int w = -1, ret = 0, how;
+	bool jumped, was_valid;
 
 	data_off = ar_member_data_off(a, m, err);
 	if (data_off < 0)
@@ -865,10 +866,14 @@ static int stream_read(struct archive *a, struct zran *z, uint64_t bi,
 		if (s->win_blk[i] == bi)
 			w = i;
 	if (w < 0) {
-		/* a read far from the stream is a random one: its block is
-		 * cached; one a few blocks ahead (FUSE sends a sequential
-		 * reader's requests two at a time) is not */
-		jumped = stream_seek(z, s, bi * z->blk) ||
+		/* a read far from the stream, or behind it, is a random
+		 * one: its block is cached; one a few blocks ahead (FUSE
+		 * sends a sequential reader's requests two at a time), or
+		 * near the start of a fresh stream, is not */
+		was_valid = s->valid;
+		how = stream_seek(z, s, bi * z->blk);
+		jumped = how == SEEK_POINT ||
+			 (how == SEEK_START && was_valid) ||
 			 bi * z->blk - s->pos > ZR_NEAR * z->blk;
 		atomic_store(&z->next_blk, s->pos / z->blk);
 		while (s->pos < bi * z->blk) {

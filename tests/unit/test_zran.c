@@ -354,6 +354,35 @@ static void test_reads(bool readahead)
 	ar_zran_set_readahead(true);
 }
 
+/* A sequential reader whose requests arrive two at a time, the second
+ * first (as FUSE sends 512 KiB reads), of a member bigger than half the
+ * budget: right bytes, and nothing cached (only random reads are). */
+static void test_pairs(void)
+{
+	struct archive *a = NULL;
+	const struct ref *r = ref_of("r.npy");
+	const size_t piece = 512 << 10;
+	size_t idx;
+	bool ok = true;
+
+	if (archive_open(path_of("a.npz"), &a, NULL) != 0) {
+		test_cond("pairs: open", 0);
+		return;
+	}
+	archive_find(a, r->name, &idx);
+	for (uint64_t off = 0; off < r->size; off += 2 * piece) {
+		ok &= read_ok(a, idx, r, off + piece, piece);
+		ok &= read_ok(a, idx, r, off, piece);
+	}
+	test_cond("pairs: right bytes", ok);
+	test_cond("pairs: a sequential read caches no block",
+		  atomic_load(&a->m[idx].cached) == 0);
+	ok = read_ok(a, idx, r, r->size / 3, 4096);
+	test_cond("pairs: a random read then caches its block",
+		  ok && atomic_load(&a->m[idx].cached) > 0);
+	archive_close(a);
+}
+
 /* A damaged member gives EIO (no crash), first in the middle, then from
  * the start; the other members still read. */
 static void test_damaged(const char *file, const char *what, bool seq)
@@ -431,6 +460,7 @@ int main(void)
 		  ar_zran_span(4 << 20, 1ull << 30) >= MiB);
 	test_reads(true);
 	test_reads(false);
+	test_pairs();
 	test_damaged("damaged.npz", "damaged data", false);
 	test_damaged("truncated.npz", "zeroed end", false);
 	test_damaged("badcrc.npz", "wrong CRC", true);
