@@ -63,6 +63,7 @@
 #define SIG_EOCD 0x06054b50u
 #define SIG_EOCD64 0x06064b50u
 #define SIG_EOCD64_LOC 0x07064b50u
+#define SIG_DESCRIPTOR 0x08074b50u
 
 /* Why a member was found damaged (m->bad); 0 while it is not. */
 enum member_fault {
