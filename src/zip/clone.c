@@ -806,66 +806,6 @@ static int copy_kept(struct plan *p, size_t k, struct file_src *s,
 	return 0;
 }
 
-/* Central entry src (len bytes) of a kept member into dst, its local
- * header offset now off: the 32-bit field, or the zip64 extra's when the
- * entry has one; a zip64 extra gets the field (one is added if needed)
- * only when off does not fit 32 bits.  Every other byte is src's.
- * Returns the entry's new length (len, or up to len + 12), or 0: no room
- * for a zip64 field in the extra field. */
-static size_t central_moved(unsigned char *dst, const unsigned char *src,
-			    size_t len, uint64_t off)
-{
-	size_t name_len = get16(src + 28), xlen = get16(src + 30);
-	const unsigned char *x = src + 46 + name_len, *xend = x + xlen;
-	size_t nsizes = (get32(src + 24) == 0xffffffffu) +
-			(get32(src + 20) == 0xffffffffu);
-	bool off64 = get32(src + 42) == 0xffffffffu;
-	const unsigned char *z = NULL;	/* the zip64 extra's data */
-	size_t at, grow;
-
-	memcpy(dst, src, len);
-	while (xend - x >= 4) {
-		uint16_t id = get16(x), sz = get16(x + 2);
-
-		if (sz > xend - x - 4)
-			break;
-		if (id == 0x0001) {
-			z = x + 4;
-			if (off64 && sz >= 8 * (nsizes + 1)) {
-				put64(dst + (z - src) + 8 * nsizes, off);
-				return len;
-			}
-			break;
-		}
-		x += 4u + sz;
-	}
-	if (off < 0xffffffffu) {
-		put32(dst + 42, (uint32_t)off);
-		return len;
-	}
-	/* a zip64 offset field: into the zip64 extra after its sizes, or a
-	 * new zip64 extra at the end of the extra field */
-	grow = z ? 8 : 12;
-	if (xlen + grow > UINT16_MAX ||
-	    (z && get16(z - 2) < 8 * nsizes))
-		return 0;
-	at = z ? (size_t)(z - src) + 8 * nsizes : 46 + name_len + xlen;
-	memcpy(dst + at + grow, src + at, len - at);
-	if (z) {
-		put64(dst + at, off);
-		put16(dst + (z - src) - 2, (uint16_t)(get16(z - 2) + 8));
-	} else {
-		put16(dst + at, 0x0001);
-		put16(dst + at + 2, 8);
-		put64(dst + at + 4, off);
-	}
-	put16(dst + 30, (uint16_t)(xlen + grow));
-	put32(dst + 42, 0xffffffffu);
-	if (get16(src + 6) < 45)
-		put16(dst + 6, 45);
-	return len + grow;
-}
-
 /* The temporary file written from scratch: every change in order, kept
  * members copied (patches written over their copy), the others written;
  * *pos: where the central directory goes.  Returns 0 or -errno. */
@@ -912,7 +852,7 @@ static int write_central(const struct plan *p, struct file_src *s,
 			continue;
 		}
 		if (p->copy) {
-			x = central_moved(q, p->cd + m->cd_pos, m->cd_len,
+			x = ar_central_moved(q, p->cd + m->cd_pos, m->cd_len,
 					  p->lh[k]);
 		} else {
 			memcpy(q, p->cd + m->cd_pos, m->cd_len);

@@ -401,7 +401,7 @@ int ar_content_write(const struct archive_change *c, struct file_src *s,
 		     int out_fd, uint64_t off, uint64_t *comp_size,
 		     uint32_t *crc, struct sozip_index *idx);
 
-/* ---- zipfmt.c: zip records written by the cloned commit ---- */
+/* ---- zipfmt.c: zip records written by our commits (clone and copy) ---- */
 
 /* One entry as the cloned commit writes it. */
 struct zip_entry {
@@ -442,6 +442,17 @@ size_t ar_local_header_len(const struct zip_entry *e, bool zip64);
  * that overflow 32 bits); returns its length, ar_central_len(e). */
 size_t ar_central_entry(unsigned char *p, const struct zip_entry *e);
 size_t ar_central_len(const struct zip_entry *e);
+
+/* Central entry src (len bytes, a kept member's) into dst, its local
+ * header offset now off: in the 32-bit field, or in the zip64 extra's
+ * offset field when the entry has one; when off does not fit 32 bits and
+ * the entry has no such field, one is inserted (into its zip64 extra after
+ * the sizes, or a new zip64 extra at the end of its extra field).  Every
+ * other byte is src's (needed version at least 4.5 with a zip64 field).
+ * Returns the new length (len, at most len + 12), or 0: no room for a
+ * zip64 field in the extra field. */
+size_t ar_central_moved(unsigned char *dst, const unsigned char *src,
+			size_t len, uint64_t off);
 
 /* The end records of a central directory (zip64 ones when a field
  * overflows) into p (at most AR_END_MAX bytes); returns their length. */
