@@ -463,17 +463,18 @@ size_t ar_end_records(unsigned char *p, uint64_t entries, uint64_t cd_off,
 /* t as a DOS time and date (local time; 1980-01-01 before 1980). */
 void ar_dos_time(time_t t, uint16_t *dtime, uint16_t *ddate);
 
-/* ---- clone.c: the commit by reflink ---- */
+/* ---- clone.c: the commit by reflink, or by copy ---- */
 
 /* ar_clone_commit() declines: the caller rewrites the archive instead. */
 #define AR_CLONE_DECLINED 1
 
-/* Write the new archive of changes[0..n) as a clone of a's file, edited
- * where it changed, through s (temporary file, fsync, rename; s->opened is
- * the new archive).  Returns 0; AR_CLONE_DECLINED (nothing written, no
- * temporary file left) when the filesystem cannot clone, when the file
- * would hold too many dead bytes, or when nothing changed; or -errno with
- * s->msg set. */
+/* Write the new archive of changes[0..n) through s (temporary file,
+ * fsync, rename; s->opened is the new archive): as a clone of a's file,
+ * edited where it changed, or, where the filesystem cannot clone or the
+ * clone would hold too many dead bytes, as a copy written from scratch.
+ * Returns 0; AR_CLONE_DECLINED (nothing written, no temporary file left)
+ * under archive_tune_commit(false) or when nothing changed; or -errno
+ * with s->msg set. */
 int ar_clone_commit(struct archive *a, const struct archive_change *changes,
 		    size_t n, struct file_src *s);
 
