@@ -48,9 +48,6 @@
 #define COPY_BUF (256u << 10)	/* the pread/pwrite fallback of a copy */
 #define COPY_STEP (1u << 30)	/* bytes per copy_file_range() call */
 #define PATCH_BLOCK (1u << 20)	/* bytes of a patch read at a time */
-/* Copy mode: bytes per copy before the writeback of what is copied is
- * started (the fsync at the end then has little left to wait for). */
-#define WRITEBACK_STEP (32u << 20)
 /* The file is to be written by copy (compaction due, or no reflink). */
 #define PLAN_COPY 2
 
@@ -682,30 +679,16 @@ static int apply_patch(struct plan *p, size_t k, struct file_src *s)
 
 /* ---- copy mode ---- */
 
-/* Copy len bytes of a's file at from to the new file at to (copy mode:
- * the file grows in order), starting the writeback of every
- * WRITEBACK_STEP bytes copied.  Returns 0 or -errno (message in s). */
+/* Copy len bytes of a's file at from to the new file at to (copy mode).
+ * No writeback is started on the way (sync_file_range() every 32 MiB made
+ * a 2 GiB commit on ext4 a third slower than leaving it all to the fsync).
+ * Returns 0 or -errno (message in s). */
 static int copy_out(const struct plan *p, struct file_src *s, uint64_t from,
 		    uint64_t to, uint64_t len)
 {
-	while (len) {
-		uint64_t step = len < WRITEBACK_STEP ? len : WRITEBACK_STEP;
-		int ret = copy_range(p->a->fd, from, s->tmp_fd, to, step);
+	int ret = copy_range(p->a->fd, from, s->tmp_fd, to, len);
 
-		if (ret)
-			return plan_fail(s, ret, strerror(-ret));
-		from += step;
-		to += step;
-		len -= step;
-		if (to >= s->synced + WRITEBACK_STEP) {
-			/* a hint: errors show up at fsync */
-			sync_file_range(s->tmp_fd, (off_t)s->synced,
-					(off_t)(to - s->synced),
-					SYNC_FILE_RANGE_WRITE);
-			s->synced = to;
-		}
-	}
-	return 0;
+	return ret ? plan_fail(s, ret, strerror(-ret)) : 0;
 }
 
 /* The local header of kept stored member m (hlen bytes, read into p->hdr)
