@@ -621,7 +621,8 @@ static int write_member(struct plan *p, size_t k, struct file_src *s,
 }
 
 /* Write the changed ranges of patch k into its kept member, at their
- * place (in the clone, or in the member's copy), and compute the member's new CRC from them alone: for equal
+ * place (in the clone, or in the member's copy), and compute the member's
+ * new CRC from them alone: for equal
  * lengths, crc(new) ^ crc(old) depends only on old ^ new, so each changed
  * block adds crc(old block) ^ crc(new block) shifted over the bytes after
  * it (crc32_combine with zeros).  The local header gets the CRC and the

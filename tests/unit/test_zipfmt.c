@@ -224,7 +224,8 @@ static void test_moved(void)
 	got = ar_central_moved(dst, src, len, 300 + 4096);
 	test_cond("moved: below 4 GiB, only the 32-bit offset changes",
 		  got == len && get32(dst + 42) == 300 + 4096 &&
-		  !memcmp(dst, src, 42) && !memcmp(dst + 46, src + 46, len - 46));
+		  !memcmp(dst, src, 42) &&
+		  !memcmp(dst + 46, src + 46, len - 46));
 	got = ar_central_moved(dst, src, len, far);
 	test_cond("moved: a zip64 extra added after the others",
 		  got == len + 12 && get16(dst + 30) == 9 + 12 &&
