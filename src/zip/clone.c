@@ -40,7 +40,7 @@
 #include "zip_internal.h"
 
 /* Compaction: more dead bytes than this share of the new file, and the
- * commit rewrites the archive instead of cloning it. */
+ * commit copies the archive instead of cloning it. */
 #define CLONE_MAX_DEAD_PCT 25
 /* A member with a data descriptor (flag bit 3) keeps this many bytes after
  * its data (the descriptor's longest form). */

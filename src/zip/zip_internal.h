@@ -465,7 +465,7 @@ void ar_dos_time(time_t t, uint16_t *dtime, uint16_t *ddate);
 
 /* ---- clone.c: the commit by reflink, or by copy ---- */
 
-/* ar_clone_commit() declines: the caller rewrites the archive instead. */
+/* ar_clone_commit() declines: the caller has libzip write the archive. */
 #define AR_CLONE_DECLINED 1
 
 /* Write the new archive of changes[0..n) through s (temporary file,
