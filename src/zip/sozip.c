@@ -62,7 +62,6 @@
 #define SOZIP_SKIP_MAX (1u << 20)	/* most skip_bytes we read */
 #define SOZIP_IN_CAP (256u << 10)	/* compressed bytes per pread */
 #define SOZIP_SCRATCH (16u << 10)	/* output outside the caller's range */
-#define SIG_DESCRIPTOR 0x08074b50u
 
 /* A chunk did not inflate as the index says (sozip_read, internal). */
 #define SOZIP_BAD_CHUNK 2
