@@ -107,6 +107,12 @@ int archive_member_span(struct archive *a, size_t i, uint64_t off,
 			size_t len, int *fd, uint64_t *pos, size_t *n,
 			struct npz_err *err);
 
+/* Is member i a SOZip member (deflated, with a valid chunk index after its
+ * data; looked for once, on first use)?  Such a member's content can be
+ * read anywhere at the cost of a chunk, and patched (archive_change) at
+ * the cost of the chunks that changed. */
+bool archive_member_sozip(struct archive *a, size_t i);
+
 /* Verify member i the way `unzip -t` does, without the inflate cache:
  *  - its local header: signature, name, method, not encrypted, and (unless
  *    flag bit 3 defers them to a data descriptor) CRC and sizes equal to

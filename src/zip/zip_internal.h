@@ -265,6 +265,10 @@ int ar_sozip_read(struct archive *a, struct member *m, void *buf, size_t len,
  * (so that a cloned commit keeps it), else 0 (also on errors). */
 uint64_t ar_sozip_extent_end(struct archive *a, struct member *m);
 
+/* m's usable SOZip index (looked for once), or NULL: none, damaged,
+ * found not to match its data, or not deflated. */
+struct sozip_map *ar_sozip_map(struct archive *a, struct member *m);
+
 /* Free m's index (the member table is going). */
 void ar_sozip_release(struct member *m);
 
