@@ -178,12 +178,23 @@ struct archive_change {
 	bool crc_known;		/* from == -1: crc is the content's CRC-32
 				   (spares reading content that is cloned) */
 	uint32_t crc;
-	/* from == -1, stored: the content is member patch_of of the current
-	 * archive (stored, size bytes) with only ranges[0..nranges) (sorted,
-	 * disjoint) changed.  A cloned commit then keeps that member in
-	 * place, when it has this name, and writes only those ranges and the
-	 * new CRC (from the changed bytes alone): O(change) whatever the
-	 * member's size.  Other commits read the whole content. */
+	/* from == -1: the content is member patch_of of the current archive
+	 * (size bytes, method as the change's) with only ranges[0..nranges)
+	 * (sorted, disjoint) changed; that member is either stored, or
+	 * deflated with a valid SOZip index (archive_member_sozip()).  A
+	 * cloned commit then writes O(change):
+	 *  - stored: keeps that member in place, when it has this name, and
+	 *    writes only those ranges and the new CRC (from the changed bytes
+	 *    alone);
+	 *  - SOZip: deflates anew only the chunks the ranges touch (at
+	 *    `level`), takes the old compressed bytes of the others, and the
+	 *    new CRC from the touched chunks alone; the member stays in place
+	 *    when its compressed size does not change (padding blocks that
+	 *    inflate to nothing make up for a chunk that shrank), else it is
+	 *    written anew after the kept ones, its unchanged chunks cloned
+	 *    (placed so that they stay block-aligned) or copied, with a new
+	 *    index.  Too many touched chunks: written whole, as new content.
+	 * Other commits read the whole content. */
 	bool patch;
 	size_t patch_of;
 	const struct archive_range *ranges;
