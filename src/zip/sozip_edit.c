@@ -4,8 +4,7 @@
  *
  * A touched chunk is deflated anew on its own, as deflate.c's SOZip mode
  * writes one (raw deflate, no dictionary, a sync then a full flush; the
- * last chunk a sync flush then an empty final stored block), followed by
- * padding: empty deflate blocks, which inflate to nothing (an empty stored
+ * last chunk ends the stream), after padding: empty deflate blocks, which inflate to nothing (an empty stored
  * block is 5 bytes when it starts on a byte; k empty fixed-Huffman blocks
  * before it make ceil((10k + 3) / 8) + 4 bytes; so every length from 5 up
  * but 8 is reachable).  The padding makes each new chunk exactly as long
@@ -113,15 +112,16 @@ size_t ar_sozip_pad(unsigned char *p, size_t n)
 
 /* ---- preparing: the touched chunks deflated anew -------------------- */
 
-/* Deflate in[0..len) on its own into out (room for deflateBound + 64):
- * a sync flush, then a full flush (not last) or nothing (last: the final
- * block comes after the padding).  Returns the length or -errno. */
+/* Deflate in[0..len) on its own into out (room for compressBound + 64),
+ * as deflate.c's SOZip mode writes a chunk: a sync then a full flush
+ * (not last), or the end of the stream (last).  Returns the length or
+ * -errno. */
 static ssize_t chunk_deflate(const unsigned char *in, size_t len, bool last,
 			     int level, int strategy, unsigned char *out,
 			     size_t cap)
 {
 	z_stream z;
-	int zr = Z_OK;
+	int zr;
 
 	memset(&z, 0, sizeof(z));
 	/* what deflate.c and zipfile use: raw, window 15, memLevel 8 */
@@ -131,9 +131,14 @@ static ssize_t chunk_deflate(const unsigned char *in, size_t len, bool last,
 	z.avail_in = (uInt)len;
 	z.next_out = out;
 	z.avail_out = (uInt)cap;
-	zr = deflate(&z, Z_SYNC_FLUSH);
-	if (zr == Z_OK && !last && z.avail_in == 0 && z.avail_out)
-		zr = deflate(&z, Z_FULL_FLUSH);
+	if (last) {
+		zr = deflate(&z, Z_FINISH);
+		zr = zr == Z_STREAM_END ? Z_OK : Z_BUF_ERROR;
+	} else {
+		zr = deflate(&z, Z_SYNC_FLUSH);
+		if (zr == Z_OK && z.avail_in == 0 && z.avail_out)
+			zr = deflate(&z, Z_FULL_FLUSH);
+	}
 	if (zr != Z_OK || z.avail_in || !z.avail_out) {
 		deflateEnd(&z);
 		return -EIO;
@@ -142,22 +147,24 @@ static ssize_t chunk_deflate(const unsigned char *in, size_t len, bool last,
 	return (ssize_t)(cap - z.avail_out);
 }
 
-/* The padding after a body of `body` bytes (and `term` bytes of final
- * block) so that the chunk is old bytes long, or longer by a multiple of
- * BLOCK (when it grew, or shrank by 1 to 4 or 8 bytes). */
-static uint64_t pad_for(uint64_t old, uint64_t body, uint64_t term)
+/* The padding before a body of `body` bytes so that the chunk is old
+ * bytes long, or longer by a multiple of BLOCK (when it grew, or shrank
+ * by 1 to 4 or 8 bytes). */
+static uint64_t pad_for(uint64_t old, uint64_t body)
 {
-	uint64_t used = body + term;
-	uint64_t d = used <= old ? old - used
-				 : (BLOCK - (used - old) % BLOCK) % BLOCK;
+	uint64_t d = body <= old ? old - body
+				 : (BLOCK - (body - old) % BLOCK) % BLOCK;
 
 	while (!ar_sozip_pad_ok((size_t)d))
 		d += BLOCK;
 	return d;
 }
 
-/* Encode the new content of chunk k (in, len bytes; its old compressed
- * length old_len) into pc.  Returns 0 or -errno. */
+/* Encode the new content of a chunk (in, len bytes; its old compressed
+ * length old_len) into pc: padding, then the deflated bytes.  The
+ * change's level first; when that does not fit the old length, other
+ * levels and strategies (for a chunk of a few bytes, fixed codes may be
+ * what fits).  Returns 0 or -errno. */
 static int chunk_encode(const unsigned char *in, size_t len, bool last,
 			uint64_t old_len, int level, struct patch_chunk *pc)
 {
@@ -166,10 +173,13 @@ static int chunk_encode(const unsigned char *in, size_t len, bool last,
 		{ -2, Z_FILTERED }, { 8, Z_DEFAULT_STRATEGY },
 		{ 7, Z_DEFAULT_STRATEGY }, { 9, Z_FILTERED },
 		{ 5, Z_DEFAULT_STRATEGY }, { 4, Z_DEFAULT_STRATEGY },
+		{ -2, Z_FIXED }, { -2, Z_RLE }, { -2, Z_HUFFMAN_ONLY },
+		{ 3, Z_DEFAULT_STRATEGY }, { 2, Z_DEFAULT_STRATEGY },
+		{ 1, Z_DEFAULT_STRATEGY }, { 9, Z_FIXED },
 	};
 	size_t cap = (size_t)compressBound((uLong)len) + 64;
 	unsigned char *body = malloc(cap), *best = NULL;
-	uint64_t term = last ? STORED_EMPTY : 0, best_total = UINT64_MAX;
+	uint64_t best_total = UINT64_MAX;
 	size_t best_body = 0, t;
 	int ret = body ? 0 : -ENOMEM;
 
@@ -186,7 +196,7 @@ static int chunk_encode(const unsigned char *in, size_t len, bool last,
 			ret = (int)n;
 			break;
 		}
-		total = (uint64_t)n + term + pad_for(old_len, (uint64_t)n, term);
+		total = (uint64_t)n + pad_for(old_len, (uint64_t)n);
 		if (total < best_total) {
 			unsigned char *keep = best ? best : malloc(cap);
 
@@ -207,19 +217,15 @@ static int chunk_encode(const unsigned char *in, size_t len, bool last,
 		free(best);
 		return ret;
 	}
-	pc->data = realloc(best, (size_t)best_total);
+	pc->data = malloc((size_t)best_total);
 	if (!pc->data) {
 		free(best);
 		return -ENOMEM;
 	}
 	pc->len = (size_t)best_total;
-	ar_sozip_pad(pc->data + best_body,
-		     (size_t)(best_total - best_body - term));
-	if (last) {		/* an empty final stored block */
-		static const unsigned char fin[STORED_EMPTY] = { 1, 0, 0, 0xff, 0xff };
-
-		memcpy(pc->data + best_total - term, fin, STORED_EMPTY);
-	}
+	ar_sozip_pad(pc->data, (size_t)(best_total - best_body));
+	memcpy(pc->data + (best_total - best_body), best, best_body);
+	free(best);
 	return 0;
 }
 
