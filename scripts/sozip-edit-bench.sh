@@ -7,7 +7,7 @@
 # /usr/bin/python3 with numpy, build/npzfs.
 #
 # usage: scripts/sozip-edit-bench.sh [MiB of the member, default 1024]
-#        WORK=/var/tmp NPZFS=build/npzfs NPZFS_WRAP="strace -f -T -o FILE"
+#        WORK=/var/tmp NPZFS=build/npzfs NPZFS_WRAP="strace -f -T -o FILE" (the XFS edits' daemon)
 #        XFS_ONLY=1 (skip the work directory's filesystem)
 set -eu
 
@@ -28,8 +28,8 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-mount_npzfs() {	# archive: the daemon in the background, until mounted
-	${NPZFS_WRAP:-} "$NPZFS" -f "$1" "$mnt" 2>>"$dir/npzfs.log" &
+mount_npzfs() {	# archive [wrap]: the daemon in the background, until mounted
+	${2:-} "$NPZFS" -f "$1" "$mnt" 2>>"$dir/npzfs.log" &
 	i=0
 	while ! mountpoint -q "$mnt"; do
 		i=$((i + 1))
@@ -83,8 +83,8 @@ del a
 print("flush (the commit) %.3f s, open to close %.3f s" % (t1 - t, time.monotonic() - t0))
 '
 
-edit() {	# fs-name archive: three edits in one mount
-	mount_npzfs "$2"
+edit() {	# fs-name archive [wrap]: three edits in one mount
+	mount_npzfs "$2" "${3:-}"
 	for k in 1 2 3; do
 		start=$(date +%s.%N)
 		times=$($PY -c "$EDIT" "$mnt/big.npy" $k)
@@ -94,7 +94,7 @@ edit() {	# fs-name archive: three edits in one mount
 	unmount_npzfs
 }
 
-edit XFS "$xfs/a.npz"
+edit XFS "$xfs/a.npz" "${NPZFS_WRAP:-}"
 $PY -c "import zipfile, sys; z = zipfile.ZipFile(sys.argv[1]); print('XFS archive:', z.getinfo('big.npy').compress_size, 'compressed bytes')" "$xfs/a.npz"
 
 [ "${XFS_ONLY:-0}" = 1 ] && exit 0
@@ -107,5 +107,5 @@ sync
 end=$(date +%s.%N)
 rm "$dir/x.npz"
 echo "$(stat -f -c %T "$dir"): cp archive x; sync: $(echo "$end - $start" | bc) s"
-NPZFS_WRAP= edit "$(stat -f -c %T "$dir")" "$dir/a.npz"
+edit "$(stat -f -c %T "$dir")" "$dir/a.npz"
 grep -h "commits\|compaction" "$dir/npzfs.log" | sort | uniq -c || true
