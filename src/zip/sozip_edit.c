@@ -46,6 +46,7 @@
 #define COPY_BUF (1u << 20)
 #define INDEX_HDR 32u
 #define STORED_EMPTY 5u			/* an empty stored block */
+#define TRIES_BIG 6			/* encodings tried for a big chunk */
 
 struct patch_chunk {
 	uint64_t k;			/* the chunk */
@@ -162,9 +163,9 @@ static uint64_t pad_for(uint64_t old, uint64_t body)
 
 /* Encode the new content of a chunk (in, len bytes; its old compressed
  * length old_len) into pc: padding, then the deflated bytes.  The
- * change's level first; when that does not fit the old length, other
- * levels and strategies (for a chunk of a few bytes, fixed codes may be
- * what fits).  Returns 0 or -errno. */
+ * change's level first; when that does not fit the old length but comes
+ * close, other levels and strategies (for a chunk of a few bytes, fixed
+ * codes may be what fits).  Returns 0 or -errno. */
 static int chunk_encode(const unsigned char *in, size_t len, bool last,
 			uint64_t old_len, int level, struct patch_chunk *pc)
 {
@@ -190,6 +191,12 @@ static int chunk_encode(const unsigned char *in, size_t len, bool last,
 
 		if (t && lv == level && tries[t].strategy == Z_DEFAULT_STRATEGY)
 			continue;
+		/* far too big (new content deflates worse): other levels
+		 * will not make up for it; a chunk of more than a page: the
+		 * strategies for tiny ones do not either */
+		if (t && (best_body > old_len + old_len / 32 + 64 ||
+			  (len > 4096 && t >= TRIES_BIG)))
+			break;
 		n = chunk_deflate(in, len, last, lv, tries[t].strategy, body,
 				  cap);
 		if (n < 0) {
