@@ -46,7 +46,7 @@
 #define COPY_BUF (1u << 20)
 #define INDEX_HDR 32u
 #define STORED_EMPTY 5u			/* an empty stored block */
-#define TRIES_BIG 6			/* encodings tried for a big chunk */
+#define MANY_CHUNKS 16			/* more touched chunks: fewer tries */
 
 struct patch_chunk {
 	uint64_t k;			/* the chunk */
@@ -164,10 +164,12 @@ static uint64_t pad_for(uint64_t old, uint64_t body)
 /* Encode the new content of a chunk (in, len bytes; its old compressed
  * length old_len) into pc: padding, then the deflated bytes.  The
  * change's level first; when that does not fit the old length but comes
- * close, other levels and strategies (for a chunk of a few bytes, fixed
- * codes may be what fits).  Returns 0 or -errno. */
+ * close (within an eighth), other levels and strategies, max_tries
+ * encodings in all (for a chunk of a few bytes, fixed codes may be what
+ * fits).  Returns 0 or -errno. */
 static int chunk_encode(const unsigned char *in, size_t len, bool last,
-			uint64_t old_len, int level, struct patch_chunk *pc)
+			uint64_t old_len, int level, size_t max_tries,
+			struct patch_chunk *pc)
 {
 	static const struct { int level, strategy; } tries[] = {
 		{ -2, Z_DEFAULT_STRATEGY }, { 9, Z_DEFAULT_STRATEGY },
@@ -184,7 +186,9 @@ static int chunk_encode(const unsigned char *in, size_t len, bool last,
 	size_t best_body = 0, t;
 	int ret = body ? 0 : -ENOMEM;
 
-	for (t = 0; !ret && t < sizeof(tries) / sizeof(tries[0]); t++) {
+	if (max_tries > sizeof(tries) / sizeof(tries[0]))
+		max_tries = sizeof(tries) / sizeof(tries[0]);
+	for (t = 0; !ret && t < max_tries; t++) {
 		int lv = tries[t].level == -2 ? level : tries[t].level;
 		ssize_t n;
 		uint64_t total;
@@ -192,10 +196,8 @@ static int chunk_encode(const unsigned char *in, size_t len, bool last,
 		if (t && lv == level && tries[t].strategy == Z_DEFAULT_STRATEGY)
 			continue;
 		/* far too big (new content deflates worse): other levels
-		 * will not make up for it; a chunk of more than a page: the
-		 * strategies for tiny ones do not either */
-		if (t && (best_body > old_len + old_len / 32 + 64 ||
-			  (len > 4096 && t >= TRIES_BIG)))
+		 * will not make up for it */
+		if (t && best_body > old_len + old_len / 8 + 64)
 			break;
 		n = chunk_deflate(in, len, last, lv, tries[t].strategy, body,
 				  cap);
@@ -370,7 +372,7 @@ int ar_sozip_patch_prepare(struct archive *a, const struct archive_change *c,
 		old_len = x->off[pc->k + 1] - x->off[pc->k];
 		ret = chunk_encode(now, len, pc->k + 1 == x->nchunks, old_len,
 				   c->level < 0 ? Z_DEFAULT_COMPRESSION : c->level,
-				   pc);
+				   sp->n > MANY_CHUNKS ? 4 : SIZE_MAX, pc);
 		if (ret) {
 			npz_err_set(err, "member %s: deflating a chunk: %s",
 				    c->name, strerror(-ret));
