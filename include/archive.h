@@ -181,20 +181,23 @@ struct archive_change {
 	/* from == -1: the content is member patch_of of the current archive
 	 * (size bytes, method as the change's) with only ranges[0..nranges)
 	 * (sorted, disjoint) changed; that member is either stored, or
-	 * deflated with a valid SOZip index (archive_member_sozip()).  A
-	 * cloned commit then writes O(change):
-	 *  - stored: keeps that member in place, when it has this name, and
-	 *    writes only those ranges and the new CRC (from the changed bytes
-	 *    alone);
-	 *  - SOZip: deflates anew only the chunks the ranges touch (at
-	 *    `level`), takes the old compressed bytes of the others, and the
-	 *    new CRC from the touched chunks alone; the member stays in place
-	 *    when its compressed size does not change (padding blocks that
-	 *    inflate to nothing make up for a chunk that shrank), else it is
-	 *    written anew after the kept ones, its unchanged chunks cloned
-	 *    (placed so that they stay block-aligned) or copied, with a new
-	 *    index.  Too many touched chunks: written whole, as new content.
-	 * Other commits read the whole content. */
+	 * deflated with a valid SOZip index (archive_member_sozip()).  Our
+	 * own writer (clone or copy mode) then reads and writes O(change):
+	 *  - stored: when it has this name (and no data descriptor), a cloned
+	 *    commit keeps that member in place, a copying one copies it in
+	 *    the kernel, and either writes only those ranges and the new CRC
+	 *    (from the changed bytes alone);
+	 *  - SOZip: only the chunks the ranges touch are deflated anew (at
+	 *    `level`), the others' compressed bytes taken as they are, the new
+	 *    CRC from the touched chunks alone; the member is kept (in place,
+	 *    or copied) when its compressed size does not change (padding
+	 *    blocks that inflate to nothing make up for a chunk that shrank),
+	 *    else it is written anew after the kept ones, its unchanged
+	 *    chunks cloned (placed so that they stay block-aligned) or copied,
+	 *    with a new index.  More than 64 MiB of touched chunks: written
+	 *    whole, as new content.
+	 * Other commits (the libzip rewrite, renamed patches) read the whole
+	 * content. */
 	bool patch;
 	size_t patch_of;
 	const struct archive_range *ranges;
@@ -209,8 +212,15 @@ struct archive_change {
  * Where the filesystem can clone (FICLONE: XFS, btrfs, ...), the temporary
  * file starts as a clone of the old one: members kept under their name keep
  * their bytes and offsets, other members are appended after them, the bytes
- * of removed ones are punched out; unless the holes would exceed a quarter
- * of the file, which is then rewritten whole, as everywhere else.
+ * of removed ones are punched out.  Elsewhere (ext4, tmpfs), and when the
+ * holes would exceed a quarter of the file (compaction), it is written
+ * from scratch in list order: members kept under their name are copied by
+ * copy_file_range() byte for byte (SOZip index included; a stored one's
+ * local header may get an alignment extra field), their central entries
+ * with only the offset changed.  Stored data written either way starts on
+ * 4096 bytes (64 KiB or more, else 64); deflated content of more than 256
+ * KiB is written as SOZip.  archive_tune_commit(false): libzip rewrites
+ * the archive instead.
  * (a's path is resolved with realpath() at open: a symlink stays a symlink;
  * the new archive reuses that path without resolving it again.)
  * New deflated content of 4 MiB or more is deflated on several threads
@@ -262,8 +272,9 @@ struct archive_deflate_tuning {
  * Not to be called while a commit runs. */
 void archive_tune_deflate(const struct archive_deflate_tuning *t);
 
-/* May archive_commit() clone the archive file (default true)?  false: every
- * commit rewrites the whole archive.  For the whole process (-o commit=). */
+/* May archive_commit() write the archive itself, by clone or copy (default
+ * true)?  false: every commit has libzip rewrite the whole archive (no
+ * alignment, no SOZip).  For the whole process (-o commit=). */
 void archive_tune_commit(bool clone);
 
 /* When a's directory is on a filesystem that can clone (and commits may:

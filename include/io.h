@@ -30,4 +30,10 @@ int io_set_spill_dir(const char *dir);
  * descriptor or -errno. */
 int io_spill_file(bool *near);
 
+/* Ask the kernel to read ahead kb KiB in the filesystem mounted last on
+ * mountpoint (an absolute path): its backing device's read_ahead_kb in
+ * /sys/class/bdi (a FUSE mount starts at 128 KiB; with 1 MiB the kernel
+ * sends 1 MiB reads).  Only root may.  Returns 0 or -errno. */
+int io_set_readahead(const char *mountpoint, unsigned kb);
+
 #endif

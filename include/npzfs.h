@@ -24,9 +24,16 @@ struct npzfs_opts {
 	char *commit;		/* -o commit=auto|rewrite */
 	char *cache_size;	/* -o cache_size=SIZE, or NULL */
 	char *cache_dir;	/* -o cache_dir=DIR, or NULL */
+	unsigned max_read;	/* -o max_read=N: the largest read the kernel
+				   sends (default NPZFS_MAX_READ) */
 	int show_help;
 	int show_version;
 };
+
+/* Reads up to 512 KiB: a reply of 1 MiB plus its header would not fit the
+ * 1 MiB pipe libfuse splices through (fs.pipe-max-size), and it would copy
+ * every byte instead. */
+#define NPZFS_MAX_READ (512u << 10)
 
 struct npzfs {
 	struct npzfs_opts opts;

@@ -49,6 +49,7 @@ static void *npzfs_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
 	if (conn->capable & FUSE_CAP_SPLICE_MOVE)
 		conn->want |= FUSE_CAP_SPLICE_MOVE;
 	conn->max_readahead = 1u << 20;
+	conn->max_read = n->opts.max_read;
 	cfg->use_ino = 0;
 	cfg->entry_timeout = 1.0;
 	cfg->negative_timeout = 0;

@@ -72,3 +72,78 @@ int io_tmpfile(const char *tag)
 	unlink(tmpl);
 	return fd;
 }
+
+/* Undo mountinfo's octal escapes (\040 for a space, ...) in place. */
+static void unescape_octal(char *s)
+{
+	char *d = s;
+
+	for (; *s; s++, d++) {
+		if (s[0] == '\\' && s[1] >= '0' && s[1] <= '3' &&
+		    s[2] >= '0' && s[2] <= '7' && s[3] >= '0' && s[3] <= '7') {
+			*d = (char)((s[1] - '0') << 6 | (s[2] - '0') << 3 |
+				    (s[3] - '0'));
+			s += 3;
+		} else {
+			*d = *s;
+		}
+	}
+	*d = '\0';
+}
+
+/* The "MAJ:MIN" of the last mount on mountpoint, from /proc/self/mountinfo
+ * (fields: id, parent, MAJ:MIN, root, mount point, ...).  0 or -errno. */
+static int mount_device(const char *mountpoint, char *dev, size_t cap)
+{
+	char *line = NULL, devf[64], *mp;
+	size_t lcap = 0;
+	int ret = -ENOENT;
+	FILE *f = fopen("/proc/self/mountinfo", "re");
+
+	if (!f)
+		return -errno;
+	while (getline(&line, &lcap, f) > 0) {
+		char *save = NULL, *tok;
+		int field;
+
+		mp = NULL;
+		devf[0] = '\0';
+		tok = strtok_r(line, " ", &save);
+		for (field = 0; tok && field < 5; field++) {
+			if (field == 2)
+				snprintf(devf, sizeof(devf), "%s", tok);
+			if (field == 4)
+				mp = tok;
+			if (field < 4)
+				tok = strtok_r(NULL, " ", &save);
+		}
+		if (!mp || !devf[0])
+			continue;
+		unescape_octal(mp);
+		if (!strcmp(mp, mountpoint) && strlen(devf) < cap) {
+			strcpy(dev, devf);
+			ret = 0;	/* keep looking: the last one is on top */
+		}
+	}
+	free(line);
+	fclose(f);
+	return ret;
+}
+
+int io_set_readahead(const char *mountpoint, unsigned kb)
+{
+	char dev[64], path[128], val[16];
+	int fd, ret, n;
+
+	ret = mount_device(mountpoint, dev, sizeof(dev));
+	if (ret)
+		return ret;
+	snprintf(path, sizeof(path), "/sys/class/bdi/%s/read_ahead_kb", dev);
+	fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	n = snprintf(val, sizeof(val), "%u\n", kb);
+	ret = io_pwrite_all(fd, val, (size_t)n, 0);
+	close(fd);
+	return ret;
+}

@@ -13,6 +13,7 @@
 #include "archive.h"
 #include "cache.h"
 #include "check.h"
+#include "io.h"
 #include "npzfs.h"
 
 #define OPT(t, p, v) { t, offsetof(struct npzfs_opts, p), v }
@@ -26,6 +27,7 @@ static const struct fuse_opt npzfs_opt_spec[] = {
 	OPT("commit=%s", commit, 0),
 	OPT("cache_size=%s", cache_size, 0),
 	OPT("cache_dir=%s", cache_dir, 0),
+	OPT("max_read=%u", max_read, 0),
 	OPT("-h", show_help, 1),
 	OPT("--help", show_help, 1),
 	OPT("-V", show_version, 1),
@@ -54,6 +56,8 @@ static const char usage[] =
 "                           rendered text views (K/M/G suffixes; default 1G)\n"
 "    -o cache_dir=DIR       where cached data and write spill files go\n"
 "                           (default $TMPDIR, else /var/tmp)\n"
+"    -o max_read=N          largest read the kernel sends, in bytes\n"
+"                           (default 524288: spliced without a copy)\n"
 "    -h, --help             this help\n"
 "    -V, --version          print the version\n"
 "    --check ARCHIVE        verify every member (CRC, npy header, local\n"
@@ -158,6 +162,9 @@ static int serve(struct fuse_args *args, const struct fuse_cmdline_opts *co,
 		return 1;
 	if (fuse_mount(f, co->mountpoint))
 		goto out_destroy;
+	/* 1 MiB reads instead of the kernel's 128 KiB (root only; the
+	 * kernel keeps the smaller of this and max_readahead, fuse_ops.c) */
+	(void)io_set_readahead(co->mountpoint, 1024);
 	se = fuse_get_session(f);
 	if (fuse_daemonize(co->foreground) || fuse_set_signal_handlers(se))
 		goto out_unmount;
@@ -239,6 +246,16 @@ int main(int argc, char *argv[])
 	}
 	if (fuse_parse_cmdline(&args, &co))
 		goto out_args;
+	/* the session and init() must agree on it (fuse_ops.c) */
+	if (!state.opts.max_read)
+		state.opts.max_read = NPZFS_MAX_READ;
+	{
+		char mr[40];
+
+		snprintf(mr, sizeof(mr), "-omax_read=%u", state.opts.max_read);
+		if (fuse_opt_add_arg(&args, mr))
+			goto out_args;
+	}
 	if (!state.opts.archive || !co.mountpoint || nonopts != 2) {
 		fprintf(stderr, "npzfs: expected ARCHIVE and MOUNTPOINT (see npzfs --help)\n");
 		goto out_args;

@@ -1,4 +1,6 @@
-/* clone.c - archive_commit() by reflink: the new archive starts as a clone
+/* clone.c - archive_commit() written by us, in one of two modes.
+ *
+ * Clone (reflink filesystems: XFS, btrfs): the new archive starts as a clone
  * of the old file (FICLONE shares every block, whatever the size); members
  * kept under their name stay where they are, byte for byte, entry and all;
  * changed, new and renamed members are appended after the last kept byte
@@ -7,11 +9,23 @@
  * CRC is updated from them alone); the bytes of removed and replaced
  * members and of the old central directory are punched out (blocks freed,
  * zeros read back); a new central directory, in the change list's order,
- * and the end records end the file.  Temporary file, fsync, owner and mode,
- * open-before-rename, rename and rollback are writer.c's.
+ * and the end records end the file.
+ *
+ * Copy (where FICLONE is not supported: ext4, tmpfs; and for compaction):
+ * the new file is written from scratch in the change list's order; a kept
+ * member's bytes (local header, data, data descriptor, hidden SOZip index
+ * record) are copied as they are by copy_file_range() (in the kernel) to
+ * their new place, the local header of stored data rewritten only to keep
+ * the data aligned (an alignment extra field, as appended members get);
+ * patches are written over the copy; other members are written as the
+ * clone mode appends them; the kept members' central entries are copied
+ * with only their local header offset changed.
+ *
+ * Temporary file, fsync, owner and mode, open-before-rename, rename and
+ * rollback are writer.c's.
  *  Invariants: only the complete, fsynced temporary file is renamed over
  *  the archive; a new file that would hold more than CLONE_MAX_DEAD_PCT %
- *  dead bytes (holes) is not cloned: commit.c rewrites it (compaction). */
+ *  dead bytes (holes) is not cloned but copied (compaction). */
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/fs.h>
@@ -26,7 +40,7 @@
 #include "zip_internal.h"
 
 /* Compaction: more dead bytes than this share of the new file, and the
- * commit rewrites the archive instead of cloning it. */
+ * commit copies the archive instead of cloning it. */
 #define CLONE_MAX_DEAD_PCT 25
 /* A member with a data descriptor (flag bit 3) keeps this many bytes after
  * its data (the descriptor's longest form). */
@@ -34,6 +48,8 @@
 #define COPY_BUF (256u << 10)	/* the pread/pwrite fallback of a copy */
 #define COPY_STEP (1u << 30)	/* bytes per copy_file_range() call */
 #define PATCH_BLOCK (1u << 20)	/* bytes of a patch read at a time */
+/* The file is to be written by copy (compaction due, or no reflink). */
+#define PLAN_COPY 2
 
 enum { CLONE_UNKNOWN, CLONE_YES, CLONE_NO };
 static _Atomic int clone_support;	/* learnt at the first commit */
@@ -55,6 +71,7 @@ struct plan {
 	ssize_t *keep;		/* old member change k keeps in place, or -1 */
 	bool *patched;		/* change k patches its kept member */
 	struct sozip_patch **sozip;	/* change k's SOZip patch, or NULL */
+	struct extent *ext;	/* the bytes of the member change k keeps */
 	struct extent *live;	/* the kept members' bytes, by start */
 	size_t nlive;
 	uint64_t append;	/* end of the last kept byte */
@@ -62,7 +79,12 @@ struct plan {
 	struct zip_entry *ents;	/* entries of the changes not kept */
 	unsigned char *cd;	/* the old central directory */
 	unsigned char *hdr;	/* a local header being written */
+	bool copy;		/* copy mode: the file is written from scratch */
+	uint64_t *lh;		/* copy mode: new local header and data offsets */
+	uint64_t *data;		/*   of the member change k keeps */
 };
+/* p->hdr's size: an old local header, or a new one with its padding. */
+#define HDR_MAX (30 + 2 * UINT16_MAX + 20 + AR_ALIGN_BIG + AR_PAD_MIN)
 
 static int plan_fail(struct file_src *s, int ret, const char *msg)
 {
@@ -75,6 +97,36 @@ static int cmp_extent(const void *x, const void *y)
 	const struct extent *e = x, *f = y;
 
 	return e->start < f->start ? -1 : e->start > f->start;
+}
+
+/* Bytes of m's data descriptor at pos (before the central directory):
+ * with or without its signature, 32- or 64-bit sizes, recognised by the
+ * sizes it holds; DD_SLACK (or up to the central directory) when it is
+ * not recognised. */
+static uint64_t descriptor_len(struct archive *a, const struct member *m,
+			       uint64_t pos)
+{
+	static const unsigned char forms[] = { 16, 24, 12, 20 };
+	uint64_t room = a->cd_off - pos;
+	unsigned char d[24];
+	size_t k;
+
+	if (ar_pread_full(a->fd, d, sizeof(d), pos) != (ssize_t)sizeof(d))
+		return room < DD_SLACK ? room : DD_SLACK;
+	for (k = 0; k < sizeof(forms); k++) {
+		const unsigned char *f = d + (k < 2 ? 8 : 4);
+		bool sig = get32(d) == SIG_DESCRIPTOR,
+		     wide = forms[k] == 24 || forms[k] == 20;
+
+		if ((k < 2) != sig || forms[k] > room)
+			continue;
+		if (wide ? get64(f) == m->pub.comp_size &&
+			   get64(f + 8) == m->pub.size
+			 : get32(f) == (uint32_t)m->pub.comp_size &&
+			   get32(f + 4) == (uint32_t)m->pub.size)
+			return forms[k];
+	}
+	return room < DD_SLACK ? room : DD_SLACK;
 }
 
 /* The bytes member m occupies: local header to the end of its data (and
@@ -93,8 +145,7 @@ static int member_extent(struct archive *a, struct member *m,
 	e->start = m->lh_off;
 	e->end = (uint64_t)off + m->pub.comp_size;
 	if ((m->flags & 8) && e->end <= a->cd_off)
-		e->end = a->cd_off - e->end < DD_SLACK ? a->cd_off
-						       : e->end + DD_SLACK;
+		e->end += descriptor_len(a, m, e->end);
 	sozip_end = ar_sozip_extent_end(a, m);
 	if (sozip_end > e->end && sozip_end <= a->cd_off)
 		e->end = sozip_end;
@@ -155,10 +206,10 @@ static int plan_keep(struct plan *p, struct file_src *s)
 			idx = c->patch_of;
 		else
 			continue;
-		ret = member_extent(p->a, &p->a->m[idx], &p->live[p->nlive], s);
+		ret = member_extent(p->a, &p->a->m[idx], &p->ext[k], s);
 		if (ret)
 			return ret;
-		p->nlive++;
+		p->live[p->nlive++] = p->ext[k];
 		p->keep[k] = (ssize_t)idx;
 		p->patched[k] = c->from < 0;
 	}
@@ -193,8 +244,8 @@ static uint64_t plan_new_size(const struct plan *p)
 	return size;
 }
 
-/* Should this commit clone?  0, or AR_CLONE_DECLINED: nothing changes
- * (libzip writes nothing), or compaction is due. */
+/* Should this commit clone?  0; AR_CLONE_DECLINED: nothing changes
+ * (libzip writes nothing); PLAN_COPY: compaction is due (copy). */
 static int plan_decide(const struct plan *p)
 {
 	uint64_t size = plan_new_size(p);
@@ -207,9 +258,9 @@ static int plan_decide(const struct plan *p)
 		return AR_CLONE_DECLINED;
 	if (p->dead > size / 100 * CLONE_MAX_DEAD_PCT) {
 		npz_log("%s: compaction: %llu of %llu bytes would be dead; the "
-			"commit rewrites the archive", p->a->path,
+			"commit copies the archive", p->a->path,
 			(unsigned long long)p->dead, (unsigned long long)size);
-		return AR_CLONE_DECLINED;
+		return PLAN_COPY;
 	}
 	return 0;
 }
@@ -219,8 +270,11 @@ static void plan_release(struct plan *p)
 	for (size_t k = 0; p->sozip && k < p->n; k++)
 		ar_sozip_patch_free(p->sozip[k]);
 	free(p->sozip);
+	free(p->data);
+	free(p->lh);
 	free(p->hdr);
 	free(p->cd);
+	free(p->ext);
 	free(p->ents);
 	free(p->live);
 	free(p->patched);
@@ -243,10 +297,13 @@ static int plan_init(struct plan *p, struct archive *a,
 	p->sozip = calloc(n ? n : 1, sizeof(*p->sozip));
 	p->live = malloc((n ? n : 1) * sizeof(*p->live));
 	p->ents = calloc(n ? n : 1, sizeof(*p->ents));
+	p->ext = calloc(n ? n : 1, sizeof(*p->ext));
+	p->lh = calloc(n ? n : 1, sizeof(*p->lh));
+	p->data = calloc(n ? n : 1, sizeof(*p->data));
 	p->cd = malloc(a->cd_size ? (size_t)a->cd_size : 1);
-	p->hdr = malloc(30 + UINT16_MAX + 20 + AR_ALIGN_BIG + AR_PAD_MIN);
-	if (!p->keep || !p->patched || !p->sozip || !p->live || !p->ents || !p->cd ||
-	    !p->hdr)
+	p->hdr = malloc(HDR_MAX);
+	if (!p->keep || !p->patched || !p->sozip || !p->live || !p->ents ||
+	    !p->cd || !p->hdr || !p->ext || !p->lh || !p->data)
 		return plan_fail(s, -ENOMEM, strerror(ENOMEM));
 	got = ar_pread_full(a->fd, p->cd, (size_t)a->cd_size, a->cd_off);
 	if (got >= 0 && (uint64_t)got != a->cd_size)
@@ -302,14 +359,15 @@ static void learn_support(int e)
 					    e ? CLONE_NO : CLONE_YES))
 		return;
 	if (e)
-		npz_log("commits rewrite the archive (no reflink here: %s)",
+		npz_log("commits copy the archive (no reflink here: %s)",
 			strerror(e));
 	else
 		npz_log("commits clone the archive (reflink)");
 }
 
 /* The temporary file as a clone of a's file, dead bytes punched out.
- * Returns 0, AR_CLONE_DECLINED (no temporary file left) or -errno. */
+ * Returns 0, PLAN_COPY (the filesystem cannot clone: no temporary file
+ * left) or -errno. */
 static int clone_file(const struct plan *p, struct file_src *s)
 {
 	int ret, e;
@@ -326,7 +384,7 @@ static int clone_file(const struct plan *p, struct file_src *s)
 		e = -mark_start(p, s);
 	if (e && clone_unsupported(e)) {
 		ar_fsrc_rollback(s);
-		return AR_CLONE_DECLINED;
+		return PLAN_COPY;
 	}
 	if (e) {
 		ar_fsrc_fail(s, ZIP_ER_WRITE, e, "cloning %s into %s: %s",
@@ -597,7 +655,8 @@ static int write_member(struct plan *p, size_t k, struct file_src *s,
 }
 
 /* Write the changed ranges of patch k into its kept member, at their
- * place, and compute the member's new CRC from them alone: for equal
+ * place (in the clone, or in the member's copy), and compute the member's
+ * new CRC from them alone: for equal
  * lengths, crc(new) ^ crc(old) depends only on old ^ new, so each changed
  * block adds crc(old block) ^ crc(new block) shifted over the bytes after
  * it (crc32_combine with zeros).  The local header gets the CRC and the
@@ -610,6 +669,9 @@ static int apply_patch(struct plan *p, size_t k, struct file_src *s)
 	struct npz_err err = { "" };
 	unsigned char *old = malloc(PATCH_BLOCK), *now = malloc(PATCH_BLOCK);
 	int64_t data = ar_member_data_off(p->a, m, &err);
+	/* where the member is in the new file: in place, or copied */
+	uint64_t to = p->copy ? p->data[k] : (uint64_t)data;
+	uint64_t to_lh = p->copy ? p->lh[k] : m->lh_off;
 	uint32_t crc = m->pub.crc;
 	unsigned char lh[8];
 	int ret = data < 0 ? (int)data : !old || !now ? -ENOMEM : 0;
@@ -618,8 +680,8 @@ static int apply_patch(struct plan *p, size_t k, struct file_src *s)
 		free(old);
 		free(now);
 		if (!ret)
-			ret = ar_sozip_patch_apply(p->a, p->sozip[k], e,
-						   c->mtime, s->tmp_fd);
+			ret = ar_sozip_patch_apply(p->sozip[k], e, c->mtime,
+						   s->tmp_fd, to, to_lh);
 		return ret ? plan_fail(s, ret, strerror(-ret)) : 0;
 	}
 
@@ -642,8 +704,7 @@ static int apply_patch(struct plan *p, size_t k, struct file_src *s)
 			crc ^= (uint32_t)crc32_combine(crc32_update(0, old, n) ^
 						       crc32_update(0, now, n), 0,
 						       (z_off_t)(c->size - pos - n));
-			ret = io_pwrite_all(s->tmp_fd, now, n,
-					    (uint64_t)data + pos);
+			ret = io_pwrite_all(s->tmp_fd, now, n, to + pos);
 			pos += n;
 		}
 	}
@@ -656,20 +717,155 @@ static int apply_patch(struct plan *p, size_t k, struct file_src *s)
 	put16(lh, e->time);
 	put16(lh + 2, e->date);
 	put32(lh + 4, crc);
-	ret = io_pwrite_all(s->tmp_fd, lh, sizeof(lh), m->lh_off + 10);
+	ret = io_pwrite_all(s->tmp_fd, lh, sizeof(lh), to_lh + 10);
 	return ret ? plan_fail(s, ret, strerror(-ret)) : 0;
+}
+
+/* ---- copy mode ---- */
+
+/* Copy len bytes of a's file at from to the new file at to (copy mode).
+ * No writeback is started on the way (sync_file_range() every 32 MiB made
+ * a 2 GiB commit on ext4 a third slower than leaving it all to the fsync).
+ * Returns 0 or -errno (message in s). */
+static int copy_out(const struct plan *p, struct file_src *s, uint64_t from,
+		    uint64_t to, uint64_t len)
+{
+	int ret = copy_range(p->a->fd, from, s->tmp_fd, to, len);
+
+	return ret ? plan_fail(s, ret, strerror(-ret)) : 0;
+}
+
+/* The local header of kept stored member m (hlen bytes, read into p->hdr)
+ * for its new place pos: the same, but with an alignment extra field
+ * (replacing any) sized so that the data starts on AR_ALIGN_BIG bytes
+ * (AR_ALIGN_BIG_MIN or more) or AR_ALIGN_SMALL, as ar_local_pad() aligns
+ * appended members.  Returns the new header's length in p->hdr, 0 when the
+ * old one is to be copied as it is (its data lands aligned already, or its
+ * extra field cannot be taken apart or has no room), or -errno. */
+static int64_t realign_header(struct plan *p, const struct member *m,
+			      uint64_t hlen, uint64_t pos)
+{
+	uint32_t align = m->pub.size >= AR_ALIGN_BIG_MIN ? AR_ALIGN_BIG
+							 : AR_ALIGN_SMALL;
+	unsigned char *h = p->hdr, *x, *xend, *out;
+	uint32_t pad;
+	ssize_t got;
+
+	if ((pos + hlen) % align == 0 || hlen < 30 || hlen > HDR_MAX)
+		return 0;
+	got = ar_pread_full(p->a->fd, h, (size_t)hlen, m->lh_off);
+	if (got < 0)
+		return got;
+	if ((uint64_t)got != hlen || get32(h) != SIG_LOCAL ||
+	    30 + (uint64_t)get16(h + 26) + get16(h + 28) != hlen)
+		return 0;
+	/* the extra field without its alignment fields, in place */
+	out = x = h + 30 + get16(h + 26);
+	xend = h + hlen;
+	while (x < xend) {
+		uint16_t id, sz;
+
+		if (xend - x < 4)
+			return 0;
+		id = get16(x);
+		sz = get16(x + 2);
+		if (sz > xend - x - 4)
+			return 0;
+		if (id != AR_PAD_ID) {
+			memmove(out, x, 4u + sz);
+			out += 4u + sz;
+		}
+		x += 4u + sz;
+	}
+	pad = (uint32_t)((align - (pos + (uint64_t)(out - h)) % align) % align);
+	while (pad && pad < AR_PAD_MIN)
+		pad += align;
+	if ((size_t)(out - h) - 30 - get16(h + 26) + pad > UINT16_MAX)
+		return 0;
+	if (pad) {
+		put16(out, AR_PAD_ID);
+		put16(out + 2, (uint16_t)(pad - 4));
+		put16(out + 4, (uint16_t)align);
+		memset(out + 6, 0, pad - AR_PAD_MIN);
+		out += pad;
+	}
+	put16(h + 28, (uint16_t)(out - h - 30 - get16(h + 26)));
+	return out - h;
+}
+
+/* Copy the member change k keeps to *pos (moved past it): its bytes as
+ * they are (local header, data, data descriptor, SOZip index record),
+ * stored data kept aligned (realign_header()); records where its local
+ * header and data went.  Returns 0 or -errno (message in s). */
+static int copy_kept(struct plan *p, size_t k, struct file_src *s,
+		     uint64_t *pos)
+{
+	struct member *m = &p->a->m[p->keep[k]];
+	const struct extent *x = &p->ext[k];
+	struct npz_err err = { "" };
+	int64_t data = ar_member_data_off(p->a, m, &err), hlen = 0;
+	int ret;
+
+	if (data < 0)
+		return plan_fail(s, (int)data, err.msg[0] ? err.msg :
+				 strerror((int)-data));
+	if (m->pub.method == ARCHIVE_STORE)
+		hlen = realign_header(p, m, (uint64_t)data - x->start, *pos);
+	if (hlen < 0)
+		return plan_fail(s, (int)hlen, strerror((int)-hlen));
+	if (hlen) {
+		ret = io_pwrite_all(s->tmp_fd, p->hdr, (size_t)hlen, *pos);
+		if (ret)
+			return plan_fail(s, ret, strerror(-ret));
+	} else {
+		hlen = data - (int64_t)x->start;
+		ret = copy_out(p, s, x->start, *pos, (uint64_t)hlen);
+		if (ret)
+			return ret;
+	}
+	p->lh[k] = *pos;
+	p->data[k] = *pos + (uint64_t)hlen;
+	ret = copy_out(p, s, (uint64_t)data, p->data[k],
+		       x->end - (uint64_t)data);
+	if (ret)
+		return ret;
+	*pos = p->data[k] + (x->end - (uint64_t)data);
+	return 0;
+}
+
+/* The temporary file written from scratch: every change in order, kept
+ * members copied (patches written over their copy), the others written;
+ * *pos: where the central directory goes.  Returns 0 or -errno. */
+static int copy_file(struct plan *p, struct file_src *s, uint64_t *pos)
+{
+	size_t k;
+	int ret;
+
+	p->copy = true;
+	ret = ar_fsrc_begin(s);
+	*pos = 0;
+	for (k = 0; !ret && k < p->n; k++) {
+		if (p->keep[k] < 0) {
+			ret = write_member(p, k, s, pos);
+			continue;
+		}
+		ret = copy_kept(p, k, s, pos);
+		if (!ret && p->patched[k])
+			ret = apply_patch(p, k, s);
+	}
+	return ret;
 }
 
 /* The central directory and end records at pos; the file ends there. */
 static int write_central(const struct plan *p, struct file_src *s,
 			 uint64_t pos)
 {
-	size_t len = AR_END_MAX, k;
+	size_t len = AR_END_MAX, k, x;
 	unsigned char *buf, *q;
 	int ret;
 
 	for (k = 0; k < p->n; k++)
-		len += p->keep[k] >= 0 ? p->a->m[p->keep[k]].cd_len
+		len += p->keep[k] >= 0 ? p->a->m[p->keep[k]].cd_len + 12
 				       : ar_central_len(&p->ents[k]);
 	buf = malloc(len);
 	if (!buf)
@@ -682,13 +878,23 @@ static int write_central(const struct plan *p, struct file_src *s,
 			q += ar_central_entry(q, &p->ents[k]);
 			continue;
 		}
-		memcpy(q, p->cd + m->cd_pos, m->cd_len);
+		if (p->copy) {
+			x = ar_central_moved(q, p->cd + m->cd_pos, m->cd_len,
+					  p->lh[k]);
+		} else {
+			memcpy(q, p->cd + m->cd_pos, m->cd_len);
+			x = m->cd_len;
+		}
+		if (!x) {
+			free(buf);
+			return plan_fail(s, -EFBIG, "no room for a zip64 field");
+		}
 		if (p->patched[k]) {
 			put16(q + 12, p->ents[k].time);
 			put16(q + 14, p->ents[k].date);
 			put32(q + 16, p->ents[k].crc);
 		}
-		q += m->cd_len;
+		q += x;
 	}
 	q += ar_end_records(q, p->n, pos, (uint64_t)(q - buf));
 	ret = io_pwrite_all(s->tmp_fd, buf, (size_t)(q - buf), pos);
@@ -696,6 +902,16 @@ static int write_central(const struct plan *p, struct file_src *s,
 		ret = -errno;
 	free(buf);
 	return ret ? plan_fail(s, ret, strerror(-ret)) : 0;
+}
+
+/* Note (once per process) that commits go through libzip. */
+static void note_rewrite(void)
+{
+	static _Atomic bool told;
+
+	if (!atomic_exchange(&told, true))
+		npz_log("commits rewrite the archive through libzip "
+			"(-o commit=rewrite)");
 }
 
 int ar_clone_commit(struct archive *a, const struct archive_change *changes,
@@ -706,20 +922,28 @@ int ar_clone_commit(struct archive *a, const struct archive_change *changes,
 	size_t k;
 	int ret;
 
-	if (atomic_load(&clone_support) == CLONE_NO ||
-	    !atomic_load(&clone_allowed))
+	if (!atomic_load(&clone_allowed)) {
+		note_rewrite();
 		return AR_CLONE_DECLINED;
+	}
 	ret = plan_init(&p, a, changes, n, s);
 	if (!ret)
 		ret = plan_decide(&p);
-	if (!ret)
-		ret = clone_file(&p, s);
-	pos = p.append;
-	for (k = 0; !ret && k < n; k++)
-		if (p.keep[k] < 0)
-			ret = write_member(&p, k, s, &pos);
-		else if (p.patched[k])
-			ret = apply_patch(&p, k, s);
+	/* clone where the filesystem can, unless compaction is due */
+	if (!ret && atomic_load(&clone_support) != CLONE_NO)
+		ret = clone_file(&p, s);	/* PLAN_COPY: cannot clone */
+	else if (!ret)
+		ret = PLAN_COPY;
+	if (ret == PLAN_COPY) {
+		ret = copy_file(&p, s, &pos);
+	} else {
+		pos = p.append;
+		for (k = 0; !ret && k < n; k++)
+			if (p.keep[k] < 0)
+				ret = write_member(&p, k, s, &pos);
+			else if (p.patched[k])
+				ret = apply_patch(&p, k, s);
+	}
 	if (!ret)
 		ret = write_central(&p, s, pos);
 	if (!ret)

@@ -1,9 +1,10 @@
 /* commit.c - archive_commit(): check the change list, take the commit lock,
- * write the new archive as a clone of the old file edited where it changed
- * (clone.c), or else turn the list into libzip edits of the current archive
- * (untouched members keep their entries and bytes) and let libzip write it
- * through writer.c's source; both open the new archive from the file they
- * wrote before renaming it into place (writer.c). */
+ * write the new archive ourselves (clone.c: a clone of the old file edited
+ * where it changed, or a copy of it written from scratch), or else (-o
+ * commit=rewrite, or nothing changed) turn the list into libzip edits of
+ * the current archive (untouched members keep their entries and bytes) and
+ * let libzip write it through writer.c's source; all open the new archive
+ * from the file they wrote before renaming it into place (writer.c). */
 #include <errno.h>
 #include <stdatomic.h>
 #include <stdio.h>

@@ -62,7 +62,6 @@
 #define SOZIP_SKIP_MAX (1u << 20)	/* most skip_bytes we read */
 #define SOZIP_IN_CAP (256u << 10)	/* compressed bytes per pread */
 #define SOZIP_SCRATCH (16u << 10)	/* output outside the caller's range */
-#define SIG_DESCRIPTOR 0x08074b50u
 
 /* A chunk did not inflate as the index says (sozip_read, internal). */
 #define SOZIP_BAD_CHUNK 2
@@ -70,10 +69,13 @@
 /* m->sz of a member that has no usable index. */
 static struct sozip_map sozip_none;
 
+static void tail_forget(const struct sozip_map *x);
+
 void ar_sozip_free(struct sozip_map *x)
 {
 	if (!x || x == &sozip_none)
 		return;
+	tail_forget(x);
 	free(x->off);
 	free(x);
 }
@@ -736,6 +738,130 @@ void ar_sozip_set_parallel(bool on)
 	atomic_store(&pool_off, !on);
 }
 
+/* ---- the last chunks read in part: a read smaller than a chunk (FUSE
+ * sends 128 KiB reads where read-ahead is the kernel's default) inflates
+ * its whole chunk anyway, so the chunk is kept for the reads of its other
+ * parts.  A few process-wide slots (LRU), chunks of at most TAIL_MAX
+ * bytes, keyed by index (x: freed maps are forgotten first) and chunk.
+ * tails.lock guards every slot and is a leaf. */
+#define TAIL_SLOTS 8
+#define TAIL_MAX (1u << 20)
+
+static struct {
+	pthread_mutex_t lock;
+	uint64_t tick, hits;
+	struct tail_slot {
+		const struct sozip_map *x;	/* NULL: empty */
+		uint64_t c, tick;
+		size_t len;
+		unsigned char *data;
+	} s[TAIL_SLOTS];
+} tails = { .lock = PTHREAD_MUTEX_INITIALIZER };
+
+static void tail_forget(const struct sozip_map *x)
+{
+	size_t i;
+
+	pthread_mutex_lock(&tails.lock);
+	for (i = 0; i < TAIL_SLOTS; i++)
+		if (tails.s[i].x == x) {
+			free(tails.s[i].data);
+			tails.s[i].data = NULL;
+			tails.s[i].x = NULL;
+		}
+	pthread_mutex_unlock(&tails.lock);
+}
+
+uint64_t ar_sozip_tail_hits(void)
+{
+	uint64_t n;
+
+	pthread_mutex_lock(&tails.lock);
+	n = tails.hits;
+	pthread_mutex_unlock(&tails.lock);
+	return n;
+}
+
+/* Copy bytes [off, end) of chunk c from its slot: true, or false when it
+ * is not kept. */
+static bool tail_copy(const struct sozip_map *x, uint64_t c,
+		      unsigned char *buf, uint64_t off, uint64_t end)
+{
+	uint64_t us = c * x->chunk_size;
+	bool hit = false;
+	size_t i;
+
+	pthread_mutex_lock(&tails.lock);
+	for (i = 0; i < TAIL_SLOTS && !hit; i++) {
+		struct tail_slot *t = &tails.s[i];
+
+		if (t->x == x && t->c == c && end - us <= t->len) {
+			memcpy(buf, t->data + (off - us), (size_t)(end - off));
+			t->tick = ++tails.tick;
+			tails.hits++;
+			hit = true;
+		}
+	}
+	pthread_mutex_unlock(&tails.lock);
+	return hit;
+}
+
+/* Keep data (len bytes: chunk c, whole) in the least recently used slot;
+ * the slot owns data from now on. */
+static void tail_keep(const struct sozip_map *x, uint64_t c,
+		      unsigned char *data, size_t len)
+{
+	struct tail_slot *t = &tails.s[0];
+	unsigned char *old;
+	size_t i;
+
+	pthread_mutex_lock(&tails.lock);
+	for (i = 1; i < TAIL_SLOTS; i++)
+		if (tails.s[i].tick < t->tick)
+			t = &tails.s[i];
+	old = t->data;
+	t->x = x;
+	t->c = c;
+	t->len = len;
+	t->data = data;
+	t->tick = ++tails.tick;
+	pthread_mutex_unlock(&tails.lock);
+	free(old);
+}
+
+/* Bytes [off, end) of chunk c, a part of it: from its slot, else the
+ * whole chunk is inflated and kept.  Returns as chunk_inflate(). */
+static int chunk_part(struct chunk_io *io, uint64_t c, unsigned char *buf,
+		      uint64_t off, uint64_t end, struct npz_err *err)
+{
+	const struct sozip_map *x = io->x;
+	uint64_t us = c * x->chunk_size, ue = us + x->chunk_size;
+	unsigned char *whole;
+	int ret;
+
+	if (ue > io->m->pub.size)
+		ue = io->m->pub.size;
+	if (off < us)
+		off = us;
+	if (end > ue)
+		end = ue;
+	if ((off == us && end == ue) || x->chunk_size > TAIL_MAX)
+		return chunk_inflate(io, c, buf, off, end, err);
+	if (tail_copy(x, c, buf, off, end))
+		return 0;
+	whole = malloc((size_t)(ue - us));
+	if (!whole)
+		return chunk_inflate(io, c, buf, off, end, err);
+	ret = chunk_inflate(io, c, whole, us, ue, err);
+	if (ret) {
+		free(whole);
+		return ret;
+	}
+	memcpy(buf, whole + (off - us), (size_t)(end - off));
+	tail_keep(x, c, whole, (size_t)(ue - us));
+	return 0;
+}
+
 /* Inflate the chunks covering [off, off + len) into buf.  Returns 0,
  * SOZIP_BAD_CHUNK (*bad: which one; io->why) or -errno. */
 static int sozip_read(struct chunk_io *io, unsigned char *buf, size_t len,
@@ -756,7 +882,9 @@ static int sozip_read(struct chunk_io *io, unsigned char *buf, size_t len,
 	if (ret)
 		return ret;
 	for (c = first; !ret && c <= last; c++) {
-		ret = chunk_inflate(io, c, buf, off, end, err);
+		uint64_t lo = c == first ? off : c * x->chunk_size;
+
+		ret = chunk_part(io, c, buf + (lo - off), lo, end, err);
 		*bad = c;
 	}
 	io_free(io);

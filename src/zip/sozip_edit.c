@@ -490,10 +490,9 @@ bool ar_sozip_patch_in_place(const struct sozip_patch *sp)
 
 /* ---- writing -------------------------------------------------------- */
 
-int ar_sozip_patch_apply(struct archive *a, const struct sozip_patch *sp,
-			 struct zip_entry *e, time_t mtime, int out_fd)
+int ar_sozip_patch_apply(const struct sozip_patch *sp, struct zip_entry *e,
+			 time_t mtime, int out_fd, uint64_t data, uint64_t lh_off)
 {
-	const struct member *m = &a->m[sp->member];
 	unsigned char lh[8];
 	int ret = 0;
 
@@ -501,7 +500,7 @@ int ar_sozip_patch_apply(struct archive *a, const struct sozip_patch *sp,
 		return -EINVAL;
 	for (size_t i = 0; !ret && i < sp->n; i++)
 		ret = io_pwrite_all(out_fd, sp->ch[i].data, sp->ch[i].len,
-				    sp->data_off + sp->x->off[sp->ch[i].k]);
+				    data + sp->x->off[sp->ch[i].k]);
 	if (ret)
 		return ret;
 	e->crc = sp->crc;
@@ -509,7 +508,7 @@ int ar_sozip_patch_apply(struct archive *a, const struct sozip_patch *sp,
 	put16(lh, e->time);
 	put16(lh + 2, e->date);
 	put32(lh + 4, sp->crc);
-	return io_pwrite_all(out_fd, lh, sizeof(lh), m->lh_off + 10);
+	return io_pwrite_all(out_fd, lh, sizeof(lh), lh_off + 10);
 }
 
 /* Copy len bytes of in at src to out at dst, through a buffer or in the

@@ -63,6 +63,7 @@
 #define SIG_EOCD 0x06054b50u
 #define SIG_EOCD64 0x06064b50u
 #define SIG_EOCD64_LOC 0x07064b50u
+#define SIG_DESCRIPTOR 0x08074b50u
 
 /* Why a member was found damaged (m->bad); 0 while it is not. */
 enum member_fault {
@@ -285,6 +286,10 @@ int ar_sozip_index_data(uint64_t size, uint64_t comp_size,
 			const struct sozip_index *idx, unsigned char **out,
 			size_t *len);
 
+/* Reads served from the chunks kept for reads of their other parts (a
+ * process-wide count, for tests). */
+uint64_t ar_sozip_tail_hits(void);
+
 /* Inflate the chunks of a read of two or more on the inflate pool (the
  * default) or each in order on the caller's thread; for tests. */
 void ar_sozip_set_parallel(bool on);
@@ -318,11 +323,13 @@ void ar_sozip_patch_free(struct sozip_patch *sp);
 bool ar_sozip_patch_in_place(const struct sozip_patch *sp);
 
 /* In place (ar_sozip_patch_in_place): write the touched chunks over the
- * member's in out_fd (a clone of a's file), and its new CRC and time
- * (mtime) into its local header; e gets crc, time and date for its
- * central entry.  Returns 0 or -errno. */
-int ar_sozip_patch_apply(struct archive *a, const struct sozip_patch *sp,
-			 struct zip_entry *e, time_t mtime, int out_fd);
+ * member's bytes in out_fd (a clone or copy of a's file), whose data is at
+ * data and local header at lh_off there, and its new CRC and time (mtime)
+ * into that local header; e gets crc, time and date for its central
+ * entry.  Returns 0 or -errno. */
+int ar_sozip_patch_apply(const struct sozip_patch *sp, struct zip_entry *e,
+			 time_t mtime, int out_fd, uint64_t data,
+			 uint64_t lh_off);
 
 /* Write the patched member anew at *pos of out_fd (moved past it): local
  * header (e: name, flags, times and attributes set by the caller; method,
@@ -449,7 +456,7 @@ int ar_content_write(const struct archive_change *c, struct file_src *s,
 		     int out_fd, uint64_t off, uint64_t *comp_size,
 		     uint32_t *crc, struct sozip_index *idx);
 
-/* ---- zipfmt.c: zip records written by the cloned commit ---- */
+/* ---- zipfmt.c: zip records written by our commits (clone and copy) ---- */
 
 /* One entry as the cloned commit writes it. */
 struct zip_entry {
@@ -491,6 +498,17 @@ size_t ar_local_header_len(const struct zip_entry *e, bool zip64);
 size_t ar_central_entry(unsigned char *p, const struct zip_entry *e);
 size_t ar_central_len(const struct zip_entry *e);
 
+/* Central entry src (len bytes, a kept member's) into dst, its local
+ * header offset now off: in the 32-bit field, or in the zip64 extra's
+ * offset field when the entry has one; when off does not fit 32 bits and
+ * the entry has no such field, one is inserted (into its zip64 extra after
+ * the sizes, or a new zip64 extra at the end of its extra field).  Every
+ * other byte is src's (needed version at least 4.5 with a zip64 field).
+ * Returns the new length (len, at most len + 12), or 0: no room for a
+ * zip64 field in the extra field. */
+size_t ar_central_moved(unsigned char *dst, const unsigned char *src,
+			size_t len, uint64_t off);
+
 /* The end records of a central directory (zip64 ones when a field
  * overflows) into p (at most AR_END_MAX bytes); returns their length. */
 #define AR_END_MAX (56 + 20 + 22)
@@ -500,17 +518,18 @@ size_t ar_end_records(unsigned char *p, uint64_t entries, uint64_t cd_off,
 /* t as a DOS time and date (local time; 1980-01-01 before 1980). */
 void ar_dos_time(time_t t, uint16_t *dtime, uint16_t *ddate);
 
-/* ---- clone.c: the commit by reflink ---- */
+/* ---- clone.c: the commit by reflink, or by copy ---- */
 
-/* ar_clone_commit() declines: the caller rewrites the archive instead. */
+/* ar_clone_commit() declines: the caller has libzip write the archive. */
 #define AR_CLONE_DECLINED 1
 
-/* Write the new archive of changes[0..n) as a clone of a's file, edited
- * where it changed, through s (temporary file, fsync, rename; s->opened is
- * the new archive).  Returns 0; AR_CLONE_DECLINED (nothing written, no
- * temporary file left) when the filesystem cannot clone, when the file
- * would hold too many dead bytes, or when nothing changed; or -errno with
- * s->msg set. */
+/* Write the new archive of changes[0..n) through s (temporary file,
+ * fsync, rename; s->opened is the new archive): as a clone of a's file,
+ * edited where it changed, or, where the filesystem cannot clone or the
+ * clone would hold too many dead bytes, as a copy written from scratch.
+ * Returns 0; AR_CLONE_DECLINED (nothing written, no temporary file left)
+ * under archive_tune_commit(false) or when nothing changed; or -errno
+ * with s->msg set. */
 int ar_clone_commit(struct archive *a, const struct archive_change *changes,
 		    size_t n, struct file_src *s);
 

@@ -1,4 +1,4 @@
-/* zipfmt.c - the zip records a cloned commit writes itself: local headers,
+/* zipfmt.c - the zip records our commits (clone and copy) write: local headers,
  * central-directory entries and the end records (APPNOTE 4.3.7, 4.3.12,
  * 4.3.14-16, zip64 extra 4.5.3), the way Python's zipfile writes them.
  *  Invariant: a 32-bit field holds 0xffffffff exactly when its value
@@ -129,6 +129,60 @@ size_t ar_central_entry(unsigned char *p, const struct zip_entry *e)
 			put64(f, e->lh_off);
 	}
 	return ar_central_len(e);
+}
+
+size_t ar_central_moved(unsigned char *dst, const unsigned char *src,
+			    size_t len, uint64_t off)
+{
+	size_t name_len = get16(src + 28), xlen = get16(src + 30);
+	const unsigned char *x = src + 46 + name_len, *xend = x + xlen;
+	size_t nsizes = (get32(src + 24) == 0xffffffffu) +
+			(get32(src + 20) == 0xffffffffu);
+	bool off64 = get32(src + 42) == 0xffffffffu;
+	const unsigned char *z = NULL;	/* the zip64 extra's data */
+	size_t at, grow;
+
+	memcpy(dst, src, len);
+	while (xend - x >= 4) {
+		uint16_t id = get16(x), sz = get16(x + 2);
+
+		if (sz > xend - x - 4)
+			break;
+		if (id == 0x0001) {
+			z = x + 4;
+			if (off64 && sz >= 8 * (nsizes + 1)) {
+				put64(dst + (z - src) + 8 * nsizes, off);
+				return len;
+			}
+			break;
+		}
+		x += 4u + sz;
+	}
+	if (off < 0xffffffffu) {
+		put32(dst + 42, (uint32_t)off);
+		return len;
+	}
+	/* a zip64 offset field: into the zip64 extra after its sizes, or a
+	 * new zip64 extra at the end of the extra field */
+	grow = z ? 8 : 12;
+	if (xlen + grow > UINT16_MAX ||
+	    (z && get16(z - 2) < 8 * nsizes))
+		return 0;
+	at = z ? (size_t)(z - src) + 8 * nsizes : 46 + name_len + xlen;
+	memcpy(dst + at + grow, src + at, len - at);
+	if (z) {
+		put64(dst + at, off);
+		put16(dst + (z - src) - 2, (uint16_t)(get16(z - 2) + 8));
+	} else {
+		put16(dst + at, 0x0001);
+		put16(dst + at + 2, 8);
+		put64(dst + at + 4, off);
+	}
+	put16(dst + 30, (uint16_t)(xlen + grow));
+	put32(dst + 42, 0xffffffffu);
+	if (get16(src + 6) < 45)
+		put16(dst + 6, 45);
+	return len + grow;
 }
 
 size_t ar_end_records(unsigned char *p, uint64_t entries, uint64_t cd_off,

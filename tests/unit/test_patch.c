@@ -859,11 +859,14 @@ static bool all_shared(int fd, uint64_t off, uint64_t len)
  * patched in one commit (first and last byte, ranges across 4096-byte
  * pages and across the clone path's 1 MiB blocks); nranges == 0 (only the
  * mtime changes); a patch under another name (added); a patch in place
- * while the old bytes are copied under another name.  `clone`: patches
- * in place must take the clone path (only the ranges read, the member
- * kept where it was), else the rewrite path (all content read). */
-static void test_patches(const char *dir, bool clone)
+ * while the old bytes are copied under another name.  mode "clone":
+ * patches in place must take the clone path (only the ranges read, the
+ * member kept where it was); "copy": only the ranges read, written over
+ * the member's copy, its data aligned; "rewrite" (libzip): all content
+ * read. */
+static void test_patches(const char *dir, const char *mode)
 {
+	bool clone = !strcmp(mode, "clone"), copy = !strcmp(mode, "copy");
 	static const struct archive_range rb[] = {
 		{ 0, 1 }, { 4090, 20 }, { 8190, 10 }, { 100000, 5000 },
 		{ (300u << 10) - 1, 1 },
@@ -872,7 +875,7 @@ static void test_patches(const char *dir, bool clone)
 		{ 0, 4096 }, { 1048000, 1572864 }, { (3u << 20) + 16, 1 },
 	};
 	static const struct archive_range rn[] = { { 200000, 3 } };
-	const char *path_tag = clone ? "clone" : "rewrite";
+	const char *path_tag = mode;
 	struct archive *a = NULL, *b = NULL;
 	struct npz_err err = { "" };
 	struct archive_change ch[M_COUNT + 1];
@@ -938,6 +941,19 @@ static void test_patches(const char *dir, bool clone)
 			test_cond("clone patch: changed blocks written",
 				  !all_shared(fd, wr, 4096));
 		}
+	} else if (copy) {
+		snprintf(d, sizeof(d), "copy patch: only the ranges read "
+			 "(big.bin: %llu bytes, mb.bin: %llu bytes)",
+			 (unsigned long long)sb.bytes,
+			 (unsigned long long)sm.bytes);
+		test_cond(d, src_read_only(&sb, rb, 5) &&
+			  src_read_only(&sm, rm, 3));
+		test_cond("copy patch: data of 64 KiB or more on 4096 bytes, "
+			  "the rest on 64", b &&
+			  data_pos(b, M_BIG) % 4096 == 0 &&
+			  data_pos(b, M_MB) % 4096 == 0 &&
+			  data_pos(b, M_HEAD) % 64 == 0 &&
+			  data_pos(b, M_TAIL) % 64 == 0);
 	} else {
 		snprintf(d, sizeof(d), "%s patch: all content read (big.bin: "
 			 "%llu bytes, mb.bin: %llu bytes)", path_tag,
@@ -973,6 +989,8 @@ static void test_patches(const char *dir, bool clone)
 	if (clone) {
 		test_cond("clone nranges 0: nothing read, kept in place",
 			  sb.calls == 0 && b && data_pos(b, M_BIG) == pos_big);
+	} else if (copy) {
+		test_cond("copy nranges 0: nothing read", sb.calls == 0);
 	} else {
 		test_cond("rewrite nranges 0: all content read",
 			  src_read_all(&sb));
@@ -1048,6 +1066,9 @@ static void test_patches(const char *dir, bool clone)
 		test_cond("clone patch and copy: only the ranges read, in place",
 			  src_read_only(&sb, rb + 1, 2) && b &&
 			  data_pos(b, M_BIG) == pos_big);
+	if (copy)
+		test_cond("copy patch and copy: only the ranges read",
+			  src_read_only(&sb, rb + 1, 2));
 	snprintf(d, sizeof(d), "%s patch and copy: new archive", path_tag);
 	if (b)
 		check_archive(b, &f4, d);
@@ -1258,7 +1279,7 @@ out:
 
 /* A read that fails, or content shorter than its size, fails the commit
  * with -EIO; the file stays as it was and no temporary file is left. */
-static void test_read_errors(const char *dir, bool clone)
+static void test_read_errors(const char *dir, const char *mode)
 {
 	const size_t big = (5u << 20) + 3;
 	struct archive *a = NULL, *b;
@@ -1317,10 +1338,10 @@ static void test_read_errors(const char *dir, bool clone)
 		memset(&err, 0, sizeof(err));
 		ret = archive_commit(a, ch, M_COUNT, &b, &err);
 		snprintf(d, sizeof(d), "%s read error: %s: -EIO (got %d, %s)",
-			 clone ? "clone" : "rewrite", what[k], ret, err.msg);
+			 mode, what[k], ret, err.msg);
 		test_cond(d, ret == -EIO);
 		snprintf(d, sizeof(d), "%s read error: %s: nothing written",
-			 clone ? "clone" : "rewrite", what[k]);
+			 mode, what[k]);
 		test_cond(d, b == (struct archive *)&b &&
 			  same_file_bytes(p, copy) && no_temp_left(dir));
 		if (ret == 0 && b != (struct archive *)&b)
@@ -1339,7 +1360,7 @@ static void test_read_errors(const char *dir, bool clone)
 	b = NULL;
 	ret = archive_commit(a, ch, M_COUNT, &b, &err);
 	snprintf(d, sizeof(d), "%s read errors: then a good commit (%d %s)",
-		 clone ? "clone" : "rewrite", ret, err.msg);
+		 mode, ret, err.msg);
 	test_cond(d, ret == 0 && b);
 	if (b)
 		check_archive(b, &g, "read errors: after the good commit");
@@ -1584,11 +1605,11 @@ static void test_clone_path(void)
 		close(pfd[0]);
 		test_passed_ = test_failed_ = 0;	/* the parent has those */
 		archive_tune_commit(true);
-		test_patches(dir, true);
+		test_patches(dir, "clone");
 		test_clone_content(dir);
 		test_clone_data_descriptor(dir, true);
 		test_deflate_read(dir);
-		test_read_errors(dir, true);
+		test_read_errors(dir, "clone");
 		test_bad_patches(dir);
 		test_cond("clone: no temporary file left", no_temp_left(dir));
 		counts[0] = test_passed_;
@@ -1622,14 +1643,18 @@ static void test_rewrite_path(void)
 
 	snprintf(dir, sizeof(dir), "%s/rw", tmpdir);
 	mkdir(dir, 0755);
+	/* the copy mode, where the temporary dir cannot clone */
+	if (!cloning) {
+		test_patches(dir, "copy");
+		test_read_errors(dir, "copy");
+	}
 	/* the rewrite path, whatever the filesystem of the temporary dir */
-	if (cloning)
-		archive_tune_commit(false);
-	test_patches(dir, false);
+	archive_tune_commit(false);
+	test_patches(dir, "rewrite");
 	test_clone_data_descriptor(dir, false);
 	test_bad_patches(dir);
 	test_deflate_read(dir);
-	test_read_errors(dir, false);
+	test_read_errors(dir, "rewrite");
 	test_cond("rewrite: no temporary file left", no_temp_left(dir));
 	archive_tune_commit(true);
 	rmdir(dir);

@@ -422,6 +422,18 @@ static void test_reads(void)
 		for (size_t j = 0; j < sizeof(lens) / sizeof(*lens); j++)
 			ok = ok && range_ok(a, 0, offs[i], lens[j]);
 	test_cond("reads at boundaries", ok);
+	{
+		/* 128 KiB-style reads: each chunk inflated once, its other
+		 * parts served from the chunk kept */
+		uint64_t hits = ar_sozip_tail_hits(), off;
+		size_t piece = CHUNK / 3 + 1;
+
+		for (off = 0; ok && off < CONTENT; off += piece)
+			ok = range_ok(a, 0, off, piece);
+		test_cond("reads in thirds of a chunk", ok);
+		test_cond("kept chunks serve the other parts",
+			  ar_sozip_tail_hits() - hits >= CONTENT / CHUNK);
+	}
 	test_cond("index found", atomic_load(&m->sz) &&
 		  atomic_load(&m->sz)->nchunks == (CONTENT + CHUNK - 1) / CHUNK &&
 		  !atomic_load(&m->sz)->broken);

@@ -332,7 +332,7 @@ static void test_patches(void)
 		struct archive *a = NULL;
 		char path[256], out_path[256];
 		size_t nr = 0, idx;
-		uint64_t pos, cloned = 0;
+		uint64_t pos, cloned = 0, data_off;
 		int fd;
 
 		fill(old, size);
@@ -372,6 +372,7 @@ static void test_patches(void)
 		c.ranges = r;
 		c.nranges = nr;
 		c.patch_of = idx;
+		data_off = (uint64_t)ar_member_data_off(a, &a->m[idx], &err);
 		if (ar_sozip_patch_prepare(a, &c, &sp, &err) || !sp) {
 			none++;
 			goto next;
@@ -402,7 +403,8 @@ static void test_patches(void)
 			struct zip_entry e = { 0 };
 
 			fd = copy_file(path, out_path);
-			if (fd < 0 || ar_sozip_patch_apply(a, sp, &e, time(NULL), fd) ||
+			if (fd < 0 || ar_sozip_patch_apply(sp, &e, time(NULL), fd,
+							   data_off, 0) ||
 			    !member_ok(fd, 0, now, size, archive_member(a, idx)->comp_size,
 				       e.crc))
 				bad_place++;

@@ -182,6 +182,79 @@ static void test_all_overflow(void)
 		  ar_local_needs_zip64(0xffffffffull));
 }
 
+/* A kept member's central entry moved by the copy mode (ar_central_moved):
+ * byte for byte what ar_central_entry() writes for the new offset when the
+ * entry had no offset field (a zip64 field inserted, after the sizes, or
+ * a new zip64 extra), the zip64 field updated when it had one, the 32-bit
+ * field otherwise; a comment and other extra fields kept; and a sparse
+ * file with the moved entry past 4 GiB read by zipfile and unzip. */
+static void test_moved(void)
+{
+	const uint64_t far = 5ull << 30;
+	struct zip_entry e = { .name = "x", .name_len = 1, .needed = 20,
+			       .size = 6ull << 30, .comp_size = 5ull << 30,
+			       .lh_off = 100 };
+	unsigned char src[256], dst[256], want[256], buf[4096];
+	struct zip_entry ents[2];
+	size_t len, wlen, got;
+	char path[512];
+	int fd;
+
+	/* sizes in zip64, offset not: the offset goes after them */
+	len = ar_central_entry(src, &e);
+	e.lh_off = 7ull << 30;
+	wlen = ar_central_entry(want, &e);
+	got = ar_central_moved(dst, src, len, e.lh_off);
+	test_cond("moved: offset inserted after the zip64 sizes",
+		  got == wlen && got == len + 8 && !memcmp(dst, want, wlen));
+	/* back below 4 GiB: the zip64 field stays, with the new value */
+	got = ar_central_moved(dst, want, wlen, 4096);
+	test_cond("moved: zip64 offset field updated in place",
+		  got == wlen && get32(dst + 42) == 0xffffffffu &&
+		  get64(dst + 67) == 4096 && !memcmp(dst, want, 67));
+	/* no zip64 extra: a new one; a comment and another extra kept */
+	e.size = e.comp_size = 10;
+	e.lh_off = 300;
+	len = ar_central_entry(src, &e);
+	memcpy(src + len, "\x55\x54\x05\x00\x01\x02\x03\x04\x05", 9);
+	memcpy(src + len + 9, "hi", 2);
+	put16(src + 30, 9);
+	put16(src + 32, 2);
+	len += 11;
+	got = ar_central_moved(dst, src, len, 300 + 4096);
+	test_cond("moved: below 4 GiB, only the 32-bit offset changes",
+		  got == len && get32(dst + 42) == 300 + 4096 &&
+		  !memcmp(dst, src, 42) &&
+		  !memcmp(dst + 46, src + 46, len - 46));
+	got = ar_central_moved(dst, src, len, far);
+	test_cond("moved: a zip64 extra added after the others",
+		  got == len + 12 && get16(dst + 30) == 9 + 12 &&
+		  get32(dst + 42) == 0xffffffffu && get16(dst + 6) == 45 &&
+		  !memcmp(dst + 47, src + 47, 9) && get16(dst + 56) == 1 &&
+		  get16(dst + 58) == 8 && get64(dst + 60) == far &&
+		  !memcmp(dst + 68, "hi", 2));
+	/* in a real file: near at 0, far at 5 GiB, far's entry made for an
+	 * offset of 1000 and moved */
+	snprintf(path, sizeof(path), "%s/moved.zip", dir);
+	fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0644);
+	test_cond("moved: put", fd >= 0 &&
+		  put_member(fd, "near", 0, false, &ents[0], buf) &&
+		  put_member(fd, "far", far, false, &ents[1], buf));
+	len = ar_central_entry(buf, &ents[0]);
+	ents[1].lh_off = 1000;
+	len += ar_central_entry(src, &ents[1]);
+	got = ar_central_moved(buf + len - ar_central_len(&ents[1]), src,
+			       ar_central_len(&ents[1]), far);
+	len += got - ar_central_len(&ents[1]);
+	len += ar_end_records(buf + len, 2, far + 100, len);
+	test_cond("moved: written", fd >= 0 && got &&
+		  pwrite(fd, buf, len, (off_t)(far + 100)) == (ssize_t)len);
+	test_cond("moved: zipfile and unzip read it", check_zip(path, far));
+	if (fd >= 0)
+		close(fd);
+	unlink(path);
+}
+
 static void test_dos_time(void)
 {
 	struct tm tm = { .tm_year = 124, .tm_mon = 2, .tm_mday = 9,
@@ -215,6 +288,7 @@ int main(void)
 	test_pad();
 	test_past_4gib();
 	test_all_overflow();
+	test_moved();
 	test_dos_time();
 	snprintf(path, sizeof(path), "rm -rf %s", dir);
 	if (system(path) != 0)
