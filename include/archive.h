@@ -118,6 +118,12 @@ int archive_member_span(struct archive *a, size_t i, uint64_t off,
 			size_t len, int *fd, uint64_t *pos, size_t *n,
 			struct npz_err *err);
 
+/* Is member i a SOZip member (deflated, with a valid chunk index after its
+ * data; looked for once, on first use)?  Such a member's content can be
+ * read anywhere at the cost of a chunk, and patched (archive_change) at
+ * the cost of the chunks that changed. */
+bool archive_member_sozip(struct archive *a, size_t i);
+
 /* Verify member i the way `unzip -t` does, without the inflate cache:
  *  - its local header: signature, name, method, not encrypted, and (unless
  *    flag bit 3 defers them to a data descriptor) CRC and sizes equal to
@@ -183,14 +189,26 @@ struct archive_change {
 	bool crc_known;		/* from == -1: crc is the content's CRC-32
 				   (spares reading content that is cloned) */
 	uint32_t crc;
-	/* from == -1, stored: the content is member patch_of of the current
-	 * archive (stored, size bytes) with only ranges[0..nranges) (sorted,
-	 * disjoint) changed.  When it has this name (and no data
-	 * descriptor), a cloned commit keeps that member in place, a copying
-	 * one copies it in the kernel, and either writes only those ranges and
-	 * the new CRC (from the changed bytes alone): O(change) reads whatever
-	 * the member's size.  Other commits (the libzip rewrite, renamed
-	 * patches) read the whole content. */
+	/* from == -1: the content is member patch_of of the current archive
+	 * (size bytes, method as the change's) with only ranges[0..nranges)
+	 * (sorted, disjoint) changed; that member is either stored, or
+	 * deflated with a valid SOZip index (archive_member_sozip()).  Our
+	 * own writer (clone or copy mode) then reads and writes O(change):
+	 *  - stored: when it has this name (and no data descriptor), a cloned
+	 *    commit keeps that member in place, a copying one copies it in
+	 *    the kernel, and either writes only those ranges and the new CRC
+	 *    (from the changed bytes alone);
+	 *  - SOZip: only the chunks the ranges touch are deflated anew (at
+	 *    `level`), the others' compressed bytes taken as they are, the new
+	 *    CRC from the touched chunks alone; the member is kept (in place,
+	 *    or copied) when its compressed size does not change (padding
+	 *    blocks that inflate to nothing make up for a chunk that shrank),
+	 *    else it is written anew after the kept ones, its unchanged
+	 *    chunks cloned (placed so that they stay block-aligned) or copied,
+	 *    with a new index.  More than 64 MiB of touched chunks: written
+	 *    whole, as new content.
+	 * Other commits (the libzip rewrite, renamed patches) read the whole
+	 * content. */
 	bool patch;
 	size_t patch_of;
 	const struct archive_range *ranges;

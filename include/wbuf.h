@@ -28,11 +28,15 @@
 #define WBUF_PAGE 4096u
 
 /* What a copy-on-write wbuf shows where it was not written: bytes
- * [off, off + len) of fd, kept readable by a reference of the owner's,
+ * [off, off + len) of fd, or, when read is not NULL, the bytes read(ctx,
+ * buf, n, pos) gives for [0, len) (bytes read, short only at len, or
+ * -errno; called from several threads at once; e.g. a deflated member read
+ * through the archive); kept readable by a reference of the owner's,
  * dropped by put(ctx) when the wbuf lets the base go. */
 struct wbuf_base {
-	int fd;
+	int fd;			/* read == NULL */
 	uint64_t off, len;
+	ssize_t (*read)(void *ctx, void *buf, size_t n, uint64_t pos);
 	void (*put)(void *ctx);
 	void *ctx;
 	uint64_t tag;		/* the owner's name for the base's content */

@@ -131,6 +131,28 @@ static int pread_zero(int fd, char *p, size_t n, uint64_t off)
 	return 0;
 }
 
+/* Read all n bytes at off of w's base content (off + n <= base.len):
+ * from its file, or through its read callback. */
+static int base_read(const struct wbuf *w, char *p, size_t n, uint64_t off)
+{
+	if (!w->base.read)
+		return pread_zero(w->base.fd, p, n, w->base.off + off);
+	while (n) {
+		ssize_t r = w->base.read(w->base.ctx, p, n, off);
+
+		if (r < 0)
+			return (int)r;
+		if (r == 0) {
+			memset(p, 0, n);
+			return 0;
+		}
+		p += r;
+		n -= (size_t)r;
+		off += (uint64_t)r;
+	}
+	return 0;
+}
+
 /* Read [off, off + n) of a cow w's content (within size). */
 static int cow_read(const struct wbuf *w, char *p, size_t n, uint64_t off)
 {
@@ -148,8 +170,7 @@ static int cow_read(const struct wbuf *w, char *p, size_t n, uint64_t off)
 			if (base > step)
 				base = step;
 			if (base)
-				ret = pread_zero(w->base.fd, p, (size_t)base,
-						 w->base.off + off);
+				ret = base_read(w, p, (size_t)base, off);
 			memset(p + base, 0, (size_t)(step - base));
 		}
 		if (ret)
@@ -171,7 +192,7 @@ static int page_fill(struct wbuf *w, uint64_t page)
 	if (page_written(w, page) || off >= w->base_live)
 		return 0;	/* in the file already, or zeros (a hole) */
 	n = w->base_live - off < WBUF_PAGE ? w->base_live - off : WBUF_PAGE;
-	ret = pread_zero(w->base.fd, buf, (size_t)n, w->base.off + off);
+	ret = base_read(w, buf, (size_t)n, off);
 	if (!ret)
 		ret = io_pwrite_all(w->fd, buf, (size_t)n, off);
 	return ret;
@@ -257,7 +278,7 @@ static int cow_flatten(struct wbuf *w)
 		if (end > w->base_live)
 			end = w->base_live;
 		step = end - off < (1u << 20) ? (size_t)(end - off) : 1u << 20;
-		ret = pread_zero(w->base.fd, buf, step, w->base.off + off);
+		ret = base_read(w, buf, step, off);
 		if (!ret)
 			ret = io_pwrite_all(w->fd, buf, step, off);
 		off += step;

@@ -90,7 +90,8 @@ static void plan_free(struct commit_plan *p)
 
 /* New content w of e as change c: a copy-on-write w is read as it is,
  * and when it is its base (e's member, as the tag says) with some pages
- * written, it is a patch of that member.  t->lock held.  0 or -errno. */
+ * written, it is a patch of that member (stored, or SOZip: the zip layer
+ * then recompresses only the chunks those pages touch).  t->lock held.  0 or -errno. */
 static int plan_content(struct tree *t, struct entry *e,
 			struct archive_change *c)
 {
@@ -107,10 +108,13 @@ static int plan_content(struct tree *t, struct entry *e,
 	c->read = wbuf_read_at;
 	c->read_ctx = w;
 	if (!wbuf_is_patch(w) || !e->in_archive ||
-	    w->base.tag != e->content_tag || c->method != ARCHIVE_STORE)
+	    w->base.tag != e->content_tag)
 		return 0;
 	m = archive_member(t->ar, e->member);
-	if (m->method != ARCHIVE_STORE || m->size != w->size)
+	if (m->method != c->method || m->size != w->size ||
+	    (m->method == ARCHIVE_DEFLATE &&
+	     !archive_member_sozip(t->ar, e->member)) ||
+	    (m->method != ARCHIVE_STORE && m->method != ARCHIVE_DEFLATE))
 		return 0;
 	c->patch = true;
 	c->patch_of = e->member;

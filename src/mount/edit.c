@@ -77,16 +77,54 @@ static void base_put(void *version)
 	version_put(version);
 }
 
-/* The stored bytes of e in the current archive as a copy-on-write base.
- * t->lock held.  0, or -EAGAIN (deflated: no base), -EIO. */
+/* The base of an edit of a SOZip member: its content read through the
+ * archive (a chunk at a time), whose tables a reference keeps. */
+struct member_base {
+	struct version *v;
+	struct archive *ar;
+	size_t member;
+};
+
+static ssize_t member_base_read(void *ctx, void *buf, size_t n, uint64_t pos)
+{
+	struct member_base *mb = ctx;
+
+	return archive_member_read(mb->ar, mb->member, buf, n, pos, NULL);
+}
+
+static void member_base_put(void *ctx)
+{
+	struct member_base *mb = ctx;
+
+	version_put_tables(mb->v);
+	free(mb);
+}
+
+/* e's content in the current archive as a copy-on-write base: a stored
+ * member's bytes, or a SOZip member's content read through the archive.
+ * t->lock held.  0, or -EAGAIN (other deflated members: no base), -EIO,
+ * -ENOMEM. */
 static int edit_base(struct tree *t, struct entry *e, struct wbuf_base *b)
 {
-	uint64_t size = archive_member(t->ar, e->member)->size, pos;
+	const struct archive_member *am = archive_member(t->ar, e->member);
+	uint64_t size = am->size, pos;
+	struct member_base *mb;
 	size_t got;
 	int fd, ret;
 
-	if (archive_member(t->ar, e->member)->method != ARCHIVE_STORE ||
-	    size > SIZE_MAX)
+	if (am->method == ARCHIVE_DEFLATE && archive_member_sozip(t->ar, e->member)) {
+		mb = malloc(sizeof(*mb));
+		if (!mb)
+			return -ENOMEM;
+		*mb = (struct member_base){ version_ref_tables(t->ver), t->ar,
+					    e->member };
+		*b = (struct wbuf_base){ .fd = -1, .len = size,
+					 .read = member_base_read,
+					 .put = member_base_put, .ctx = mb,
+					 .tag = e->content_tag };
+		return 0;
+	}
+	if (am->method != ARCHIVE_STORE || size > SIZE_MAX)
 		return -EAGAIN;
 	ret = archive_member_span(t->ar, e->member, 0, (size_t)size, &fd,
 				  &pos, &got, NULL);
@@ -111,14 +149,16 @@ void edit_rebase(struct tree *t, struct node *n, bool committed)
 	if (edit_base(t, n->e, &b))
 		return;
 	if (b.len != w->size) {	/* cannot be: the member is w's content */
-		version_put(b.ctx);
+		b.put(b.ctx);
 		return;
 	}
 	wbuf_rebase(w, &b, committed);
 }
 
 /* Start editing n: its edit holds the current content (or nothing when
- * empty): a stored member's by copy-on-write, anything else by a copy.
+ * empty): a stored or SOZip member's by copy-on-write, anything else by a
+ * copy (a deflated member without an index: its commit writes it whole,
+ * as SOZip where the commit clones, so its next edit is copy-on-write).
  * t->lock and n->lock held. */
 static int edit_begin(struct tree *t, struct node *n, bool empty)
 {
@@ -131,7 +171,7 @@ static int edit_begin(struct tree *t, struct node *n, bool empty)
 	    !edit_base(t, n->e, &b)) {
 		w = malloc(sizeof(*w));
 		if (!w) {
-			version_put(b.ctx);
+			b.put(b.ctx);
 			return -ENOMEM;
 		}
 		wbuf_init(w);

@@ -284,7 +284,7 @@ void edit_end_if_idle(struct tree *t, struct node *n);
  * whole (its written pages are now in the archive); else only when the
  * member's content is still what the edit's base shows.  The old archive
  * version is released.  Nothing happens when the member cannot be a base
- * (deflated). */
+ * (deflated without a SOZip index). */
 void edit_rebase(struct tree *t, struct node *n, bool committed);
 
 /* ---- commit.c: what a commit contains, and its outcome ---------------- */
@@ -327,6 +327,11 @@ int version_new(struct archive *ar, struct version **out);
 struct version *version_ref(struct version *v);
 /* Drop a reference; the last one closes the archive.  NULL is a no-op. */
 void version_put(struct version *v);
+/* A reference that also reads members through v's archive tables
+ * (archive_member_read), so that v is not retired while it lives; drop it
+ * with version_put_tables().  Only on the current version (t->lock held). */
+struct version *version_ref_tables(struct version *v);
+void version_put_tables(struct version *v);
 /* Make sure t->spare is there for the next version_publish: 0, or -ENOMEM
  * with a message.  Call before archive_commit.  t->lock held for writing. */
 int version_reserve(struct tree *t, struct npz_err *err);

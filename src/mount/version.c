@@ -17,6 +17,8 @@
 struct version {
 	struct archive *ar;
 	atomic_uint refs;
+	atomic_uint readers;	/* references that read members through
+				   ar's tables (version_ref_tables) */
 	struct version *next;	/* in t->retired */
 };
 
@@ -48,6 +50,7 @@ int version_new(struct archive *ar, struct version **out)
 		return -ENOMEM;
 	v->ar = ar;
 	atomic_init(&v->refs, 1);
+	atomic_init(&v->readers, 0);
 	*out = v;
 	return 0;
 }
@@ -56,6 +59,18 @@ struct version *version_ref(struct version *v)
 {
 	atomic_fetch_add(&v->refs, 1);
 	return v;
+}
+
+struct version *version_ref_tables(struct version *v)
+{
+	atomic_fetch_add(&v->readers, 1);
+	return version_ref(v);
+}
+
+void version_put_tables(struct version *v)
+{
+	atomic_fetch_sub(&v->readers, 1);
+	version_put(v);
 }
 
 void version_put(struct version *v)
@@ -94,8 +109,13 @@ static void drop_retired(struct version *list)
 	for (v = list; v; v = next) {
 		next = v->next;
 		/* nobody reads its tables any more (readers took t->ar under
-		 * t->lock): only its descriptors stay, for zero-copy replies */
-		archive_retire(v->ar);
+		 * t->lock): only its descriptors stay, for zero-copy replies;
+		 * unless an edit's base reads its members (a deflated member's
+		 * content): then all of it stays until its last reference.
+		 * No reader starts after this: readers take the current
+		 * version, and v is not current any more. */
+		if (atomic_load(&v->readers) == 0)
+			archive_retire(v->ar);
 		version_put(v);
 	}
 }

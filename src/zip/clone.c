@@ -70,6 +70,7 @@ struct plan {
 	size_t n;
 	ssize_t *keep;		/* old member change k keeps in place, or -1 */
 	bool *patched;		/* change k patches its kept member */
+	struct sozip_patch **sozip;	/* change k's SOZip patch, or NULL */
 	struct extent *ext;	/* the bytes of the member change k keeps */
 	struct extent *live;	/* the kept members' bytes, by start */
 	size_t nlive;
@@ -164,6 +165,24 @@ static bool patch_in_place(const struct archive *a,
 	return !(m->flags & 8) && !strcmp(c->name, m->pub.name);
 }
 
+/* Patch k of a SOZip member: prepared here (sozip_edit.c); kept in place
+ * when its compressed size stays.  Returns 1 (in place), 0 or -errno. */
+static int sozip_plan(struct plan *p, size_t k, struct file_src *s)
+{
+	const struct archive_change *c = &p->ch[k];
+	struct npz_err err = { "" };
+	int ret;
+
+	if (c->from >= 0 || !c->patch ||
+	    p->a->m[c->patch_of].pub.method != ARCHIVE_DEFLATE)
+		return 0;
+	ret = ar_sozip_patch_prepare(p->a, c, &p->sozip[k], &err);
+	if (ret)
+		return plan_fail(s, ret, err.msg[0] ? err.msg : strerror(-ret));
+	return p->sozip[k] && ar_sozip_patch_in_place(p->sozip[k]) &&
+	       patch_in_place(p->a, c);
+}
+
 /* Which changes keep their old member in place, those members' extents,
  * where appending starts and how many bytes before it are dead. */
 static int plan_keep(struct plan *p, struct file_src *s)
@@ -177,9 +196,13 @@ static int plan_keep(struct plan *p, struct file_src *s)
 		size_t idx;
 
 		p->keep[k] = -1;
+		ret = sozip_plan(p, k, s);
+		if (ret < 0)
+			return ret;
 		if (c->from >= 0 && !strcmp(c->name, p->a->m[c->from].pub.name))
 			idx = (size_t)c->from;
-		else if (patch_in_place(p->a, c))
+		else if (ret || (patch_in_place(p->a, c) &&
+				 p->a->m[c->patch_of].pub.method == ARCHIVE_STORE))
 			idx = c->patch_of;
 		else
 			continue;
@@ -244,6 +267,9 @@ static int plan_decide(const struct plan *p)
 
 static void plan_release(struct plan *p)
 {
+	for (size_t k = 0; p->sozip && k < p->n; k++)
+		ar_sozip_patch_free(p->sozip[k]);
+	free(p->sozip);
 	free(p->data);
 	free(p->lh);
 	free(p->hdr);
@@ -268,6 +294,7 @@ static int plan_init(struct plan *p, struct archive *a,
 	p->n = n;
 	p->keep = malloc((n ? n : 1) * sizeof(*p->keep));
 	p->patched = calloc(n ? n : 1, sizeof(*p->patched));
+	p->sozip = calloc(n ? n : 1, sizeof(*p->sozip));
 	p->live = malloc((n ? n : 1) * sizeof(*p->live));
 	p->ents = calloc(n ? n : 1, sizeof(*p->ents));
 	p->ext = calloc(n ? n : 1, sizeof(*p->ext));
@@ -275,8 +302,8 @@ static int plan_init(struct plan *p, struct archive *a,
 	p->data = calloc(n ? n : 1, sizeof(*p->data));
 	p->cd = malloc(a->cd_size ? (size_t)a->cd_size : 1);
 	p->hdr = malloc(HDR_MAX);
-	if (!p->keep || !p->patched || !p->live || !p->ents || !p->cd ||
-	    !p->hdr || !p->ext || !p->lh || !p->data)
+	if (!p->keep || !p->patched || !p->sozip || !p->live || !p->ents ||
+	    !p->cd || !p->hdr || !p->ext || !p->lh || !p->data)
 		return plan_fail(s, -ENOMEM, strerror(ENOMEM));
 	got = ar_pread_full(a->fd, p->cd, (size_t)a->cd_size, a->cd_off);
 	if (got >= 0 && (uint64_t)got != a->cd_size)
@@ -575,6 +602,13 @@ static int write_member(struct plan *p, size_t k, struct file_src *s,
 
 	entry_init(p, c, e);
 	e->lh_off = *pos;
+	if (p->sozip[k]) {	/* a SOZip patch that changed its size */
+		uint64_t cloned = 0;
+
+		ret = ar_sozip_patch_write(p->a, p->sozip[k], e, s->tmp_fd,
+					   pos, &cloned);
+		return ret ? plan_fail(s, ret, strerror(-ret)) : 0;
+	}
 	zip64 = c->from >= 0 ? e->size >= 0xffffffffu ||
 			       e->comp_size >= 0xffffffffu
 			     : ar_local_needs_zip64(c->size);
@@ -641,6 +675,15 @@ static int apply_patch(struct plan *p, size_t k, struct file_src *s)
 	uint32_t crc = m->pub.crc;
 	unsigned char lh[8];
 	int ret = data < 0 ? (int)data : !old || !now ? -ENOMEM : 0;
+
+	if (p->sozip[k]) {	/* a SOZip patch of the same size */
+		free(old);
+		free(now);
+		if (!ret)
+			ret = ar_sozip_patch_apply(p->sozip[k], e, c->mtime,
+						   s->tmp_fd, to, to_lh);
+		return ret ? plan_fail(s, ret, strerror(-ret)) : 0;
+	}
 
 	for (size_t r = 0; !ret && r < c->nranges; r++) {
 		uint64_t pos = c->ranges[r].off, end = pos + c->ranges[r].len;

@@ -22,7 +22,7 @@ static int cmp_name_ptr(const void *x, const void *y)
 }
 
 /* Check the change list.  Returns 0 or -EINVAL/-ENOMEM with a message. */
-static int check_changes(const struct archive *a,
+static int check_changes(struct archive *a,
 			 const struct archive_change *ch, size_t n,
 			 struct npz_err *err)
 {
@@ -43,9 +43,10 @@ static int check_changes(const struct archive *a,
 			return -EINVAL;
 		}
 		if (c->patch && (c->from != -1 || c->patch_of >= a->count ||
-				 a->m[c->patch_of].pub.method != ARCHIVE_STORE ||
+				 a->m[c->patch_of].pub.method != c->method ||
 				 a->m[c->patch_of].pub.size != c->size ||
-				 c->method != ARCHIVE_STORE ||
+				 (c->method != ARCHIVE_STORE &&
+				  !archive_member_sozip(a, c->patch_of)) ||
 				 (c->nranges && !c->ranges))) {
 			npz_err_set(err, "member %s: bad patch", c->name);
 			return -EINVAL;

@@ -390,6 +390,22 @@ uint64_t ar_sozip_extent_end(struct archive *a, struct member *m)
 	return x ? x->rec_end : 0;
 }
 
+struct sozip_map *ar_sozip_map(struct archive *a, struct member *m)
+{
+	struct sozip_map *x;
+	int ret = 0;
+
+	if (m->pub.method != ARCHIVE_DEFLATE)
+		return NULL;
+	x = sozip_get(a, m, &ret, NULL);
+	return !x || x == &sozip_none || atomic_load(&x->broken) ? NULL : x;
+}
+
+bool archive_member_sozip(struct archive *a, size_t i)
+{
+	return i < a->count && ar_sozip_map(a, &a->m[i]) != NULL;
+}
+
 /* One read's inflate state: its stream, a window of compressed input and
  * a scratch buffer. */
 struct chunk_io {

@@ -278,6 +278,10 @@ int ar_sozip_read(struct archive *a, struct member *m, void *buf, size_t len,
  * (so that a cloned commit keeps it), else 0 (also on errors). */
 uint64_t ar_sozip_extent_end(struct archive *a, struct member *m);
 
+/* m's usable SOZip index (looked for once), or NULL: none, damaged,
+ * found not to match its data, or not deflated. */
+struct sozip_map *ar_sozip_map(struct archive *a, struct member *m);
+
 /* Free m's index (the member table is going). */
 void ar_sozip_release(struct member *m);
 
@@ -301,6 +305,53 @@ uint64_t ar_sozip_tail_hits(void);
 /* Inflate the chunks of a read of two or more on the inflate pool (the
  * default) or each in order on the caller's thread; for tests. */
 void ar_sozip_set_parallel(bool on);
+
+/* ---- sozip_edit.c: patches of SOZip members ---- */
+
+/* Can n bytes of padding (empty deflate blocks, inflating to nothing) be
+ * made: 0, or 5 and more but 8?  ar_sozip_pad() writes them at p (at a
+ * byte boundary of a stream, before its final block) and returns n, or 0
+ * when they cannot be made. */
+bool ar_sozip_pad_ok(size_t n);
+size_t ar_sozip_pad(unsigned char *p, size_t n);
+
+struct zip_entry;
+/* A patch of a SOZip member: its touched chunks deflated anew. */
+struct sozip_patch;
+
+/* Prepare change c (c->patch of a's member c->patch_of): when that member
+ * is deflated with a usable SOZip index and few enough chunks are touched
+ * (their content at most 64 MiB), *out is a new patch (free it with
+ * ar_sozip_patch_free()): the touched chunks deflated anew at c->level
+ * (read: the old chunk inflated, c's written ranges laid over) and the new
+ * CRC, else *out is NULL (write c whole).  Returns 0 or -errno (err says
+ * why). */
+int ar_sozip_patch_prepare(struct archive *a, const struct archive_change *c,
+			   struct sozip_patch **out, struct npz_err *err);
+void ar_sozip_patch_free(struct sozip_patch *sp);
+
+/* Does the patched member keep its compressed size and every chunk's
+ * offset (so it can be patched where it lies, index unchanged)? */
+bool ar_sozip_patch_in_place(const struct sozip_patch *sp);
+
+/* In place (ar_sozip_patch_in_place): write the touched chunks over the
+ * member's bytes in out_fd (a clone or copy of a's file), whose data is at
+ * data and local header at lh_off there, and its new CRC and time (mtime)
+ * into that local header; e gets crc, time and date for its central
+ * entry.  Returns 0 or -errno. */
+int ar_sozip_patch_apply(const struct sozip_patch *sp, struct zip_entry *e,
+			 time_t mtime, int out_fd, uint64_t data,
+			 uint64_t lh_off);
+
+/* Write the patched member anew at *pos of out_fd (moved past it): local
+ * header (e: name, flags, times and attributes set by the caller; method,
+ * sizes, CRC, lh_off and pad set here), its data starting at the old
+ * data's offset modulo 4096 (untouched chunks cloned from a's file where
+ * out_fd's filesystem can, or copied; *cloned counts cloned bytes), then
+ * the new hidden index.  Returns 0 or -errno. */
+int ar_sozip_patch_write(struct archive *a, const struct sozip_patch *sp,
+			 struct zip_entry *e, int out_fd, uint64_t *pos,
+			 uint64_t *cloned);
 
 /* ---- lock.c: the commit lock ---- */
 

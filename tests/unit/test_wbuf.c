@@ -191,8 +191,30 @@ static bool runs_cover(const struct wbuf *w, const unsigned char *base,
 	return ok;
 }
 
-/* Random writes and truncates of a copy-on-write wbuf against a model. */
-static void test_cow(void)
+/* A base read through a callback (a deflated member's content): short
+ * reads, from memory. */
+struct mem_base {
+	const unsigned char *p;
+	size_t len;
+};
+
+static ssize_t mem_read(void *ctx, void *buf, size_t n, uint64_t pos)
+{
+	struct mem_base *mb = ctx;
+
+	if (pos >= mb->len)
+		return 0;
+	if (n > mb->len - pos)
+		n = mb->len - pos;
+	if (n > 1000)
+		n = 1000;
+	memcpy(buf, mb->p + pos, n);
+	return (ssize_t)n;
+}
+
+/* Random writes and truncates of a copy-on-write wbuf against a model;
+ * callback: its base is read through a callback, not a descriptor. */
+static void test_cow(bool callback)
 {
 	enum { LEN = 5 * WBUF_PAGE + 123, MAX = 9 * WBUF_PAGE };
 	unsigned char *base, model[MAX], got[MAX], chunk[3 * WBUF_PAGE];
@@ -202,8 +224,14 @@ static void test_cow(void)
 	bool same = true;
 	int fd = base_file(LEN, &base);
 
+	struct mem_base mb = { base, LEN };
+
+	puts_seen = 0;
 	b = (struct wbuf_base){ .fd = fd, .off = 100, .len = LEN,
 				.put = count_put };
+	if (callback)
+		b = (struct wbuf_base){ .fd = -1, .len = LEN, .read = mem_read,
+					.ctx = &mb, .put = count_put };
 	memcpy(model, base, LEN);
 	wbuf_init(&w);
 	wbuf_init_cow(&w, &b);
@@ -275,6 +303,7 @@ static void test_cow(void)
 	if (pwrite(fd, model, LEN, 20000) != LEN)
 		test_cond("second base written", 0);
 	b.off = 20000;
+	mb.p = model;
 	wbuf_rebase(&w, &b, true);
 	{
 		uint64_t off = 0, len;
@@ -296,7 +325,8 @@ static void test_cow(void)
 int main(void)
 {
 	test_memory_and_spill();
-	test_cow();
+	test_cow(false);
+	test_cow(true);
 	test_convert();
 	return test_report();
 }
