@@ -238,6 +238,16 @@ static int file_new(struct tree *t, struct node *n, int flags,
 	f->gen = n->reject_gen;
 	if ((n->kind == N_MEMBER || n->kind == N_VIEW) && n->e &&
 	    n->e->in_archive) {
+		if (n->e->ext_gen != n->page_ext) {
+			/* another program's version changed the content:
+			 * this open drops the kernel's pages of the old one,
+			 * unless a file opened before reads them */
+			f->keep_cache = false;
+			if (n->refs)
+				f->direct_io = true;
+			else
+				n->page_ext = n->e->ext_gen;
+		}
 		f->snapped = true;
 		f->snap_ext = n->e->ext_gen;
 		if (n->kind == N_MEMBER) {
@@ -327,6 +337,11 @@ static int open_retrying(struct tree *t, bool write,
 bool tree_file_keep_cache(const struct tree_file *f)
 {
 	return f->keep_cache;
+}
+
+bool tree_file_direct_io(const struct tree_file *f)
+{
+	return f->direct_io;
 }
 
 int tree_open(struct tree *t, const char *path, int flags,

@@ -113,6 +113,8 @@ struct node {
 	bool rejected;		/* the edit was rejected: files opened since
 				   see the archive's content again */
 	uint64_t reject_gen;	/* counts rejections */
+	uint64_t page_ext;	/* the entry's ext_gen the kernel's pages of
+				   this path may hold (follow.c) */
 	unsigned int wopens;	/* open files with write access */
 	unsigned int refs;	/* open files */
 };
@@ -179,6 +181,7 @@ struct tree_file {
 	bool wrote;		/* written through this file since open */
 	uint64_t gen;		/* node->reject_gen at open */
 	bool keep_cache;	/* opened showing the archive's content */
+	bool direct_io;		/* no page cache: see tree_file_direct_io */
 	bool snapped;		/* opened on an archive member or its view:
 				   snap_ext says which content */
 	uint64_t snap_ext;	/* its entry's ext_gen at open */
