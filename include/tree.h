@@ -40,6 +40,10 @@
  *  - tree->cache_lock (mutex) protects: the text cache file's end offset.
  *  - tree->inval_lock (leaf mutex) protects: the queue of paths whose
  *    kernel attributes are stale (sent after tree->lock is released).
+ *  - tree->follow_lock (leaf mutex) wakes the follower thread (follow.c),
+ *    which notices another program's change of the archive (a stat() of
+ *    its path at most every 200 ms, when requests come) and loads the new
+ *    version in a change, indexed with no tree lock held.
  *  - Archive versions are reference counted (atomic, no lock): the tree
  *    holds its current archive; a commit's new archive replaces it and the
  *    old one is closed by its last reference, the zero-copy span a thread
