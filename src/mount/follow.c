@@ -330,8 +330,9 @@ static void follow_check(struct tree *t)
 	uint64_t gen;
 	int ret;
 
+	/* after a running commit: what it published is in t->seen */
+	pthread_mutex_lock(&t->change_lock);
 	ret = stat(t->apath, &sb) ? -errno : 0;
-	pthread_mutex_lock(&t->change_lock);	/* after a running commit */
 	if (ret == -ENOENT && !t->gone)
 		npz_log("%s: the archive was removed by another program: the mount keeps showing its last version and open files read on; edits fail (ESTALE) and the archive is not re-created",
 			t->apath);
