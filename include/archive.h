@@ -45,6 +45,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 #include <time.h>
 
@@ -311,6 +312,14 @@ int archive_clean_temps(const char *path);
  * time, through a's descriptor)?  false once another program rewrote it in
  * place (logged once): its members then read as EIO. */
 bool archive_intact(struct archive *a);
+
+/* The identity a was indexed with: fstat() of its descriptor when it was
+ * opened (device, inode, size, modification time). */
+void archive_identity(const struct archive *a, struct stat *st);
+
+/* fstat() of a's descriptor now (its ctime moves when a commit renames
+ * the file into place).  0 or -errno. */
+int archive_fstat(const struct archive *a, struct stat *st);
 
 /* The archive file's modification time when it was opened. */
 time_t archive_mtime(const struct archive *a);

@@ -40,6 +40,10 @@
  *  - tree->cache_lock (mutex) protects: the text cache file's end offset.
  *  - tree->inval_lock (leaf mutex) protects: the queue of paths whose
  *    kernel attributes are stale (sent after tree->lock is released).
+ *  - tree->follow_lock (leaf mutex) wakes the follower thread (follow.c),
+ *    which notices another program's change of the archive (a stat() of
+ *    its path at most every 200 ms, when requests come) and loads the new
+ *    version in a change, indexed with no tree lock held.
  *  - Archive versions are reference counted (atomic, no lock): the tree
  *    holds its current archive; a commit's new archive replaces it and the
  *    old one is closed by its last reference, the zero-copy span a thread
@@ -120,6 +124,12 @@ int tree_readdir(struct tree *t, const char *path, bool sizes,
  * in progress): every change of that content (a commit, a rejected edit)
  * invalidates the path's cache. */
 bool tree_file_keep_cache(const struct tree_file *f);
+
+/* Must f bypass the kernel's page cache (direct I/O)?  True while a file
+ * opened before another program's version changed its content is still
+ * open: the kernel keeps one page cache per path, and that file reads the
+ * old version (its snapshot). */
+bool tree_file_direct_io(const struct tree_file *f);
 
 int tree_open(struct tree *t, const char *path, int flags,
 	      struct tree_file **out);

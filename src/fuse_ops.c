@@ -160,6 +160,7 @@ static int npzfs_open(const char *path, struct fuse_file_info *fi)
 	if (!ret) {
 		fi->fh = (uint64_t)(uintptr_t)f;
 		fi->keep_cache = tree_file_keep_cache(f);
+		fi->direct_io = tree_file_direct_io(f);
 	}
 	return ret;
 }

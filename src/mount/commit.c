@@ -250,6 +250,7 @@ int commit_archive(struct tree *t, struct npz_err *err)
 	}
 	if (!ret) {
 		version_publish(t, nar);
+		follow_published(t);	/* not another program's change */
 		commit_drop_left_out(t);
 		commit_renumber(t, &p);
 	}
@@ -457,16 +458,20 @@ static void commit_outcome(struct tree *t, struct node *n, const char *path,
 			free(n->e->error);
 			n->e->error = NULL;
 		}
-	} else if (ret == -EINVAL && n->kind != N_NEW) {
-		/* rejected: files opened from now on show the unchanged array
-		 * again; the files that wrote it may still finish their edit
-		 * (a child closing a shared descriptor also flushes) */
+	} else if ((ret == -EINVAL || ret == -ESTALE) && n->kind != N_NEW) {
+		/* rejected (or stale: another program changed the archive
+		 * since the edit began; it fails again if retried): files
+		 * opened from now on show the archive's array again; the
+		 * files that wrote it may still finish their edit (a child
+		 * closing a shared descriptor also flushes) */
+		if (ret == -ESTALE)
+			n->stale = true;
 		n->dirty = false;
 		n->rejected = true;
 		n->reject_gen++;
 		inval_add(t, path);
 		edit_end_if_idle(t, n);
-	} else if (ret == -EINVAL) {
+	} else if (ret == -EINVAL || ret == -ESTALE) {
 		n->dirty = false;
 	}
 }
@@ -479,6 +484,7 @@ int commit_node(struct tree *t, struct node *n)
 	struct npz_err err = { "" };
 	struct wbuf *w;
 	char *path;
+	bool stale;
 	int ret;
 
 	pthread_mutex_lock(&n->lock);
@@ -491,13 +497,20 @@ int commit_node(struct tree *t, struct node *n)
 	path = node_path_dup(n);
 	ret = path ? edit_freeze(n) : -ENOMEM;
 	w = n->edit;
+	stale = n->stale;
 	pthread_mutex_unlock(&n->lock);
 	if (ret) {
 		free(path);
 		return ret;
 	}
-	ret = commit_content(t, path, n->kind == N_NEW ? NULL : n->e, w, n,
-			     &err);
+	if (stale) {
+		/* part of its content was another version's (follow.c) */
+		npz_err_set(&err, "another program changed the archive while this file was being edited: the edit is not committed; write it again");
+		ret = -ESTALE;
+	} else {
+		ret = commit_content(t, path, n->kind == N_NEW ? NULL : n->e,
+				     w, n, &err);
+	}
 	pthread_mutex_lock(&n->lock);
 	if (!ret)	/* the archive holds the edit: it is the new base */
 		edit_rebase(t, n, true);

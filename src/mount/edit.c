@@ -201,6 +201,7 @@ void edit_end_if_idle(struct tree *t, struct node *n)
 		free(n->edit);
 		n->edit = NULL;
 		n->rejected = false;
+		n->stale = false;
 	}
 }
 
@@ -216,6 +217,7 @@ static void edit_claim(struct node *n, const struct tree_file *f)
 	wbuf_release(n->edit);
 	free(n->edit);
 	n->edit = NULL;
+	n->stale = false;
 }
 
 static int file_new(struct tree *t, struct node *n, int flags,
@@ -231,8 +233,28 @@ static int file_new(struct tree *t, struct node *n, int flags,
 	 * the page cache: its reads fail) */
 	f->keep_cache = !n->edit && !(flags & O_TRUNC) &&
 			(n->kind == N_MEMBER || n->kind == N_VIEW) &&
-			archive_intact(t->ar);
+			archive_intact(t->ar) &&
+			!atomic_load(&t->follow_inval);
 	f->gen = n->reject_gen;
+	if ((n->kind == N_MEMBER || n->kind == N_VIEW) && n->e &&
+	    n->e->in_archive) {
+		if (n->e->ext_gen != n->page_ext) {
+			/* another program's version changed the content:
+			 * this open drops the kernel's pages of the old one,
+			 * unless a file opened before reads them */
+			f->keep_cache = false;
+			if (n->refs)
+				f->direct_io = true;
+			else
+				n->page_ext = n->e->ext_gen;
+		}
+		f->snapped = true;
+		f->snap_ext = n->e->ext_gen;
+		if (n->kind == N_MEMBER) {
+			f->snap = version_ref_tables(t->ver);
+			f->snap_member = n->e->member;
+		}
+	}
 	n->refs++;
 	if (f->writable)
 		n->wopens++;
@@ -317,9 +339,15 @@ bool tree_file_keep_cache(const struct tree_file *f)
 	return f->keep_cache;
 }
 
+bool tree_file_direct_io(const struct tree_file *f)
+{
+	return f->direct_io;
+}
+
 int tree_open(struct tree *t, const char *path, int flags,
 	      struct tree_file **out)
 {
+	follow_poke(t);
 	return open_retrying(t, false, open_locked, path, flags, out);
 }
 
@@ -428,6 +456,8 @@ int tree_release(struct tree *t, struct tree_file *f)
 	gone = n->dead && n->refs == 0;
 	pthread_mutex_unlock(&n->lock);
 	pthread_rwlock_unlock(&t->lock);
+	if (f->snap)
+		version_put_tables(f->snap);
 	inval_flush(t, NULL);
 	if (gone)
 		node_free(n);

@@ -108,7 +108,7 @@ static int add_dir_member(struct tree *t, struct entry *e,
 	return ret;
 }
 
-static int add_member(struct tree *t, size_t i, struct buf *path)
+int entries_add_member(struct tree *t, size_t i, struct buf *path)
 {
 	const struct archive_member *m = archive_member(t->ar, i);
 	struct node *parent, *n;
@@ -241,6 +241,8 @@ int tree_new(struct archive *ar, const struct tree_opts *opts,
 	pthread_rwlock_init(&t->lock, NULL);
 	pthread_mutex_init(&t->cache_lock, NULL);
 	pthread_mutex_init(&t->inval_lock, NULL);
+	pthread_mutex_init(&t->follow_lock, NULL);
+	pthread_cond_init(&t->follow_cv, NULL);
 	buf_init(&t->inval);
 	ns_moved(t);
 	ret = ns_hash_grow(t);
@@ -249,11 +251,13 @@ int tree_new(struct archive *ar, const struct tree_opts *opts,
 	if (!ret)
 		cache_open(t);
 	for (size_t i = 0; !ret && i < n; i++)
-		ret = add_member(t, i, &path);
+		ret = entries_add_member(t, i, &path);
 	for (size_t i = 0; !ret && i < t->nentries; i++)
 		ret = entry_add_view(t, t->entries[i]);
 	if (!ret)
 		ret = version_new(ar, &t->ver);
+	if (!ret)
+		ret = follow_init(t);
 	buf_release(&path);
 	if (ret) {
 		if (ret == -ENOMEM)
@@ -270,6 +274,7 @@ void tree_free(struct tree *t)
 {
 	if (!t)
 		return;
+	follow_stop(t);
 	for (size_t b = 0; b < t->nbuckets; b++) {
 		struct node *n = t->buckets[b], *next;
 
@@ -298,6 +303,9 @@ void tree_free(struct tree *t)
 	pthread_cond_destroy(&t->reap_cv);
 	pthread_mutex_destroy(&t->cache_lock);
 	pthread_mutex_destroy(&t->inval_lock);
+	pthread_mutex_destroy(&t->follow_lock);
+	pthread_cond_destroy(&t->follow_cv);
+	free(t->apath);
 	buf_release(&t->inval);
 	free(t);
 }

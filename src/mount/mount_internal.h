@@ -62,6 +62,9 @@ struct entry {
 	struct node *raw;	/* N_MEMBER node, or NULL when not shown */
 	struct node *view;	/* N_VIEW node, or NULL */
 	struct wbuf *pending;	/* new content for the running commit */
+	uint64_t ext_gen;	/* moves when a reload (follow.c) gives the
+				   member other content (tree->lock): files
+				   opened before read their snapshot */
 	uint64_t content_tag;	/* names the member's content: a new one
 				   whenever a commit gives it new bytes
 				   (tree->lock); a copy-on-write edit's base
@@ -104,9 +107,14 @@ struct node {
 	bool frozen;		/* a running commit reads edit: nobody
 				   changes or frees it (edit.c) */
 	bool dirty;		/* written since the last commit */
+	bool stale;		/* the edit began on an archive another
+				   program replaced since (follow.c): its
+				   commit fails with -ESTALE */
 	bool rejected;		/* the edit was rejected: files opened since
 				   see the archive's content again */
 	uint64_t reject_gen;	/* counts rejections */
+	uint64_t page_ext;	/* the entry's ext_gen the kernel's pages of
+				   this path may hold (follow.c) */
 	unsigned int wopens;	/* open files with write access */
 	unsigned int refs;	/* open files */
 };
@@ -147,6 +155,24 @@ struct tree {
 					   stale, NUL-separated */
 	void (*inval_fn)(void *ctx, const char *path);
 	void *inval_ctx;
+	/* follow.c: noticing and loading the archive's other versions */
+	char *apath;			/* the archive's path (resolved) */
+	_Atomic int64_t follow_due;	/* ms (CLOCK_MONOTONIC_COARSE) of
+					   the next check; lock-free */
+	pthread_mutex_t follow_lock;	/* protects: follow_kick .. follower;
+					   a leaf lock */
+	pthread_cond_t follow_cv;
+	bool follow_kick, follow_stop, follow_on;
+	pthread_t follower;
+	struct stat seen;	/* stat() of apath as last accounted for
+				   (change_lock) */
+	uint64_t seen_gen;	/* moves when seen does (change_lock) */
+	bool gone;		/* the archive's path was removed
+				   (change_lock) */
+	atomic_bool follow_inval;	/* a reload's paths are not yet
+					   invalidated: opens keep no cache */
+	struct stat failed;	/* the last version that failed to load
+				   (follower thread only): logged once */
 };
 
 struct tree_file {
@@ -155,6 +181,14 @@ struct tree_file {
 	bool wrote;		/* written through this file since open */
 	uint64_t gen;		/* node->reject_gen at open */
 	bool keep_cache;	/* opened showing the archive's content */
+	bool direct_io;		/* no page cache: see tree_file_direct_io */
+	bool snapped;		/* opened on an archive member or its view:
+				   snap_ext says which content */
+	uint64_t snap_ext;	/* its entry's ext_gen at open */
+	struct version *snap;	/* N_MEMBER: the version it opened
+				   (version_ref_tables), read when another
+				   program's version changed the member */
+	size_t snap_member;	/* its member index there */
 };
 
 /* ---- entries.c: the change lock ---------------------------------------- */
@@ -234,6 +268,10 @@ int entries_add(struct tree *t, struct entry *e);
 struct entry *entry_by_mname(struct tree *t, const char *mname);
 /* Forget the parsed header and rendered text: the content changed. */
 void entry_reset(struct tree *t, struct entry *e);
+/* Show member i of t->ar as a new entry (at mount, and for a member a
+ * reload found): its nodes and parent directories; a clashing name is
+ * logged and not shown.  path is scratch space.  0 or -ENOMEM. */
+int entries_add_member(struct tree *t, size_t i, struct buf *path);
 /* Add the view NAME.txt of an array entry shown as NAME.npy, unless that
  * path is taken: 0 or -ENOMEM. */
 int entry_add_view(struct tree *t, struct entry *e);
@@ -319,6 +357,23 @@ void inval_add_node(struct tree *t, const struct node *n);
  * back.  No tree lock held. */
 void inval_flush(struct tree *t, const char *skip);
 
+/* ---- follow.c: the mount follows its archive ------------------------- */
+
+/* A request looks at the namespace: when the last check is ~200 ms old,
+ * wake the follower thread to stat() the archive's path.  Cheap (a coarse
+ * clock read); any lock may be held. */
+void follow_poke(struct tree *t);
+/* A commit published its own archive (in a change): remember its
+ * identity, so that it is not taken for another program's change. */
+void follow_published(struct tree *t);
+/* At tree_new: the identity of the mounted archive.  0 or -ENOMEM. */
+int follow_init(struct tree *t);
+/* Stop the follower thread (unmount, tree_free); idempotent. */
+void follow_stop(struct tree *t);
+/* Does f read its snapshot (its member changed or went since open)?
+ * t->lock held. */
+bool follow_snapshot(const struct tree_file *f);
+
 /* ---- version.c: archive versions, closed by their last reference ----- */
 
 /* A new version of ar holding one reference (the caller's): 0 or -ENOMEM. */
@@ -327,6 +382,8 @@ int version_new(struct archive *ar, struct version **out);
 struct version *version_ref(struct version *v);
 /* Drop a reference; the last one closes the archive.  NULL is a no-op. */
 void version_put(struct version *v);
+/* v's archive. */
+struct archive *version_archive(const struct version *v);
 /* A reference that also reads members through v's archive tables
  * (archive_member_read), so that v is not retired while it lives; drop it
  * with version_put_tables().  Only on the current version (t->lock held). */

@@ -43,6 +43,7 @@ int tree_stat(struct tree *t, const char *path, struct tree_stat *st)
 	struct node *n;
 	int ret = -ENOENT;
 
+	follow_poke(t);
 	pthread_rwlock_rdlock(&t->lock);
 	n = ns_lookup(t, path);
 	if (n) {
@@ -62,6 +63,7 @@ int tree_readdir(struct tree *t, const char *path, bool sizes,
 	struct node *d;
 	int ret = 0;
 
+	follow_poke(t);
 	pthread_rwlock_rdlock(&t->lock);
 	d = ns_find(t, path);
 	if (!d)
@@ -132,6 +134,24 @@ ssize_t node_read_content(struct tree *t, struct node *n, void *buf,
 	return r;
 }
 
+/* Read f's snapshot: the member it opened, in the version it opened
+ * (another program's version changed or removed it since); a view's text
+ * of then is gone: -EIO.  t->lock held. */
+static ssize_t snapshot_read(struct tree_file *f, void *buf, size_t len,
+			     uint64_t off)
+{
+	struct npz_err err = { "" };
+	ssize_t r;
+
+	if (!f->snap)
+		return -EIO;
+	r = archive_member_read(version_archive(f->snap), f->snap_member, buf,
+				len, off, &err);
+	if (r < 0 && err.msg[0])
+		npz_log("%s", err.msg);
+	return r;
+}
+
 ssize_t tree_read(struct tree *t, struct tree_file *f, void *buf, size_t len,
 		  uint64_t off)
 {
@@ -145,7 +165,8 @@ ssize_t tree_read(struct tree *t, struct tree_file *f, void *buf, size_t len,
 		pthread_mutex_unlock(&n->lock);
 	} else {
 		pthread_mutex_unlock(&n->lock);
-		r = node_read_content(t, n, buf, len, off);
+		r = follow_snapshot(f) ? snapshot_read(f, buf, len, off)
+				       : node_read_content(t, n, buf, len, off);
 	}
 	pthread_rwlock_unlock(&t->lock);
 	return r;
@@ -161,7 +182,18 @@ int tree_read_span(struct tree *t, struct tree_file *f, size_t len,
 	pthread_rwlock_rdlock(&t->lock);
 	pthread_mutex_lock(&n_->lock);
 	e = n_->edit ? NULL : n_->e;
-	pthread_mutex_unlock(&n_->lock);
+	if (!n_->edit && f->snap && follow_snapshot(f)) {
+		/* the version it opened: another program's changed it */
+		pthread_mutex_unlock(&n_->lock);
+		ret = archive_member_span(version_archive(f->snap),
+					  f->snap_member, off, len, fd, pos, n,
+					  NULL);
+		if (!ret)
+			ret = version_hold(f->snap);
+		e = NULL;
+	} else {
+		pthread_mutex_unlock(&n_->lock);
+	}
 	if (e && n_->kind == N_MEMBER) {
 		ret = archive_member_span(t->ar, e->member, off, len, fd, pos, n,
 					  NULL);

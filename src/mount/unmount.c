@@ -94,6 +94,7 @@ int tree_unmount(struct tree *t)
 	bool store = false;
 	int ret = 0;
 
+	follow_stop(t);		/* no reload from now on */
 	change_begin(t);
 	nodes = malloc((t->count + 1) * sizeof(*nodes));
 	if (!nodes) {

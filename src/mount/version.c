@@ -55,6 +55,11 @@ int version_new(struct archive *ar, struct version **out)
 	return 0;
 }
 
+struct archive *version_archive(const struct version *v)
+{
+	return v->ar;
+}
+
 struct version *version_ref(struct version *v)
 {
 	atomic_fetch_add(&v->refs, 1);

@@ -235,3 +235,13 @@ time_t archive_mtime(const struct archive *a)
 {
 	return a->st.st_mtime;
 }
+
+void archive_identity(const struct archive *a, struct stat *st)
+{
+	*st = a->st;
+}
+
+int archive_fstat(const struct archive *a, struct stat *st)
+{
+	return fstat(a->fd, st) ? -errno : 0;
+}
