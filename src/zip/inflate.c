@@ -80,6 +80,11 @@
 #define ZR_NEAR 8			/* blocks between reads that count as
 					   one sequential reader's */
 #define RA_QUEUE 16			/* read-ahead jobs waiting, at most */
+/* Deflate gives at most 258 bytes per 2 bits (1032:1): a member that says
+ * it inflates to more than this (a damaged or forged size) is refused
+ * before anything is sized by it. */
+#define ZR_MAX_RATIO 1032u
+#define ZR_MAX_SIZE (1ull << 40)	/* 1 TiB: 4 MiB blocks, 2^18 of them */
 
 #define SNAP_HEAD offsetof(struct inflate_state, tmp_out_buffer)
 const size_t AR_SNAP_MAX = sizeof(struct inflate_state);
@@ -1097,6 +1102,9 @@ int ar_deflated_read(struct archive *a, size_t i, void *buf, size_t len,
 	ret = ar_sozip_read(a, m, buf, len, off, err);
 	if (ret != AR_SOZIP_NONE)
 		return ret;
+	if (m->pub.size > ZR_MAX_SIZE ||
+	    m->pub.size / ZR_MAX_RATIO > m->pub.comp_size + 65536)
+		return ar_member_fail(m, FAULT_SIZE, err);
 	z = zran_get(m);
 	if (!z)
 		return -ENOMEM;
