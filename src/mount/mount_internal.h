@@ -366,6 +366,14 @@ void follow_poke(struct tree *t);
 /* A commit published its own archive (in a change): remember its
  * identity, so that it is not taken for another program's change. */
 void follow_published(struct tree *t);
+/* A commit found the archive changed by another program (-ESTALE from
+ * archive_commit): load the version at the path now, in this change
+ * (t->change_lock and t->lock for writing held; t->lock is released while
+ * it is indexed), as the follower would: edits of members it changed are
+ * marked stale, the others move onto it.  Returns 0 (loaded, or nothing to
+ * load), -EAGAIN (not loadable yet: still being written, or changed while
+ * read), -ESTALE (the archive was removed) or -errno, with err. */
+int follow_sync(struct tree *t, struct npz_err *err);
 /* At tree_new: the identity of the mounted archive.  0 or -ENOMEM. */
 int follow_init(struct tree *t);
 /* Stop the follower thread (unmount, tree_free); idempotent. */
