@@ -167,3 +167,26 @@ def test_rebase_onto_numpy_in_place(tmp_path, mount):
     got = archive_arrays(arc)
     assert np.array_equal(got["a"], np.arange(4) * 3)
     assert np.array_equal(got["b"], np.ones(3) * 2)
+
+
+def test_unmount_stores_scratch_on_top(tmp_path, mount):
+    """Scratch files stored at unmount land on top of the other side's
+    commits; a name the other side stored meanwhile gets a suffix."""
+    import zipfile
+    arc = tmp_path / "u.npz"
+    np.savez(arc, a=np.zeros(2), b=np.zeros(2))
+    m1, m2 = mount(arc), mount(arc)
+    (m1 / "notes.md").write_bytes(b"one")
+    (m2 / "notes.md").write_bytes(b"two")
+    np.save(m1 / "a.npy", np.ones(2))
+    np.save(m2 / "b.npy", np.full(2, 2.0))     # rebased onto m1's commit
+    np.save(m1 / "a.npy", np.full(2, 3.0))     # rebased onto m2's commit
+    for m in (m1, m2):
+        problems = m.stop()
+        assert not problems, "\n".join(problems)
+    with zipfile.ZipFile(arc) as z:
+        assert z.read("notes.md") == b"one"
+        assert z.read("notes.md.2") == b"two"
+    got = archive_arrays(arc)
+    assert np.array_equal(got["a"], np.full(2, 3.0))
+    assert np.array_equal(got["b"], np.full(2, 2.0))
