@@ -575,8 +575,76 @@ static int keep_conflict(struct tree *t, const char *path, struct wbuf *w,
  * version another program is still writing, which does not load yet,
  * waits REBASE_WAIT_MS).  A stale edit is a conflict: -ESTALE, and the
  * content is kept as PATH.conflict.  t->lock held for writing. */
-#define REBASE_TRIES 20
 #define REBASE_WAIT_MS 10
+
+void path_seen(struct tree *t, const char *path, struct seen_path *s)
+{
+	struct node *n = ns_lookup(t, path);
+
+	*s = (struct seen_path){ NULL, 0, false };
+	if (n && (n->kind == N_MEMBER || n->kind == N_VIEW) && n->e) {
+		s->mname = strdup(n->e->mname);
+		s->tag = n->e->content_tag;
+		s->member = s->mname != NULL;
+	}
+}
+
+void seen_release(struct seen_path *s)
+{
+	free(s->mname);
+	s->mname = NULL;
+}
+
+static bool path_same(struct tree *t, const char *path,
+		      const struct seen_path *s)
+{
+	struct seen_path now;
+	bool same;
+
+	path_seen(t, path, &now);
+	same = now.member == s->member &&
+	       (!s->member || (!strcmp(now.mname, s->mname) &&
+			       now.tag == s->tag));
+	seen_release(&now);
+	return same;
+}
+
+/* After a load wait a little when the new version was not loadable yet
+ * (t->lock released meanwhile).  Returns 0 or follow_sync's error. */
+static int sync_once(struct tree *t, struct npz_err *err)
+{
+	int ret = follow_sync(t, err);
+
+	if (ret == -EAGAIN) {
+		struct timespec ts = { 0, REBASE_WAIT_MS * 1000000L };
+
+		pthread_rwlock_unlock(&t->lock);
+		nanosleep(&ts, NULL);
+		pthread_rwlock_wrlock(&t->lock);
+		ret = 0;
+	}
+	return ret;
+}
+
+int rebase_paths(struct tree *t, const char *p1, const struct seen_path *s1,
+		 const char *p2, const struct seen_path *s2)
+{
+	struct npz_err err = { "" };
+	int ret = sync_once(t, &err);
+
+	if (ret) {
+		npz_log("%s", err.msg);
+		return ret;
+	}
+	if (!path_same(t, p1, s1) || (p2 && !path_same(t, p2, s2))) {
+		npz_log("%s: another program changed the archive's member there: not replayed (ESTALE)",
+			(p2 && !path_same(t, p2, s2) ? p2 : p1) + 1);
+		return -ESTALE;
+	}
+	npz_log("%s: replayed on another program's version of the archive",
+		(p2 ? p2 : p1) + 1);
+	return -EAGAIN;
+}
 
 static int commit_rebasing(struct tree *t, struct node *n, const char *path,
 			   struct wbuf *w, bool stale, struct npz_err *err)
@@ -596,14 +664,8 @@ static int commit_rebasing(struct tree *t, struct node *n, const char *path,
 				     w, n, err);
 		if (ret != -ESTALE || tries + 1 >= REBASE_TRIES)
 			break;
-		sret = follow_sync(t, &serr);
-		if (sret == -EAGAIN) {
-			struct timespec ts = { 0, REBASE_WAIT_MS * 1000000L };
-
-			pthread_rwlock_unlock(&t->lock);
-			nanosleep(&ts, NULL);
-			pthread_rwlock_wrlock(&t->lock);
-		} else if (sret) {
+		sret = sync_once(t, &serr);
+		if (sret) {
 			*err = serr;
 			ret = sret;
 			break;

@@ -190,3 +190,22 @@ def test_unmount_stores_scratch_on_top(tmp_path, mount):
     got = archive_arrays(arc)
     assert np.array_equal(got["a"], np.full(2, 3.0))
     assert np.array_equal(got["b"], np.full(2, 2.0))
+
+
+def test_rename_and_unlink_replayed(tmp_path, mount):
+    """A rename onto an array (sed -i's way) and an unlink whose commits
+    find another mount's commit of other members are replayed on top."""
+    arc = tmp_path / "r.npz"
+    np.savez(arc, a=np.arange(3), b=np.zeros(2), c=np.ones(2), d=np.ones(1))
+    m1, m2 = mount(arc), mount(arc)
+    (m1 / "tmpsed").write_bytes(b"5\n6\n7\n")
+    np.save(m2 / "b.npy", np.full(2, 4.0))
+    os.rename(m1 / "tmpsed", m1 / "a.txt")
+    np.save(m2 / "c.npy", np.full(2, 9.0))
+    os.unlink(m1 / "d.npy")
+    got = archive_arrays(arc)
+    assert np.array_equal(got["a"], np.array([5, 6, 7]))
+    assert np.array_equal(got["b"], np.full(2, 4.0))
+    assert np.array_equal(got["c"], np.full(2, 9.0))
+    assert "d" not in got
+    assert poll(lambda: np.array_equal(np.load(m1 / "b.npy"), np.full(2, 4.0)), WITHIN)
