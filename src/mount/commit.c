@@ -699,6 +699,7 @@ static int commit_rebasing(struct tree *t, struct node *n, const char *path,
 		if (e && !e->raw) {
 			node_detach(t, n);
 			show_entry(t, e, NULL);
+			error_keep(&e->error, err->msg);
 		}
 	}
 	return ret;
