@@ -739,12 +739,10 @@ int commit_node(struct tree *t, struct node *n)
 	n->refs--;
 	gone = n->dead && n->refs == 0;
 	pthread_mutex_unlock(&n->lock);
-	if (!path) {
-	} else if (ret == -EINVAL && n->kind == N_NEW) {
+	if (path && ret == -EINVAL && n->kind == N_NEW)
 		report_new_rejected(n, path, &err);
-	} else if (ret) {
+	else if (path && ret)
 		error_report(n, n->e, path + 1, ret, &err);
-	}
 	free(path);
 	if (gone)
 		node_free(n);
