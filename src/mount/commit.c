@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "convert.h"
 #include "mount_internal.h"
@@ -476,6 +477,234 @@ static void commit_outcome(struct tree *t, struct node *n, const char *path,
 	}
 }
 
+/* A copy of frozen (or private) content w in a new wbuf: 0 or -errno. */
+static int content_copy(struct wbuf *w, struct wbuf **out)
+{
+	struct wbuf *c = malloc(sizeof(*c));
+	size_t blen = 1u << 20;
+	char *block = malloc(blen);
+	uint64_t off = 0;
+	int ret = c && block ? 0 : -ENOMEM;
+
+	if (c)
+		wbuf_init(c);
+	while (!ret && off < w->size) {
+		ssize_t r = wbuf_pread(w, block, blen, off);
+
+		if (r <= 0) {
+			ret = r ? (int)r : -EIO;
+			break;
+		}
+		ret = wbuf_pwrite(c, block, (size_t)r, off);
+		off += (uint64_t)r;
+	}
+	free(block);
+	if (ret && c) {
+		wbuf_release(c);
+		free(c);
+	}
+	if (!ret)
+		*out = c;
+	return ret;
+}
+
+/* Keep w, the content of the edit at path whose commit lost to another
+ * program's change, as the scratch file PATH.conflict (or PATH.conflict.K
+ * when that name is busy): a scratch file already there without open
+ * files is replaced.  t->lock held for writing, in a change.  Returns 0
+ * with the scratch file's path in *out (free it), or -errno. */
+static int keep_conflict(struct tree *t, const char *path, struct wbuf *w,
+			 char **out)
+{
+	struct wbuf *copy;
+	int ret = content_copy(w, &copy);
+
+	if (ret)
+		return ret;
+	for (int k = 1; k <= 9; k++) {
+		struct node *c, *parent;
+		struct wbuf *old = NULL;
+		char *cpath;
+
+		if ((k == 1 ? asprintf(&cpath, "%s.conflict", path)
+			    : asprintf(&cpath, "%s.conflict.%d", path, k)) < 0)
+			break;
+		c = ns_find(t, cpath);
+		if (c && c->kind == N_SCRATCH) {
+			pthread_mutex_lock(&c->lock);
+			if (c->refs == 0 && !c->frozen) {
+				old = c->edit;
+				c->edit = copy;
+				c->dirty = false;
+				c->mtime = time(NULL);
+				copy = NULL;
+			}
+			pthread_mutex_unlock(&c->lock);
+			if (!copy) {
+				if (old) {
+					wbuf_release(old);
+					free(old);
+				}
+				inval_add(t, cpath);
+				*out = cpath;
+				return 0;
+			}
+		} else if (!c && !ns_parent_of(t, cpath, &parent) &&
+			   !node_add_path(t, parent, cpath, N_SCRATCH, &c)) {
+			c->edit = copy;
+			c->mtime = time(NULL);
+			inval_add_node(t, parent);
+			*out = cpath;
+			return 0;
+		}
+		free(cpath);
+	}
+	wbuf_release(copy);
+	free(copy);
+	return -EEXIST;
+}
+
+/* Commit n's edit: when the archive turns out to be another program's
+ * newer version (-ESTALE from the zip layer's identity check, under the
+ * commit lock), load that version here (follow_sync: in this change, so
+ * the follower waits; t->lock is released only while it is indexed),
+ * which moves n's edit onto it when the other program did not change n's
+ * member, or marks it stale when it did; then plan and try again, at most
+ * REBASE_TRIES times.  No sleep: the commit lock serialises the writers,
+ * so each try that fails means another commit landed meanwhile (only a
+ * version another program is still writing, which does not load yet,
+ * waits REBASE_WAIT_MS).  A stale edit is a conflict: -ESTALE, and the
+ * content is kept as PATH.conflict.  t->lock held for writing. */
+#define REBASE_WAIT_MS 10
+
+void path_seen(struct tree *t, const char *path, struct seen_path *s)
+{
+	struct node *n = ns_lookup(t, path);
+
+	*s = (struct seen_path){ NULL, 0, false };
+	if (n && (n->kind == N_MEMBER || n->kind == N_VIEW) && n->e) {
+		s->mname = strdup(n->e->mname);
+		s->tag = n->e->content_tag;
+		s->member = s->mname != NULL;
+	}
+}
+
+void seen_release(struct seen_path *s)
+{
+	free(s->mname);
+	s->mname = NULL;
+}
+
+static bool path_same(struct tree *t, const char *path,
+		      const struct seen_path *s)
+{
+	struct seen_path now;
+	bool same;
+
+	path_seen(t, path, &now);
+	same = now.member == s->member &&
+	       (!s->member || (!strcmp(now.mname, s->mname) &&
+			       now.tag == s->tag));
+	seen_release(&now);
+	return same;
+}
+
+/* After a load wait a little when the new version was not loadable yet
+ * (t->lock released meanwhile).  Returns 0 or follow_sync's error. */
+static int sync_once(struct tree *t, struct npz_err *err)
+{
+	int ret = follow_sync(t, err);
+
+	if (ret == -EAGAIN) {
+		struct timespec ts = { 0, REBASE_WAIT_MS * 1000000L };
+
+		pthread_rwlock_unlock(&t->lock);
+		nanosleep(&ts, NULL);
+		pthread_rwlock_wrlock(&t->lock);
+		ret = 0;
+	}
+	return ret;
+}
+
+int rebase_paths(struct tree *t, const char *p1, const struct seen_path *s1,
+		 const char *p2, const struct seen_path *s2)
+{
+	struct npz_err err = { "" };
+	int ret = sync_once(t, &err);
+
+	if (ret) {
+		npz_log("%s", err.msg);
+		return ret;
+	}
+	if (!path_same(t, p1, s1) || (p2 && !path_same(t, p2, s2))) {
+		npz_log("%s: another program changed the archive's member there: not replayed (ESTALE)",
+			(p2 && !path_same(t, p2, s2) ? p2 : p1) + 1);
+		return -ESTALE;
+	}
+	npz_log("%s: replayed on another program's version of the archive",
+		(p2 ? p2 : p1) + 1);
+	return -EAGAIN;
+}
+
+static int commit_rebasing(struct tree *t, struct node *n, const char *path,
+			   struct wbuf *w, bool stale, struct npz_err *err)
+{
+	struct npz_err serr = { "" };
+	char *cpath = NULL;
+	int ret = 0, sret;
+
+	for (int tries = 0; ; tries++) {
+		if (stale) {
+			npz_err_set(err, "another program changed the archive's %s since this edit began: the edit is not committed",
+				    path + 1);
+			ret = -ESTALE;
+			break;
+		}
+		ret = commit_content(t, path, n->kind == N_NEW ? NULL : n->e,
+				     w, n, err);
+		if (ret != -ESTALE || tries + 1 >= REBASE_TRIES)
+			break;
+		sret = sync_once(t, &serr);
+		if (sret) {
+			*err = serr;
+			ret = sret;
+			break;
+		}
+		pthread_mutex_lock(&n->lock);
+		stale = n->stale;
+		pthread_mutex_unlock(&n->lock);
+	}
+	if (ret != -ESTALE)
+		return ret;
+	/* lost to another program: nothing of this side is dropped */
+	if (!keep_conflict(t, path, w, &cpath)) {
+		size_t len = strlen(err->msg);
+
+		snprintf(err->msg + len, sizeof(err->msg) - len,
+			 "; its content is kept in %s", cpath + 1);
+		free(cpath);
+	} else {
+		size_t len = strlen(err->msg);
+
+		snprintf(err->msg + len, sizeof(err->msg) - len,
+			 "; its content could not be kept as %s.conflict (name busy or no memory)",
+			 path + 1);
+	}
+	if (n->kind == N_NEW && !n->dead) {
+		/* another program added an array of this name: show its */
+		char *mname = name_array_member(path);
+		struct entry *e = mname ? entry_by_mname(t, mname) : NULL;
+
+		free(mname);
+		if (e && !e->raw) {
+			node_detach(t, n);
+			show_entry(t, e, NULL);
+			error_keep(&e->error, err->msg);
+		}
+	}
+	return ret;
+}
+
 /* Commit n's edit if it was written since its last commit.  In a change,
  * n->lock not held.  The edit is frozen meanwhile: readers of n read it,
  * writers of n wait for the end of the change. */
@@ -484,7 +713,7 @@ int commit_node(struct tree *t, struct node *n)
 	struct npz_err err = { "" };
 	struct wbuf *w;
 	char *path;
-	bool stale;
+	bool stale, gone;
 	int ret;
 
 	pthread_mutex_lock(&n->lock);
@@ -498,29 +727,25 @@ int commit_node(struct tree *t, struct node *n)
 	ret = path ? edit_freeze(n) : -ENOMEM;
 	w = n->edit;
 	stale = n->stale;
+	n->refs++;	/* a reload may detach n meanwhile */
 	pthread_mutex_unlock(&n->lock);
-	if (ret) {
-		free(path);
-		return ret;
-	}
-	if (stale) {
-		/* part of its content was another version's (follow.c) */
-		npz_err_set(&err, "another program changed the archive while this file was being edited: the edit is not committed; write it again");
-		ret = -ESTALE;
-	} else {
-		ret = commit_content(t, path, n->kind == N_NEW ? NULL : n->e,
-				     w, n, &err);
-	}
+	if (!ret)
+		ret = commit_rebasing(t, n, path, w, stale, &err);
 	pthread_mutex_lock(&n->lock);
 	if (!ret)	/* the archive holds the edit: it is the new base */
 		edit_rebase(t, n, true);
-	commit_outcome(t, n, path, ret);
+	if (path)
+		commit_outcome(t, n, path, ret);
+	n->refs--;
+	gone = n->dead && n->refs == 0;
 	pthread_mutex_unlock(&n->lock);
-	if (ret == -EINVAL && n->kind == N_NEW)
+	if (path && ret == -EINVAL && n->kind == N_NEW)
 		report_new_rejected(n, path, &err);
-	else if (ret)
+	else if (path && ret)
 		error_report(n, n->e, path + 1, ret, &err);
 	free(path);
+	if (gone)
+		node_free(n);
 	return ret;
 }
 

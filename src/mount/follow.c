@@ -318,6 +318,68 @@ static int reload(struct tree *t, struct archive *nar, const struct stat *st)
 	return 0;
 }
 
+static bool follower_start(struct tree *t);
+
+/* ---- A commit's rebase ---------------------------------------------- */
+
+int follow_sync(struct tree *t, struct npz_err *err)
+{
+	struct stat sb, id, after;
+	struct archive *nar;
+	int ret;
+
+	if (stat(t->apath, &sb)) {
+		ret = -errno;
+		if (ret == -ENOENT) {
+			if (!t->gone)
+				npz_log("%s: the archive was removed by another program: edits fail (ESTALE) and the archive is not re-created",
+					t->apath);
+			t->gone = true;
+			npz_err_set(err, "%s: archive was removed by another program",
+				    t->apath);
+			return -ESTALE;
+		}
+		npz_err_set(err, "%s: %s", t->apath, strerror(-ret));
+		return ret;
+	}
+	archive_identity(t->ar, &id);
+	if (same_file(&sb, &id))
+		return 0;	/* nothing to load: the caller retries */
+	/* readers go on while it is indexed: we are in a change, nothing
+	 * they rely on moves */
+	pthread_rwlock_unlock(&t->lock);
+	ret = archive_open_resolved(t->apath, &nar, err);
+	if (!ret) {
+		archive_identity(nar, &id);
+		if (stat(t->apath, &after) || !same_file(&after, &id)) {
+			archive_close(nar);
+			npz_err_set(err, "%s: the archive changed while it was read",
+				    t->apath);
+			ret = -EAGAIN;
+		}
+	} else {
+		ret = -EAGAIN;	/* still being written: not yet loadable */
+	}
+	pthread_rwlock_wrlock(&t->lock);
+	if (ret)
+		return ret;
+	ret = reload(t, nar, &after);
+	if (ret) {
+		archive_close(nar);
+		npz_err_set(err, "out of memory");
+		return ret;
+	}
+	/* the follower sends the reload's invalidations and then lets opens
+	 * keep their cache again (follow_inval) */
+	pthread_mutex_lock(&t->follow_lock);
+	if (!t->follow_stop && (t->follow_on || follower_start(t))) {
+		t->follow_kick = true;
+		pthread_cond_signal(&t->follow_cv);
+	}
+	pthread_mutex_unlock(&t->follow_lock);
+	return 0;
+}
+
 /* ---- The check ------------------------------------------------------- */
 
 /* Look at the archive's path; load another program's version.  On the

@@ -346,6 +346,24 @@ int commit_file(struct tree *t, struct tree_file *f, bool any);
 void error_report(struct node *n, struct entry *e, const char *what, int ret,
 		  const struct npz_err *err);
 
+/* Rebasing namespace changes (rename, unlink) onto another program's
+ * version: what the change relied on at a path (the member shown there and
+ * its content_tag), taken before it tries. */
+#define REBASE_TRIES 20	/* tries of a commit before it fails */
+struct seen_path {
+	char *mname;
+	uint64_t tag;
+	bool member;
+};
+void path_seen(struct tree *t, const char *path, struct seen_path *s);
+void seen_release(struct seen_path *s);
+/* A change found the archive changed by another program (-ESTALE): load
+ * its version (follow_sync).  Returns -EAGAIN (try the change again: the
+ * other program changed neither path's member; p2 may be NULL), -ESTALE
+ * (it did: a conflict) or another -errno.  In the change. */
+int rebase_paths(struct tree *t, const char *p1, const struct seen_path *s1,
+		 const char *p2, const struct seen_path *s2);
+
 /* ---- inval.c: work done after the tree lock is released --------------- */
 
 /* Queue path: the kernel's cached attributes of it are stale.  Any lock
@@ -366,6 +384,14 @@ void follow_poke(struct tree *t);
 /* A commit published its own archive (in a change): remember its
  * identity, so that it is not taken for another program's change. */
 void follow_published(struct tree *t);
+/* A commit found the archive changed by another program (-ESTALE from
+ * archive_commit): load the version at the path now, in this change
+ * (t->change_lock and t->lock for writing held; t->lock is released while
+ * it is indexed), as the follower would: edits of members it changed are
+ * marked stale, the others move onto it.  Returns 0 (loaded, or nothing to
+ * load), -EAGAIN (not loadable yet: still being written, or changed while
+ * read), -ESTALE (the archive was removed) or -errno, with err. */
+int follow_sync(struct tree *t, struct npz_err *err);
 /* At tree_new: the identity of the mounted archive.  0 or -ENOMEM. */
 int follow_init(struct tree *t);
 /* Stop the follower thread (unmount, tree_free); idempotent. */

@@ -55,15 +55,13 @@ static bool tomb_take(struct tree *t, const char *path)
 	return false;
 }
 
-int tree_unlink(struct tree *t, const char *path)
+/* One try of an unlink, in the change. */
+static int unlink_once(struct tree *t, const char *path)
 {
 	struct node *n, *sibling;
 	char *spath = NULL;
 	int ret = 0;
 
-	if (t->opts.ro)
-		return -EROFS;
-	change_begin(t);
 	n = ns_lookup(t, path);
 	if (!n) {
 		ret = tomb_take(t, path) ? 0 : -ENOENT;
@@ -83,6 +81,30 @@ int tree_unlink(struct tree *t, const char *path)
 		free(spath);
 	} else {
 		node_detach(t, n);
+	}
+	return ret;
+}
+
+/* An unlink whose commit found the archive changed by another program is
+ * replayed on its new version, unless the other program changed that
+ * member (a conflict: -ESTALE, the member stays with its content). */
+int tree_unlink(struct tree *t, const char *path)
+{
+	int ret;
+
+	if (t->opts.ro)
+		return -EROFS;
+	change_begin(t);
+	for (int tries = 0; ; tries++) {
+		struct seen_path a;
+
+		path_seen(t, path, &a);
+		ret = unlink_once(t, path);
+		if (ret == -ESTALE && tries + 1 < REBASE_TRIES)
+			ret = rebase_paths(t, path, &a, NULL, NULL);
+		seen_release(&a);
+		if (ret != -EAGAIN)
+			break;
 	}
 	change_end(t);
 	inval_flush(t, NULL);
@@ -330,40 +352,61 @@ static int rename_view(struct tree *t, struct node *src, struct node *dst,
 	return ret;
 }
 
-int tree_rename(struct tree *t, const char *from, const char *to,
-		unsigned int flags)
+/* A rename lost to another program's change: a created file that was to
+ * become the array at `to` is kept as TO.conflict (its content as
+ * written); the reason is in the log and user.npzfs.error. */
+static void rename_conflict(struct tree *t, const char *from, const char *to)
+{
+	struct node *src = ns_lookup(t, from), *dst, *parent;
+	char *cpath;
+
+	if (!src || (src->kind != N_NEW && src->kind != N_SCRATCH) ||
+	    !name_array_kind(to) || asprintf(&cpath, "%s.conflict", to) < 0)
+		return;
+	dst = ns_lookup(t, cpath);
+	if ((!dst || dst->kind == N_SCRATCH) &&
+	    !ns_parent_of(t, cpath, &parent)) {
+		if (dst && dst != src)
+			node_detach(t, dst);
+		if (!node_move(t, src, parent, cpath)) {
+			src->kind = N_SCRATCH;
+			npz_log("%s: another program changed the archive's %s: %s is kept as %s",
+				to + 1, to + 1, from + 1, cpath + 1);
+			dst = ns_lookup(t, to);
+			if (dst && dst->e) {
+				char msg[NPZ_ERR_MSG_MAX];
+
+				snprintf(msg, sizeof(msg), "%s: another program changed it: the renamed content is kept in %s",
+					 to + 1, cpath + 1);
+				error_keep(&dst->e->error, msg);
+			}
+		}
+	}
+	free(cpath);
+}
+
+/* One try of a rename, in the change. */
+static int rename_once(struct tree *t, const char *from, const char *to,
+		       unsigned int flags)
 {
 	struct node *src, *dst, *parent;
 	int ret = 0;
 
-	if (t->opts.ro)
-		return -EROFS;
-	if (flags & ~1u)	/* only RENAME_NOREPLACE */
-		return -EINVAL;
-	change_begin(t);
 	src = ns_lookup(t, from);
 	dst = ns_lookup(t, to);
-	if (!src) {
-		ret = -ENOENT;
-		goto out;
-	}
+	if (!src)
+		return -ENOENT;
 	if (src == dst || !strcmp(from, to))
-		goto out;
-	if (dst && (flags & 1u)) {
-		ret = -EEXIST;
-		goto out;
-	}
+		return 0;
+	if (dst && (flags & 1u))
+		return -EEXIST;
 	ret = ns_parent_of(t, to, &parent);
 	if (ret)
-		goto out;
-	if (src->kind == N_DIR) {
-		ret = -EXDEV;	/* mv copies a directory, then removes it */
-		goto out;
-	}
-	if (dst && dst->kind == N_DIR) {
-		ret = -EISDIR;
-		goto out;
-	}
+		return ret;
+	if (src->kind == N_DIR)
+		return -EXDEV;	/* mv copies a directory, then removes it */
+	if (dst && dst->kind == N_DIR)
+		return -EISDIR;
 	switch (src->kind) {
 	case N_NEW:
 	case N_SCRATCH:
@@ -383,7 +426,47 @@ int tree_rename(struct tree *t, const char *from, const char *to,
 	case N_DIR:
 		break;
 	}
-out:
+	return ret;
+}
+
+/* A rename's commit that found the archive changed by another program
+ * (-ESTALE) is replayed on its new version (path_seen / path_same: when
+ * the other side changed neither path's member) as commits are
+ * (commit.c); else it is a conflict: -ESTALE, and a created file that was
+ * to become an array is kept as TO.conflict. */
+int tree_rename(struct tree *t, const char *from, const char *to,
+		unsigned int flags)
+{
+	int ret;
+
+	if (t->opts.ro)
+		return -EROFS;
+	if (flags & ~1u)	/* only RENAME_NOREPLACE */
+		return -EINVAL;
+	change_begin(t);
+	for (int tries = 0; ; tries++) {
+		struct seen_path a, b;
+
+		path_seen(t, from, &a);
+		path_seen(t, to, &b);
+		ret = rename_once(t, from, to, flags);
+		if (ret == -ESTALE && tries + 1 < REBASE_TRIES)
+			ret = rebase_paths(t, from, &a, to, &b);
+		seen_release(&a);
+		seen_release(&b);
+		if (ret != -EAGAIN)
+			break;
+		if (tries == 0) {	/* the first try's error was not final */
+			struct node *d = ns_lookup(t, to);
+
+			if (d && d->e) {
+				free(d->e->error);
+				d->e->error = NULL;
+			}
+		}
+	}
+	if (ret == -ESTALE)
+		rename_conflict(t, from, to);
 	change_end(t);
 	inval_flush(t, NULL);
 	return ret;
