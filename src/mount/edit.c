@@ -220,6 +220,18 @@ static void edit_claim(struct node *n, const struct tree_file *f)
 	n->stale = false;
 }
 
+static void file_unlink(struct tree *t, struct tree_file *f)
+{
+	pthread_mutex_lock(&t->files_lock);
+	if (f->fprev)
+		f->fprev->fnext = f->fnext;
+	else
+		t->files = f->fnext;
+	if (f->fnext)
+		f->fnext->fprev = f->fprev;
+	pthread_mutex_unlock(&t->files_lock);
+}
+
 static int file_new(struct tree *t, struct node *n, int flags,
 		    struct tree_file **out)
 {
@@ -258,6 +270,12 @@ static int file_new(struct tree *t, struct node *n, int flags,
 	n->refs++;
 	if (f->writable)
 		n->wopens++;
+	pthread_mutex_lock(&t->files_lock);
+	f->fnext = t->files;
+	if (t->files)
+		t->files->fprev = f;
+	t->files = f;
+	pthread_mutex_unlock(&t->files_lock);
 	*out = f;
 	return 0;
 }
@@ -461,8 +479,21 @@ int tree_release(struct tree *t, struct tree_file *f)
 	inval_flush(t, NULL);
 	if (gone)
 		node_free(n);
+	file_unlink(t, f);
 	free(f);
 	return ret;
+}
+
+void files_forget(struct tree *t)
+{
+	struct tree_file *f;
+
+	while ((f = t->files)) {
+		file_unlink(t, f);
+		if (f->snap)
+			version_put_tables(f->snap);
+		free(f);
+	}
 }
 
 int tree_truncate(struct tree *t, const char *path, struct tree_file *f,

@@ -242,6 +242,7 @@ int tree_new(struct archive *ar, const struct tree_opts *opts,
 	pthread_mutex_init(&t->cache_lock, NULL);
 	pthread_mutex_init(&t->inval_lock, NULL);
 	pthread_mutex_init(&t->follow_lock, NULL);
+	pthread_mutex_init(&t->files_lock, NULL);
 	pthread_cond_init(&t->follow_cv, NULL);
 	buf_init(&t->inval);
 	ns_moved(t);
@@ -275,6 +276,7 @@ void tree_free(struct tree *t)
 	if (!t)
 		return;
 	follow_stop(t);
+	files_forget(t);
 	for (size_t b = 0; b < t->nbuckets; b++) {
 		struct node *n = t->buckets[b], *next;
 
@@ -304,6 +306,7 @@ void tree_free(struct tree *t)
 	pthread_mutex_destroy(&t->cache_lock);
 	pthread_mutex_destroy(&t->inval_lock);
 	pthread_mutex_destroy(&t->follow_lock);
+	pthread_mutex_destroy(&t->files_lock);
 	pthread_cond_destroy(&t->follow_cv);
 	free(t->apath);
 	buf_release(&t->inval);

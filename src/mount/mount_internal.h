@@ -159,6 +159,9 @@ struct tree {
 	char *apath;			/* the archive's path (resolved) */
 	_Atomic int64_t follow_due;	/* ms (CLOCK_MONOTONIC_COARSE) of
 					   the next check; lock-free */
+	pthread_mutex_t files_lock;	/* protects: files and every file's
+					   fprev/fnext; a leaf lock */
+	struct tree_file *files;	/* open files (tree_file) */
 	pthread_mutex_t follow_lock;	/* protects: follow_kick .. follower;
 					   a leaf lock */
 	pthread_cond_t follow_cv;
@@ -189,7 +192,17 @@ struct tree_file {
 				   (version_ref_tables), read when another
 				   program's version changed the member */
 	size_t snap_member;	/* its member index there */
+	/* t->files_lock: every open file, so that tree_free() frees those the
+	 * kernel never released (a RELEASE dropped at unmount) */
+	struct tree_file *fprev, *fnext;
 };
+
+/* ---- edit.c: open files ---------------------------------------------- */
+
+/* Free the files still open when the tree is freed (the kernel dropped
+ * their RELEASE at unmount): their version references go with them.  No
+ * FUSE thread may run any more. */
+void files_forget(struct tree *t);
 
 /* ---- entries.c: the change lock ---------------------------------------- */
 
