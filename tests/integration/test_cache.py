@@ -295,15 +295,16 @@ def test_render_blocks_no_other_file(bool_archive, mount, cache_dir):
         t = threading.Thread(target=opener)
         t.start()
         worst, during = 0.0, 0
+        # every round that starts before the open returned counts, however
+        # long it takes: a stat that waited for the render shows as a slow
+        # round (a round that ended first would hide it)
         while not done.is_set():
             t0 = time.monotonic()
             os.stat(m / "x5.npy")
             os.stat(m / "x3.txt")
             os.listdir(m.path)
-            dt = time.monotonic() - t0
-            if not done.is_set():
-                worst = max(worst, dt)
-                during += 1
+            worst = max(worst, time.monotonic() - t0)
+            during += 1
         t.join()
         fd = out["fd"]
         try:
@@ -312,7 +313,7 @@ def test_render_blocks_no_other_file(bool_archive, mount, cache_dir):
             assert os.pread(fd, 12, want_size - 12) == b"False\nFalse\n"
         finally:
             os.close(fd)
-    assert during >= 3, "the render took no time at all?"
+    assert during >= 1, "the render took no time at all?"
     assert worst < 0.5, "stat waited %.2fs for a render" % worst
     assert w.peak <= 256 * MiB
     assert w.hwm_kib() < 128 * 1024
