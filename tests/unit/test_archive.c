@@ -125,27 +125,6 @@ static char *path_of(const char *name)
 	return p[k];
 }
 
-static unsigned char *slurp(const char *path, size_t *len)
-{
-	FILE *f = fopen(path, "rb");
-	unsigned char *d;
-	long n;
-
-	if (!f)
-		return NULL;
-	fseek(f, 0, SEEK_END);
-	n = ftell(f);
-	fseek(f, 0, SEEK_SET);
-	d = malloc(n ? (size_t)n : 1);
-	if (d && fread(d, 1, (size_t)n, f) != (size_t)n) {
-		free(d);
-		d = NULL;
-	}
-	fclose(f);
-	*len = (size_t)n;
-	return d;
-}
-
 static void load_refs(const char *base, struct refset *rs)
 {
 	char line[512], file[64];
@@ -167,7 +146,7 @@ static void load_refs(const char *base, struct refset *rs)
 		r->size = s;
 		r->comp_size = c;
 		snprintf(file, sizeof(file), "%s.%zu", base, rs->n);
-		r->data = slurp(path_of(file), &len);
+		r->data = test_slurp(path_of(file), &len);
 		if (!r->data || len != r->size)
 			break;
 		rs->n++;

@@ -76,27 +76,6 @@ static char *path_of(const char *name)
 	return p[k];
 }
 
-static unsigned char *slurp(const char *path, size_t *len)
-{
-	FILE *f = fopen(path, "rb");
-	unsigned char *b;
-	long n;
-
-	if (!f)
-		return NULL;
-	fseek(f, 0, SEEK_END);
-	n = ftell(f);
-	fseek(f, 0, SEEK_SET);
-	b = malloc(n ? (size_t)n : 1);
-	if (b && fread(b, 1, (size_t)n, f) != (size_t)n) {
-		free(b);
-		b = NULL;
-	}
-	fclose(f);
-	*len = (size_t)n;
-	return b;
-}
-
 static bool load_refs(void)
 {
 	FILE *f = fopen(path_of("list"), "r");
@@ -112,7 +91,7 @@ static bool load_refs(void)
 		r.off = o;
 		r.comp = c;
 		r.size = s;
-		r.data = slurp(path_of(r.name), &len);
+		r.data = test_slurp(path_of(r.name), &len);
 		if (!r.data || len != r.size)
 			return false;
 		refs[nrefs++] = r;
@@ -448,7 +427,7 @@ int main(void)
 		return 1;
 	}
 	test_cond("cache setup", cache_setup(tmpdir, LIMIT, NULL) == 0);
-	arc = slurp(path_of("a.npz"), &alen);
+	arc = test_slurp(path_of("a.npz"), &alen);
 	test_snapshots(arc, ref_of("r.npy"));
 	test_snapshots(arc, ref_of("c.npy"));
 	test_snapshots(arc, ref_of("z.npy"));
