@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from conftest import SANITIZED, Mount, poll, read
-from writeutil import lock_holder
+from writeutil import close_at_barrier, lock_holder
 
 ROUNDS = 50 if SANITIZED else 200      # the statistics: without the sanitizers
 
@@ -44,20 +44,6 @@ def slow_dir(tmp_path):
         poll(lambda: subprocess.run(["fusermount3", "-u", str(dst)],
                                     capture_output=True).returncode == 0, 10, step=0.1)
 
-
-def close_at_barrier(path, data, barrier, out, key):
-    """Open and write path, wait for the other writer, then close: out[key]
-    = 0 or the errno of close()."""
-    fd = os.open(path, os.O_WRONLY | os.O_TRUNC)
-    try:
-        os.write(fd, data)
-        barrier.wait(timeout=30)
-    finally:
-        try:
-            os.close(fd)
-            out[key] = 0
-        except OSError as e:
-            out[key] = e.errno
 
 
 def two_writer_rounds(tmp_path, archive_dir, rounds):

@@ -17,27 +17,13 @@ import threading
 
 import numpy as np
 
-from conftest import SANITIZED, SLOW, poll, read
-from writeutil import getxattr, npy_bytes
+from conftest import SLOW, poll, read
+from writeutil import close_at_barrier, getxattr, npy_bytes
 
 ROUNDS_DIFF = 50
 ROUNDS_SAME = 30
 WITHIN = 3 * SLOW
 
-
-def close_at_barrier(path, data, barrier, out, key):
-    """Open, write all of data, wait for the other writer, then close:
-    out[key] = 0 or the errno of close()."""
-    fd = os.open(path, os.O_WRONLY | os.O_TRUNC)
-    try:
-        os.write(fd, data)
-        barrier.wait(timeout=30)
-    finally:
-        try:
-            os.close(fd)
-            out[key] = 0
-        except OSError as e:
-            out[key] = e.errno
 
 
 def race(jobs):

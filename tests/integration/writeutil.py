@@ -321,3 +321,18 @@ def lock_holder(lock, then=(), args=()):
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE)
     assert holder.stdout.readline() == b"locked\n"
     return holder
+
+
+def close_at_barrier(path, data, barrier, out, key):
+    """Open and write all of data to path, wait for the other writers at
+    barrier, then close: out[key] = 0 or the errno of close()."""
+    fd = os.open(path, os.O_WRONLY | os.O_TRUNC)
+    try:
+        os.write(fd, data)
+        barrier.wait(timeout=30)
+    finally:
+        try:
+            os.close(fd)
+            out[key] = 0
+        except OSError as e:
+            out[key] = e.errno
