@@ -17,6 +17,7 @@ import filecmp
 import json
 import os
 import re
+import shutil
 import stat
 import subprocess
 
@@ -98,6 +99,31 @@ def test_man_page(prefix):
     assert {"ro", "cache_size", "fsname", "-h", "--check"} <= opts, opts
     for o in sorted(opts | {"views", "-f", "-d", "-s", "allow_other"}):
         assert re.search(r"(^|\W)%s(\W|$)" % re.escape(o), page), o
+
+
+def test_readme_systemd_units(tmp_path):
+    """The README's mount and automount units pass systemd-analyze verify."""
+    if not shutil.which("systemd-analyze"):
+        pytest.skip("systemd-analyze missing (package systemd)")
+    readme = (REPO / "README.md").read_text()
+    units = re.findall(r"\n\n((?:    \[Unit\]\n)(?:    .*\n|\n(?=    ))+)", readme)
+    kinds = {}
+    for u in units:
+        text = re.sub(r"(?m)^    ", "", u)
+        kind = "automount" if "[Automount]" in text else "mount"
+        kinds[kind] = text
+    assert set(kinds) == {"mount", "automount"}, units
+    where = re.search(r"(?m)^Where=(.*)$", kinds["mount"]).group(1)
+    name = subprocess.run(["systemd-escape", "-p", where], capture_output=True,
+                          text=True, check=True).stdout.strip()
+    paths = []
+    for kind, text in kinds.items():
+        p = tmp_path / ("%s.%s" % (name, kind))
+        p.write_text(text)
+        paths.append(str(p))
+    res = subprocess.run(["systemd-analyze", "verify", "--man=no", *paths],
+                         capture_output=True, text=True)
+    assert res.returncode == 0 and res.stderr == "", res.stderr
 
 
 # ------------------------------------------------------------- mount(8)
