@@ -194,7 +194,7 @@ def _pick_link_dir(dirs):
 
 
 def daemons_of(mnt):
-    """PIDs of npzfs processes whose command line names mnt."""
+    """PIDs of npzfs processes with the argument mnt."""
     pids = []
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
@@ -228,10 +228,11 @@ class System:
             self.env[var] = (old + ":" if old else "") + "log_path=%s" % self.san
         self.mnts = []
 
-    def mount(self, *args, mnt, cwd=None):
-        """Run mount(8) with args; CompletedProcess.  mnt is remembered."""
+    def mount(self, *args, mnt, cwd=None, key=None):
+        """Run mount(8) with args; CompletedProcess.  mnt is remembered, and
+        its daemon is the npzfs whose command line holds key (default mnt)."""
         mnt.mkdir(exist_ok=True)
-        self.mnts.append(mnt)
+        self.mnts.append((mnt, key or mnt))
         res = subprocess.run(["mount", *map(str, args)], env=self.env, cwd=cwd,
                              capture_output=True, text=True, timeout=60)
         if res.returncode == 0:
@@ -246,11 +247,11 @@ class System:
 
     def close(self):
         problems = []
-        for mnt in self.mnts:
+        for mnt, key in self.mnts:
             if is_mounted(mnt):
                 if subprocess.run(["umount", str(mnt)]).returncode:
                     subprocess.run(["umount", "-l", str(mnt)])
-            gone, pids = self.wait_daemons_gone(mnt)
+            gone, pids = self.wait_daemons_gone(key)
             if not gone:
                 problems.append("npzfs %s still running after the unmount" % pids)
                 for p in pids:
@@ -360,6 +361,21 @@ def test_fuse_type_with_program(system, prefix, tmp_path):
     assert res.returncode == 0, res.stderr
     assert_named(mnt, a, rw=False)
     assert_reads(mnt)
+
+
+def test_drop_privileges(system, on_mount_path, tmp_path):
+    """mount.fuse3's drop_privileges: it mounts, npzfs serves /dev/fd/N."""
+    a = archive(tmp_path / "run.npz")
+    mnt = tmp_path / "mnt"
+    res = system.mount("-t", "fuse.npzfs", "-o", "drop_privileges,ro,fsname=%s" % a,
+                       a, mnt, mnt=mnt, key=a)
+    assert res.returncode == 0, res.stderr
+    assert_named(mnt, a, rw=False)
+    assert_reads(mnt)
+    pids = daemons_of(a)
+    assert len(pids) == 1
+    with open("/proc/%d/cmdline" % pids[0], "rb") as f:
+        assert b"\0/dev/fd/" in f.read()
 
 
 def test_mount_refuses(system, prefix, tmp_path):
