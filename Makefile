@@ -1,5 +1,5 @@
 # npzfs - flat make; `make SAN=1` builds with ASan+UBSan into build-san/.
-PKGS    := fuse3 libzip zlib libisal
+PKGS    := fuse3 libzip zlib libisal libpng
 CC      ?= cc
 CFLAGS  ?= -O2 -g
 CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wmissing-prototypes \
