@@ -46,6 +46,8 @@ build-fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(LIB_SRC)
 
 unit: $(TESTS)
 	@set -e; for t in $(TESTS); do echo "== $$t"; $$t; done
+	@echo "== tests/unit/test_png_pillow.py"
+	PNG_TOOL=$(abspath $(B)/test_png) $(PY) -m pytest -q -p no:cacheprovider tests/unit/test_png_pillow.py
 
 integration: $(B)/npzfs
 	NPZFS_BIN=$(abspath $(B)/npzfs) $(PY) -m pytest -q tests/integration
