@@ -17,47 +17,13 @@
 
 #include "pngview.h"
 #include "test.h"
+#include "test_io.h"
 
 /* Test hooks of src/image/ (image_internal.h, defined in rows.c). */
 extern size_t image_band_bytes;
 extern size_t image_block_bytes;
 
 /* ---- harness ------------------------------------------------------------- */
-
-struct mem {
-	const unsigned char *p;
-	size_t len;
-	int fail_at, reads;
-};
-
-static int mem_read(void *ctx, void *buf, size_t len, uint64_t off)
-{
-	struct mem *m = ctx;
-
-	if (m->fail_at && ++m->reads == m->fail_at)
-		return -EIO;
-	if (off > m->len || len > m->len - off)
-		return -EFAULT;
-	memcpy(buf, m->p + off, len);
-	return 0;
-}
-
-struct sinkbuf {
-	struct buf b;
-	size_t max_chunk;
-	int fail_at, writes;
-};
-
-static int sink_write(void *ctx, const void *p, size_t n)
-{
-	struct sinkbuf *s = ctx;
-
-	if (s->fail_at && ++s->writes == s->fail_at)
-		return -ENOSPC;
-	if (n > s->max_chunk)
-		s->max_chunk = n;
-	return buf_add(&s->b, p, n);
-}
 
 struct outbuf {
 	int begins, fail_begin, fail_write;
@@ -138,10 +104,10 @@ static void make_header(struct npy_header *h, const char *descr, bool fortran,
 static int render(const struct npy_header *h, const void *data,
 		  struct buf *png, struct npz_err *err)
 {
-	struct mem m = { data, h->data_len, 0, 0 };
-	struct text_src src = { mem_read, &m };
-	struct sinkbuf s = { BUF_INIT, 0, 0, 0 };
-	struct text_sink sink = { sink_write, &s };
+	struct test_mem m = { data, h->data_len, 0, 0 };
+	struct text_src src = { test_mem_read, &m };
+	struct test_sinkbuf s = { BUF_INIT, 0, 0, 0 };
+	struct text_sink sink = { test_sink_write, &s };
 	int ret = png_format(h, &src, &sink, err);
 
 	if (!ret && s.max_chunk > 65536)
@@ -1028,10 +994,10 @@ static void test_callbacks(void)
 	arr_make(&a, "|u1", false, 300, 500, 3);
 	/* src fails: every read in turn */
 	for (int k = 1; k <= 3; k++) {
-		struct mem m = { a.data, a.h.data_len, k, 0 };
-		struct text_src src = { mem_read, &m };
-		struct sinkbuf s = { BUF_INIT, 0, 0, 0 };
-		struct text_sink sink = { sink_write, &s };
+		struct test_mem m = { a.data, a.h.data_len, k, 0 };
+		struct text_src src = { test_mem_read, &m };
+		struct test_sinkbuf s = { BUF_INIT, 0, 0, 0 };
+		struct text_sink sink = { test_sink_write, &s };
 
 		test_cond("src error", png_format(&a.h, &src, &sink, &err) == -EIO ||
 				       m.reads < k);
@@ -1039,10 +1005,10 @@ static void test_callbacks(void)
 	}
 	/* sink fails: first and a later write */
 	for (int k = 1; k <= 2; k++) {
-		struct mem m = { a.data, a.h.data_len, 0, 0 };
-		struct text_src src = { mem_read, &m };
-		struct sinkbuf s = { BUF_INIT, 0, k, 0 };
-		struct text_sink sink = { sink_write, &s };
+		struct test_mem m = { a.data, a.h.data_len, 0, 0 };
+		struct text_src src = { test_mem_read, &m };
+		struct test_sinkbuf s = { BUF_INIT, 0, k, 0 };
+		struct text_sink sink = { test_sink_write, &s };
 
 		test_cond("sink error", png_format(&a.h, &src, &sink, &err) == -ENOSPC);
 		buf_release(&s.b);
@@ -1056,19 +1022,19 @@ static void test_callbacks(void)
 			v[i] = i;
 		make_header(&h, "<f8", false, "(20, 30)");
 		for (int k = 1; k <= 2; k++) {
-			struct mem m = { (unsigned char *)v, sizeof(v), k, 0 };
-			struct text_src src = { mem_read, &m };
-			struct sinkbuf s = { BUF_INIT, 0, 0, 0 };
-			struct text_sink sink = { sink_write, &s };
+			struct test_mem m = { (unsigned char *)v, sizeof(v), k, 0 };
+			struct text_src src = { test_mem_read, &m };
+			struct test_sinkbuf s = { BUF_INIT, 0, 0, 0 };
+			struct text_sink sink = { test_sink_write, &s };
 
 			test_cond("heat src error",
 				  png_format(&h, &src, &sink, &err) == -EIO);
 			buf_release(&s.b);
 		}
-		struct mem m = { (unsigned char *)v, sizeof(v), 0, 0 };
-		struct text_src src = { mem_read, &m };
-		struct sinkbuf s = { BUF_INIT, 0, 0, 0 };
-		struct text_sink sink = { sink_write, &s };
+		struct test_mem m = { (unsigned char *)v, sizeof(v), 0, 0 };
+		struct text_src src = { test_mem_read, &m };
+		struct test_sinkbuf s = { BUF_INIT, 0, 0, 0 };
+		struct text_sink sink = { test_sink_write, &s };
 		npy_header_release(&h);
 		make_header(&h, "<c16", false, "(2, 2)");
 		err.msg[0] = 0;
