@@ -27,7 +27,8 @@
  * Memory is bounded by a few rows plus one band: C-order arrays are read in
  * blocks of about 1 MiB of whole rows; Fortran-order arrays in bands of
  * whole rows of about 8 MiB (each column's run of the band read
- * contiguously, transposed in memory).  Output goes to the sink in chunks
+ * contiguously, transposed in memory; a Fortran-order row over 8 MiB is a
+ * band alone, so its elements are read one by one).  Output goes to the sink in chunks
  * of at most 64 KiB.  All functions are reentrant; callbacks are called from
  * the calling thread.  libpng's own messages never reach stderr.
  */
