@@ -1,5 +1,5 @@
 # npzfs - flat make; `make SAN=1` builds with ASan+UBSan into build-san/.
-PKGS    := fuse3 libzip zlib libisal
+PKGS    := fuse3 libzip zlib libisal libpng
 CC      ?= cc
 CFLAGS  ?= -O2 -g
 CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wmissing-prototypes \
@@ -46,6 +46,8 @@ build-fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(LIB_SRC)
 
 unit: $(TESTS)
 	@set -e; for t in $(TESTS); do echo "== $$t"; $$t; done
+	@echo "== tests/unit/test_png_pillow.py"
+	PNG_TOOL=$(abspath $(B)/test_png) $(PY) -m pytest -q -p no:cacheprovider tests/unit/test_png_pillow.py
 
 integration: $(B)/npzfs
 	NPZFS_BIN=$(abspath $(B)/npzfs) $(PY) -m pytest -q tests/integration
