@@ -5,6 +5,7 @@
 #ifndef NPZFS_TEXT_FAST_DOUBLE_H
 #define NPZFS_TEXT_FAST_DOUBLE_H
 
+#include <math.h>
 #include <string.h>
 
 #include "parse_internal.h"
@@ -136,7 +137,8 @@ const char *fast_double(const char *p, const char *e, double *out)
 		memcpy(out, &b, 8);
 		return p;
 	}
-	return text_eisel_lemire(w, exp10, neg, out) ? p : NULL;
+	/* out of range (inf) is the converter's error, not a value */
+	return text_eisel_lemire(w, exp10, neg, out) && !isinf(*out) ? p : NULL;
 }
 
 #endif

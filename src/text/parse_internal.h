@@ -180,8 +180,11 @@ int text_line_kind(const char *p, const char *e);
 
 /* ---- numbers (decimal.c) ---- */
 
-/* man * 10^exp10 correctly rounded, or false when undecided. */
+/* man * 10^exp10 correctly rounded to a double (text_eisel_lemire) or a
+ * float (text_eisel_lemire32), subnormals, 0 and infinity included, or
+ * false when undecided (the caller falls back to strtod / strtof). */
 bool text_eisel_lemire(uint64_t man, int exp10, bool neg, double *out);
+bool text_eisel_lemire32(uint64_t man, int exp10, bool neg, float *out);
 
 /* Split a decimal float token; NUM_OK, NUM_BAD or NUM_SPECIAL (nan/inf). */
 int text_scan_float(const char *s, size_t n, struct decnum *d);
@@ -193,6 +196,10 @@ char *text_tok_cstr(const char *s, size_t n, char *small, size_t size);
 /* The nearest double to the decimal token in *out.  Returns NUM_OK,
  * NUM_SPECIAL (nan/inf spelled out) or NUM_BAD. */
 int text_to_double(const char *s, size_t n, double *out);
+
+/* The nearest float to the decimal token in *out, correctly rounded from
+ * the decimal itself (never through a double); returns as text_to_double(). */
+int text_to_float(const char *s, size_t n, float *out);
 
 /* ---- scalar converters (parse_scalar.c, parse_datetime.c) ---- */
 
