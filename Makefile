@@ -52,7 +52,7 @@ build-fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(LIB_SRC)
 unit: $(TESTS)
 	@set -e; for t in $(TESTS); do echo "== $$t"; $$t; done
 
-integration: $(B)/npzfs
+integration: $(B)/npzfs $(B)/float_oracle
 	NPZFS_BIN=$(abspath $(B)/npzfs) $(PY) -m pytest -q tests/integration
 
 fuzz: $(FUZZ)
