@@ -437,8 +437,9 @@ static int job_convert(struct job *j, struct npy_header *hdr,
 		ret = text_out_setup(t);
 	if (!ret)
 		ret = out->begin(out->ctx, hdr);
-	if (ret)
+	if (ret < 0)
 		return ret;
+	t->out_threads = ret > 0;
 	if (j->counted)
 		return text_fast_convert(&j->f);
 	if (t->record && !t->ncols)

@@ -85,6 +85,7 @@ struct tp {
 
 	/* output */
 	const struct text_out *out;
+	bool out_threads;	/* begin() said write_at() is thread-safe */
 	const struct npy_header *hdr;
 	unsigned char *cbuf;	/* C-order elements */
 	size_t cap;		/* elements cbuf holds */
@@ -131,6 +132,17 @@ struct chunk {
 	size_t lineno;		/* line number of start */
 };
 
+#define FAST_MAX_THREADS 8	/* threads of the fast path, at most */
+
+/* A helper's hand-off: one full block for the calling thread to write. */
+struct fast_slot {
+	int full;		/* atomic, changed under lock */
+	const unsigned char *buf;
+	size_t len;
+	uint64_t off;
+	unsigned char *back;	/* a written block, back to the helper */
+};
+
 struct fast {
 	struct tp *t;
 	struct chunk *ch;
@@ -138,19 +150,15 @@ struct fast {
 	int pass;		/* 1: count, 2: convert */
 	uint64_t line_values;	/* tokens of the first data line */
 	bool quoted;		/* pass 1 met a quote: not for this path */
+	int nthreads;		/* workers of this pass: the caller + helpers */
 
 	pthread_mutex_t lock;
 	pthread_cond_t cv;
 	size_t next;		/* next chunk to take */
 	size_t fail;		/* lowest chunk with an error, nch if none */
 	bool stop;		/* give up: quote seen, or a write failed */
-	bool helper_done;
-	/* the helper's hand-off: one full block for the caller to write */
-	int slot_full;		/* atomic, changed under lock */
-	const unsigned char *slot;
-	size_t slot_len;
-	uint64_t slot_off;
-	unsigned char *back;	/* a written block, back to the helper */
+	int helpers_running;
+	struct fast_slot slot[FAST_MAX_THREADS];	/* [i]: helper i's */
 };
 
 /* ---- messages and tokens (token.c) ---- */

@@ -139,10 +139,11 @@ static void parse_one(const char *text, size_t size,
 	struct npz_err err = { { 0 } };
 	int ret;
 
-	/* chunks of 1 to 64 bytes; two threads for one input in four; the
-	 * token count with AVX2, SSE2 or neither */
+	/* chunks of 1 to 64 bytes; two threads for one input in four, three
+	 * or four for one in eight each; the token count with AVX2, SSE2 or
+	 * neither */
 	text_parse_chunk_bytes = 1 + size % 64;
-	text_parse_threads = size % 4 == 0 ? 2 : 1;
+	text_parse_threads = size % 4 == 0 ? 2 : size % 8 == 1 ? 3 : size % 8 == 3 ? 4 : 1;
 	text_parse_simd = (int)(size / 4 % 3);
 	ret = text_parse(text, size, base, &h, &out, &err);
 	check_general(text, size, base, ret, &err, &o);
