@@ -1,5 +1,6 @@
 /* convert.c - validate written .npy bytes; parse written text into .npy. */
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <zlib.h>
@@ -176,6 +177,9 @@ static int out_write_at(void *ctx, const void *buf, size_t len, uint64_t off)
 	ret = io_pwrite_all(o->fd, buf, len, o->data_off + off);
 	if (ret)
 		return ret;
+	if (o->out->wb.writeback)	/* a spill file to clone: as wb_pwrite */
+		sync_file_range(o->fd, (off_t)(o->data_off + off), (off_t)len,
+				SYNC_FILE_RANGE_WRITE);
 	crc = crc32_update(0, buf, len);
 	pthread_mutex_lock(&o->lock);
 	seg_add(o, o->data_off + off, len, crc);
