@@ -1,8 +1,15 @@
-/* decimal.c - decimal tokens to doubles, exactly.
+/* decimal.c - decimal tokens to doubles and floats, exactly.
  *
- * Invariant: text_to_double() gives the correctly rounded double of every
- * decimal token (Clinger's fast path, Eisel-Lemire, strtod in the C
- * locale as the last resort), the same as strtod.
+ * Invariant: text_to_double() / text_to_float() give the correctly rounded
+ * double / float of every decimal token (ties to even), the same as
+ * strtod / strtof: Clinger's fast path, Eisel-Lemire (subnormals, zero and
+ * infinity included), and strtod / strtof in the C locale only when
+ * Eisel-Lemire cannot decide (a 128-bit product too close to a rounding
+ * boundary, or more than 19 digits whose truncation leaves two candidates).
+ * A float is rounded once from the decimal, never through a double (which
+ * would round twice).  Checked against Python's float() and exact rational
+ * rounding (tests/integration/test_float_exact.py) and against glibc
+ * (tests/fuzz/fuzz_float_parse.c).
  */
 #include <math.h>
 #include <stdlib.h>

@@ -28,9 +28,11 @@
  * text_parse_chunk_bytes that begin at line starts, so that each chunk's
  * first value index and line number come from the counts before it; each
  * pass works chunk by chunk, on as many threads as there are online CPUs
- * (at most FAST_MAX_THREADS).  Helper threads never call `out` (callbacks
- * stay on the calling thread): each hands its blocks to the calling thread
- * through its own slot, and the calling thread writes them.
+ * (at most FAST_MAX_THREADS).  Helper threads call `out` only when its
+ * begin() said write_at() is thread-safe (then every thread writes its own
+ * blocks); else callbacks stay on the calling thread: each helper hands
+ * its blocks to the calling thread through its own slot, and the calling
+ * thread writes them.
  *
  * When the count is not the reference's (or there is none: a new array),
  * the general layout scan still decides the shape, but the conversion is
