@@ -283,18 +283,17 @@ static float slow_strtof(const char *s, size_t n)
 	return v;
 }
 
-static const float pow10_f[11] = {
-	1e0f, 1e1f, 1e2f, 1e3f, 1e4f, 1e5f, 1e6f, 1e7f, 1e8f, 1e9f, 1e10f,
-};
-
 /* The nearest float to the decimal token, rounded once (not through a
  * double): Clinger's fast path in float arithmetic, Eisel-Lemire, strtof
  * as the last resort. */
 int text_to_float(const char *s, size_t n, float *out)
 {
 	struct decnum d;
-	int r = text_scan_float(s, n, &d);
+	int r;
 
+	if (fast_float32(s, s + n, out) == s + n)
+		return NUM_OK;
+	r = text_scan_float(s, n, &d);
 	if (r != NUM_OK) {
 		*out = r == NUM_SPECIAL ? (float)d.special : 0;
 		return r;

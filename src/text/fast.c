@@ -323,11 +323,12 @@ static int worker_flush(struct worker *w)
 	return ret;
 }
 
-/* Convert the values of chunk c; `f64`: the dtype is native float64 (a
- * constant, so that each caller gets its own copy of the loop).  Returns 0,
- * a converter's error (message in w->err), or a write error (w->cb_ret). */
+/* Convert the values of chunk c; `native`: the dtype is native float64
+ * (8) or float32 (4), else 0 (a constant, so that each caller gets its own
+ * copy of the loop).  Returns 0, a converter's error (message in w->err),
+ * or a write error (w->cb_ret). */
 static inline __attribute__((always_inline))
-int convert_chunk_as(struct worker *w, const struct chunk *c, bool f64)
+int convert_chunk_as(struct worker *w, const struct chunk *c, int native)
 {
 	const struct tp *t = w->f->t;
 	const char *p = t->text + c->start, *end = t->text + c->end;
@@ -369,12 +370,20 @@ int convert_chunk_as(struct worker *w, const struct chunk *c, bool f64)
 			dst = w->buf;
 			full = w->buf + w->cap * isz;
 		}
-		if (f64) {
+		if (native == 8) {
 			double d;
 
 			te = fast_double(p, end, &d);
 			if (te) {
 				memcpy(dst, &d, 8);
+				goto next;
+			}
+		} else if (native == 4) {
+			float x;
+
+			te = fast_float32(p, end, &x);
+			if (te) {
+				memcpy(dst, &x, 4);
 				goto next;
 			}
 		}
@@ -404,8 +413,10 @@ static int convert_chunk(struct worker *w, const struct chunk *c)
 	const struct npy_dtype *dt = w->f->t->cols[0].dt;
 
 	if (dt->kind == NPY_FLOAT && dt->itemsize == 8 && !dt->swapped)
-		return convert_chunk_as(w, c, true);
-	return convert_chunk_as(w, c, false);
+		return convert_chunk_as(w, c, 8);
+	if (dt->kind == NPY_FLOAT && dt->itemsize == 4 && !dt->swapped)
+		return convert_chunk_as(w, c, 4);
+	return convert_chunk_as(w, c, 0);
 }
 
 /* ---- both passes ---- */

@@ -1391,17 +1391,20 @@ extern int text_parse_threads;
 extern bool text_parse_fast;
 extern int text_parse_simd;
 
-/* Random decimals read as float64 (the fast reader, Clinger, Eisel-Lemire,
- * the strtod fallback) against glibc's strtod, bit for bit. */
-static void test_fast_decimals(void)
+/* Random decimals read as float64 or float32 (f32: the fast reader,
+ * Clinger, Eisel-Lemire, the strtod/strtof fallback) against glibc's strtod
+ * or strtof, bit for bit. */
+static void test_fast_decimals(bool f32)
 {
 	enum { N = 60000 };
 	struct buf t = BUF_INIT;
 	double *want = malloc(N * sizeof(double));
+	float *want32 = malloc(N * sizeof(float));
 	char tok[96];
 	int bad = 0;
 
-	buf_addf(&t, "# {'descr': '<f8', 'fortran_order': False, 'shape': (%d,), }\n", N);
+	buf_addf(&t, "# {'descr': '<f%d', 'fortran_order': False, 'shape': (%d,), }\n",
+		 f32 ? 4 : 8, N);
 	for (int i = 0; i < N; i++) {
 		uint64_t r = rnd();
 		int nd = 1 + (int)(r % 24), point = (int)((r >> 8) % (unsigned)(nd + 2)) - 1;
@@ -1431,9 +1434,12 @@ static void test_fast_decimals(void)
 		}
 		tok[k] = '\0';
 		want[i] = strtod(tok, NULL);
-		if (isinf(want[i])) {	/* out of range is an error: keep clear */
+		want32[i] = strtof(tok, NULL);
+		if (isinf(want[i]) || (f32 && isinf(want32[i]))) {
+			/* out of range is an error: keep clear */
 			strcpy(tok, "1.5");
 			want[i] = 1.5;
+			want32[i] = 1.5f;
 		}
 		buf_adds(&t, tok);
 		buf_adds(&t, (r >> 52) & 1 ? "\n" : " \r\n");
@@ -1443,9 +1449,14 @@ static void test_fast_decimals(void)
 
 		text_parse_fast = pass == 0;
 		parse_text(t.data, t.len, NULL, &p);
-		if (p.ret || p.len != N * sizeof(double)) {
+		if (p.ret || p.len != N * (f32 ? sizeof(float) : sizeof(double))) {
 			printf("decimals: %d %s\n", p.ret, p.err.msg);
 			bad++;
+		} else if (f32) {
+			for (int i = 0; i < N; i++)
+				if (memcmp(p.data + 4 * i, &want32[i], 4) && bad++ < 5)
+					printf("decimal %d: got %a want %a\n", i,
+					       ((float *)(void *)p.data)[i], want32[i]);
 		} else {
 			for (int i = 0; i < N; i++)
 				if (memcmp(p.data + 8 * i, &want[i], 8) && bad++ < 5)
@@ -1455,8 +1466,10 @@ static void test_fast_decimals(void)
 		parsed_release(&p);
 	}
 	text_parse_fast = true;
-	test_cond("random decimals read as strtod does", !bad);
+	test_cond(f32 ? "random decimals read as strtof does (float32)"
+		      : "random decimals read as strtod does", !bad);
 	free(want);
+	free(want32);
 	buf_release(&t);
 }
 
@@ -1714,7 +1727,8 @@ int main(void)
 	test_shapes();
 	test_inference();
 	test_callbacks();
-	test_fast_decimals();
+	test_fast_decimals(false);
+	test_fast_decimals(true);
 	test_fast_path();
 	test_cond("text_size_bound() holds every rendered text",
 		  bound_checked > 100 && bound_misses == 0);
