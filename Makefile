@@ -21,7 +21,7 @@ FUZZ    := $(patsubst tests/fuzz/%.c,build-fuzz/%,$(wildcard tests/fuzz/fuzz_*.c
 FUZZ_SECONDS ?= 20
 
 .PHONY: all clean test unit integration fuzz install uninstall run bench deps
-all: $(B)/npzfs $(TESTS)
+all: $(B)/npzfs $(TESTS) $(B)/float_oracle
 
 $(B)/obj/%.o: src/%.c | $(B)/obj
 	@mkdir -p $(@D)
@@ -36,6 +36,11 @@ $(B)/test_%: $(B)/obj/test_%.o $(B)/libnpzfs.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 $(B)/obj:
 	mkdir -p $@
+# Test tools (tests/oracle/): bits of the float parsers for the pytest oracle.
+$(B)/obj/oracle_%.o: tests/oracle/%.c | $(B)/obj
+	$(CC) $(CFLAGS) -c -o $@ $<
+$(B)/float_oracle: $(B)/obj/oracle_float_oracle.o $(B)/libnpzfs.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 # libFuzzer targets link the library's sources directly (clang only).
 FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE -g -O1 -Iinclude -D_FILE_OFFSET_BITS=64 -DFUSE_USE_VERSION=312 \
@@ -49,7 +54,7 @@ unit: $(TESTS)
 	@echo "== tests/unit/test_png_pillow.py"
 	PNG_TOOL=$(abspath $(B)/test_png) $(PY) -m pytest -q -p no:cacheprovider tests/unit/test_png_pillow.py
 
-integration: $(B)/npzfs
+integration: $(B)/npzfs $(B)/float_oracle
 	NPZFS_BIN=$(abspath $(B)/npzfs) $(PY) -m pytest -q tests/integration
 
 fuzz: $(FUZZ)

@@ -32,7 +32,10 @@ struct text_sink {
 /* Receives a parsed array: begin() once with the final header (the caller
  * writes npy_header_format(hdr) in front of the data), then write_at()
  * with array data at data offsets (any order, each byte exactly once;
- * the whole 0 .. hdr->data_len range is covered).  Return 0 or -errno. */
+ * the whole 0 .. hdr->data_len range is covered).  Return 0 or -errno;
+ * begin() may also return 1: write_at() may then be called from several
+ * threads at once (each parse thread writes its own blocks), else every
+ * call comes from the thread that called text_parse(). */
 struct text_out {
 	int (*begin)(void *ctx, const struct npy_header *hdr);
 	int (*write_at)(void *ctx, const void *buf, size_t len, uint64_t off);

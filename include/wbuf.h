@@ -56,6 +56,9 @@ struct wbuf {
 				   archive (io_spill_file) */
 	/* the CRC-32 of content written in order from its start (a cp) */
 	bool crc_lost;		/* written out of order: not kept */
+	bool crc_skip;		/* set by the owner: content that is parsed,
+				   never stored as it is (a text view): no
+				   CRC is kept, wbuf_crc() is false */
 	uint32_t crc;		/* of bytes [0, crc_len) */
 	uint64_t crc_len;
 	/* copy-on-write (cow): page p of the content is the spill file's
@@ -86,6 +89,11 @@ int wbuf_truncate(struct wbuf *w, uint64_t size);
 /* The CRC-32 of the whole content, when it was written in order from its
  * start (computed as it came): true and *crc, else false. */
 bool wbuf_crc(const struct wbuf *w, uint32_t *crc);
+
+/* Declare crc the CRC-32 of w's whole content (plain w, in its file, after
+ * a writer that wrote the file itself, e.g. from several threads, and
+ * computed it); wbuf_crc() reports it until the next change. */
+void wbuf_set_crc(struct wbuf *w, uint32_t crc);
 
 /* Make w, empty and just initialised, a copy-on-write wbuf over base: its
  * content is base's bytes until written.  w takes over base's reference

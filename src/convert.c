@@ -1,9 +1,14 @@
 /* convert.c - validate written .npy bytes; parse written text into .npy. */
 #include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
 #include <stdlib.h>
+#include <zlib.h>
 
 #include "buf.h"
 #include "convert.h"
+#include "crc.h"
+#include "io.h"
 #include "text.h"
 
 /* Read exactly n bytes at off of w: 0, or -EIO when w is shorter. */
@@ -67,10 +72,70 @@ int convert_check_npy(struct wbuf *w, struct npz_err *err)
 	return ret;
 }
 
+/* The parsed array's .npy.  Small arrays go through wbuf_pwrite() (one
+ * thread at a time).  An array of more than WBUF_MEM_MAX bytes goes
+ * straight into out's spill file: every parse thread pwrite()s its own
+ * blocks and takes their CRC-32, and the blocks' CRCs are combined in
+ * order at the end, so the commit knows the CRC without reading the file
+ * again (and copies it in the kernel).  No write-behind queue, no copy to
+ * the calling thread. */
+struct npy_seg {
+	uint64_t off, len;
+	uint32_t crc;
+};
+
 struct npy_out {
 	struct wbuf *out;
 	uint64_t data_off;	/* header length */
+	int fd;			/* direct: out's spill file, else -1 */
+	pthread_mutex_t lock;	/* protects: out (not direct), the below */
+	struct npy_seg *seg;	/* direct: the blocks written */
+	size_t nseg, cap;
+	bool seg_lost;		/* no memory for seg: no CRC */
 };
+
+static void seg_add(struct npy_out *o, uint64_t off, uint64_t len, uint32_t crc)
+{
+	if (o->nseg == o->cap && !o->seg_lost) {
+		size_t cap = o->cap ? 2 * o->cap : 256;
+		struct npy_seg *p = realloc(o->seg, cap * sizeof(*p));
+
+		if (!p)
+			o->seg_lost = true;
+		else
+			o->seg = p;
+		o->cap = p ? cap : o->cap;
+	}
+	if (!o->seg_lost)
+		o->seg[o->nseg++] = (struct npy_seg){ off, len, crc };
+}
+
+static int cmp_seg(const void *x, const void *y)
+{
+	const struct npy_seg *a = x, *b = y;
+
+	return a->off < b->off ? -1 : a->off > b->off;
+}
+
+/* Direct output: the CRC of the whole file from its blocks, if they
+ * cover it exactly once. */
+static void seg_finish(struct npy_out *o)
+{
+	uint64_t pos = 0;
+	uint32_t crc = 0;
+
+	if (o->seg_lost)
+		return;
+	qsort(o->seg, o->nseg, sizeof(*o->seg), cmp_seg);
+	for (size_t i = 0; i < o->nseg; i++) {
+		if (o->seg[i].off != pos)
+			return;
+		crc = (uint32_t)crc32_combine(crc, o->seg[i].crc, (z_off_t)o->seg[i].len);
+		pos += o->seg[i].len;
+	}
+	if (pos == o->out->size)
+		wbuf_set_crc(o->out, crc);
+}
 
 static int out_begin(void *ctx, const struct npy_header *hdr)
 {
@@ -83,21 +148,50 @@ static int out_begin(void *ctx, const struct npy_header *hdr)
 	o->data_off = b.len;
 	if (!ret)	/* the full size at once: no zero-filled holes later */
 		ret = wbuf_truncate(o->out, b.len + hdr->data_len);
+	if (!ret && o->out->size > WBUF_MEM_MAX) {
+		int fd = wbuf_fd(o->out);	/* spilled, queue drained */
+
+		if (fd < 0) {
+			ret = fd;
+		} else {
+			o->fd = fd;
+			seg_add(o, 0, b.len, crc32_update(0, b.data, b.len));
+		}
+	}
 	buf_release(&b);
-	return ret;
+	return ret ? ret : 1;	/* write_at() takes any thread */
 }
 
 static int out_write_at(void *ctx, const void *buf, size_t len, uint64_t off)
 {
 	struct npy_out *o = ctx;
+	uint32_t crc;
+	int ret;
 
-	return wbuf_pwrite(o->out, buf, len, o->data_off + off);
+	if (o->fd < 0) {
+		pthread_mutex_lock(&o->lock);
+		ret = wbuf_pwrite(o->out, buf, len, o->data_off + off);
+		pthread_mutex_unlock(&o->lock);
+		return ret;
+	}
+	ret = io_pwrite_all(o->fd, buf, len, o->data_off + off);
+	if (ret)
+		return ret;
+	if (o->out->wb.writeback)	/* a spill file to clone: as wb_pwrite */
+		sync_file_range(o->fd, (off_t)(o->data_off + off), (off_t)len,
+				SYNC_FILE_RANGE_WRITE);
+	crc = crc32_update(0, buf, len);
+	pthread_mutex_lock(&o->lock);
+	seg_add(o, o->data_off + off, len, crc);
+	pthread_mutex_unlock(&o->lock);
+	return 0;
 }
 
 int convert_text_to_npy(struct wbuf *text, const struct npy_header *base,
 			struct wbuf *out, struct npz_err *err)
 {
-	struct npy_out o = { out, 0 };
+	struct npy_out o = { .out = out, .fd = -1,
+			     .lock = PTHREAD_MUTEX_INITIALIZER };
 	struct text_out to = { out_begin, out_write_at, &o };
 	struct npy_header hdr;
 	const char *p;
@@ -107,7 +201,11 @@ int convert_text_to_npy(struct wbuf *text, const struct npy_header *base,
 	if (ret)
 		return ret;
 	ret = text_parse(p, (size_t)text->size, base, &hdr, &to, err);
-	if (!ret)
+	if (!ret) {
 		npy_header_release(&hdr);
+		if (o.fd >= 0)
+			seg_finish(&o);
+	}
+	free(o.seg);
 	return ret;
 }

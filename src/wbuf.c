@@ -388,10 +388,19 @@ bool wbuf_crc(const struct wbuf *w, uint32_t *crc)
 	return !w->crc_lost && w->crc_len == w->size;
 }
 
+void wbuf_set_crc(struct wbuf *w, uint32_t crc)
+{
+	w->crc_skip = false;
+	w->crc_lost = false;
+	w->crc = crc;
+	w->crc_len = w->size;
+}
+
 /* Keep the CRC of content written in order from its start. */
 static void crc_follow(struct wbuf *w, const void *p, size_t n, uint64_t off)
 {
-	if (w->crc_lost || off != w->crc_len || w->size != w->crc_len) {
+	if (w->crc_lost || w->crc_skip || off != w->crc_len ||
+	    w->size != w->crc_len) {
 		w->crc_lost = true;
 		return;
 	}

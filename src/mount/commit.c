@@ -3,6 +3,7 @@
  * the new archive swapped in, the namespace updated, rejections reported.
  *  Invariant: a failed commit leaves the tree as it was before. */
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -336,12 +337,53 @@ static int make_npy(struct tree *t, struct entry *e, char kind,
 	return 0;
 }
 
+/* .npy wbufs being freed (npy_free), some on threads of their own */
+static pthread_mutex_t releasing_lock = PTHREAD_MUTEX_INITIALIZER; /* protects:
+					releasing; a leaf lock */
+static pthread_cond_t released = PTHREAD_COND_INITIALIZER;
+static int releasing;
+
+static void *npy_release_main(void *arg)
+{
+	wbuf_release(arg);
+	free(arg);
+	pthread_mutex_lock(&releasing_lock);
+	releasing--;
+	pthread_cond_broadcast(&released);
+	pthread_mutex_unlock(&releasing_lock);
+	return NULL;
+}
+
+void commit_release_wait(void)
+{
+	pthread_mutex_lock(&releasing_lock);
+	while (releasing)
+		pthread_cond_wait(&released, &releasing_lock);
+	pthread_mutex_unlock(&releasing_lock);
+}
+
+/* Free the .npy parsed from a .txt.  A big one's spill file is closed on
+ * a thread of its own: dropping tens of MiB of page cache takes
+ * milliseconds that the writer's close() would otherwise wait for. */
 static void npy_free(struct wbuf *npy, struct wbuf *content)
 {
-	if (npy && npy != content) {
-		wbuf_release(npy);
-		free(npy);
+	pthread_attr_t a;
+	pthread_t th;
+	bool bg = false;
+
+	if (!npy || npy == content)
+		return;
+	pthread_mutex_lock(&releasing_lock);
+	releasing++;
+	pthread_mutex_unlock(&releasing_lock);
+	if (npy->fd >= 0 && npy->size > WBUF_MEM_MAX &&
+	    !pthread_attr_init(&a)) {
+		bg = !pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED) &&
+		     !pthread_create(&th, &a, npy_release_main, npy);
+		pthread_attr_destroy(&a);
 	}
+	if (!bg)
+		npy_release_main(npy);
 }
 
 /* Show a newly committed array entry: its .npy node (reusing `n` when it

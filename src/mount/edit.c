@@ -192,6 +192,9 @@ static int edit_begin(struct tree *t, struct node *n, bool empty)
 		if (!w)
 			return -ENOMEM;
 		wbuf_init(w);
+		/* text is parsed, never stored: no CRC while it is written
+		 * (a .txt renamed to another name gets its CRC at commit) */
+		w->crc_skip = n->kind == N_VIEW || name_array_kind(n->name) == 't';
 		n->edit = w;
 		return 0;
 	}

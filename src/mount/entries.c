@@ -275,6 +275,7 @@ void tree_free(struct tree *t)
 {
 	if (!t)
 		return;
+	commit_release_wait();
 	follow_stop(t);
 	files_forget(t);
 	for (size_t b = 0; b < t->nbuckets; b++) {

@@ -351,6 +351,11 @@ void edit_rebase(struct tree *t, struct node *n, bool committed);
  * change (change_begin); t->lock is released while the archive is written.
  * On failure nothing in the tree changed. */
 int commit_archive(struct tree *t, struct npz_err *err);
+
+/* Wait for the .npy files parsed from text that are still being freed on
+ * threads of their own (tree_free() calls it). */
+void commit_release_wait(void);
+
 /* Commit new content for the array or member at path (see commit.c).
  * content is frozen or private: it is read without a lock. */
 int commit_content(struct tree *t, const char *path, struct entry *target,

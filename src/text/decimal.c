@@ -1,8 +1,15 @@
-/* decimal.c - decimal tokens to doubles, exactly.
+/* decimal.c - decimal tokens to doubles and floats, exactly.
  *
- * Invariant: text_to_double() gives the correctly rounded double of every
- * decimal token (Clinger's fast path, Eisel-Lemire, strtod in the C
- * locale as the last resort), the same as strtod.
+ * Invariant: text_to_double() / text_to_float() give the correctly rounded
+ * double / float of every decimal token (ties to even), the same as
+ * strtod / strtof: Clinger's fast path, Eisel-Lemire (subnormals, zero and
+ * infinity included), and strtod / strtof in the C locale only when
+ * Eisel-Lemire cannot decide (a 128-bit product too close to a rounding
+ * boundary, or more than 19 digits whose truncation leaves two candidates).
+ * A float is rounded once from the decimal, never through a double (which
+ * would round twice).  Checked against Python's float() and exact rational
+ * rounding (tests/integration/test_float_exact.py) and against glibc
+ * (tests/fuzz/fuzz_float_parse.c).
  */
 #include <math.h>
 #include <stdlib.h>
@@ -10,62 +17,125 @@
 
 #include "fast_double.h"
 
-/* man * 10^exp10 correctly rounded, or false when undecided. */
-bool text_eisel_lemire(uint64_t man, int exp10, bool neg, double *out)
+/* ---- Eisel-Lemire -------------------------------------------------------
+ *
+ * man * 10^q to the nearest binary float of mbits explicit mantissa bits
+ * (52: double, 23: float), ties to even, as IEEE bits without the sign
+ * (Lemire, "Number parsing at a gigabyte per second", 2021, with the
+ * subnormal and halfway rules of fast_float and Rust's dec2flt):
+ *
+ * man is normalised (its top bit set) and multiplied by the 128-bit
+ * truncated significand of 10^q (pow10_table.c).  Only the top
+ * mbits + 3 bits of the 192-bit product are needed (a leading bit that is
+ * 0 or 1, mbits + 1 mantissa bits, a rounding bit): when the bits below
+ * them in the high word are not all ones, the truncation error (< 2^64
+ * times the high word's weight) cannot carry into them, so they are exact.
+ * When they are all ones a second 64-bit multiplication by the low half of
+ * the significand narrows the error; if that is still undecided the
+ * caller falls back (strtod).  An exact halfway case needs an exact
+ * product, possible only for small q (5^q < 2^64 ... or 10^q's fraction
+ * exact): then the low bits tell, and ties go to even.  Below the normal
+ * range the mantissa is shifted further (a subnormal), which never meets
+ * a tie.  Beyond the table: 0 (q < TEXT_POW10_MIN: man * 10^q is below
+ * half the smallest subnormal) or infinity. */
+static inline __attribute__((always_inline))
+bool eisel_lemire(uint64_t man, int q, int mbits, int min_exp, int inf_exp,
+		  int even_qmin, int even_qmax, uint64_t *bits)
 {
-	uint64_t bits;
+	const uint64_t mask = ~0ull >> (mbits + 3);
+	const uint64_t *g;
+	unsigned __int128 x;
+	uint64_t hi, lo, m, upper;
+	int lz, p2;
 
-	if (man == 0) {
-		*out = neg ? -0.0 : 0.0;
+	if (man == 0 || q < TEXT_POW10_MIN) {
+		*bits = 0;
 		return true;
 	}
-	if (exp10 < TEXT_POW10_MIN || exp10 > 308)
-		return false;
-	const uint64_t *g = text_pow10[exp10 - TEXT_POW10_MIN];
-	int clz = __builtin_clzll(man);
-	man <<= clz;
-	uint64_t e2 = (uint64_t)(((217706 * exp10) >> 16) + 64 + 1023) -
-		      (uint64_t)clz;
-	unsigned __int128 x = (unsigned __int128)man * g[0];
-	uint64_t xhi = (uint64_t)(x >> 64), xlo = (uint64_t)x;
-
-	if ((xhi & 0x1ff) == 0x1ff && xlo + man < man) {
+	if (q > 308) {
+		*bits = (uint64_t)inf_exp << mbits;
+		return true;
+	}
+	g = text_pow10[q - TEXT_POW10_MIN];
+	lz = __builtin_clzll(man);
+	man <<= lz;
+	x = (unsigned __int128)man * g[0];
+	hi = (uint64_t)(x >> 64);
+	lo = (uint64_t)x;
+	if ((hi & mask) == mask) {
 		unsigned __int128 y = (unsigned __int128)man * g[1];
 		uint64_t yhi = (uint64_t)(y >> 64), ylo = (uint64_t)y;
-		uint64_t mhi = xhi, mlo = xlo + yhi;
 
-		if (mlo < xlo)
-			mhi++;
-		if ((mhi & 0x1ff) == 0x1ff && mlo + 1 == 0 && ylo + man < man)
+		lo += yhi;
+		if (lo < yhi)
+			hi++;
+		/* the rest of the product (< man) could still carry */
+		if ((hi & mask) == mask && lo == ~0ull && ylo + man < man)
 			return false;
-		xhi = mhi;
-		xlo = mlo;
 	}
-	uint64_t msb = xhi >> 63;
-	uint64_t m = xhi >> (msb + 9);
-	e2 -= 1 ^ msb;
-	if (xlo == 0 && (xhi & 0x1ff) == 0 && (m & 3) == 1)
-		return false;
+	upper = hi >> 63;
+	m = hi >> (upper + 64 - mbits - 3);
+	/* floor(log2(10^q)) + 63 = the weight of the product's top bit */
+	p2 = (((152170 + 65536) * q) >> 16) + 63 + (int)upper - lz - min_exp;
+	if (p2 <= 0) {		/* subnormal (or zero) */
+		if (1 - p2 >= 64) {
+			*bits = 0;
+			return true;
+		}
+		m >>= 1 - p2;
+		m += m & 1;
+		m >>= 1;
+		/* rounding up to the smallest normal gives exponent 1 */
+		*bits = m;
+		return true;
+	}
+	/* exactly halfway: round to even (down when the kept bit is even) */
+	if (lo <= 1 && q >= even_qmin && q <= even_qmax && (m & 3) == 1 &&
+	    m << (upper + 64 - mbits - 3) == hi)
+		m &= ~1ull;
 	m += m & 1;
 	m >>= 1;
-	if (m >> 53) {
-		m >>= 1;
-		e2++;
+	if (m >= 2ull << mbits) {
+		m = 1ull << mbits;
+		p2++;
 	}
-	if (e2 - 1 >= 0x7ff - 1)
-		return false;	/* subnormal or overflow: let strtod decide */
-	bits = e2 << 52 | (m & ((1ull << 52) - 1));
-	if (neg)
-		bits |= 1ull << 63;
-	memcpy(out, &bits, 8);
+	m &= ~(1ull << mbits);
+	if (p2 >= inf_exp) {
+		*bits = (uint64_t)inf_exp << mbits;
+		return true;
+	}
+	*bits = (uint64_t)p2 << mbits | m;
 	return true;
 }
 
+bool text_eisel_lemire(uint64_t man, int exp10, bool neg, double *out)
+{
+	uint64_t b;
+
+	if (!eisel_lemire(man, exp10, 52, -1023, 0x7ff, -4, 23, &b))
+		return false;
+	b |= (uint64_t)neg << 63;
+	memcpy(out, &b, 8);
+	return true;
+}
+
+bool text_eisel_lemire32(uint64_t man, int exp10, bool neg, float *out)
+{
+	uint64_t b;
+	uint32_t b32;
+
+	if (!eisel_lemire(man, exp10, 23, -127, 0xff, -17, 10, &b))
+		return false;
+	b32 = (uint32_t)b | (uint32_t)neg << 31;
+	memcpy(out, &b32, 4);
+	return true;
+}
 
 int text_scan_float(const char *s, size_t n, struct decnum *d)
 {
 	const char *p = s, *e = s + n;
-	int nd = 0, ex = 0;
+	int nd = 0;
+	int64_t x10 = 0, ex = 0;	/* digits' exponent; |x10| <= n */
 	bool any = false;
 
 	d->neg = false;
@@ -96,18 +166,18 @@ int text_scan_float(const char *s, size_t n, struct decnum *d)
 			d->w = d->w * 10 + (uint64_t)(*p - '0');
 			nd++;
 		} else {
-			d->exp10++;
+			x10++;
 			d->trunc |= *p != '0';
 		}
 	}
 	if (p < e && *p == '.') {
 		for (p++; p < e && is_digit(*p); p++, any = true) {
 			if (!nd && *p == '0') {
-				d->exp10--;
+				x10--;
 			} else if (nd < 19) {
 				d->w = d->w * 10 + (uint64_t)(*p - '0');
 				nd++;
-				d->exp10--;
+				x10--;
 			} else {
 				d->trunc |= *p != '0';
 			}
@@ -123,13 +193,15 @@ int text_scan_float(const char *s, size_t n, struct decnum *d)
 			eneg = *p++ == '-';
 		for (; p < e && is_digit(*p); p++) {
 			edig = true;
-			if (ex < 100000)
+			if (ex < (1ll << 40))	/* beyond any token's digits */
 				ex = ex * 10 + (*p - '0');
 		}
 		if (!edig)
 			return NUM_BAD;
-		d->exp10 += eneg ? -ex : ex;
+		x10 += eneg ? -ex : ex;
 	}
+	/* w < 10^19: beyond +-100000 the value is 0 or inf all the same */
+	d->exp10 = x10 < -100000 ? -100000 : x10 > 100000 ? 100000 : (int)x10;
 	return p == e ? NUM_OK : NUM_BAD;
 }
 
@@ -195,5 +267,56 @@ int text_to_double(const char *s, size_t n, double *out)
 		*out = d.neg ? -0.0 : 0.0;
 	else
 		*out = slow_strtod(s, n);
+	return NUM_OK;
+}
+
+static float slow_strtof(const char *s, size_t n)
+{
+	char small[128], *c = text_tok_cstr(s, n, small, sizeof(small));
+	float v;
+
+	if (!c)
+		return NAN;	/* out of memory: reported as a bad value */
+	v = strtof_l(c, NULL, text_c_locale());
+	if (c != small)
+		free(c);
+	return v;
+}
+
+/* The nearest float to the decimal token, rounded once (not through a
+ * double): Clinger's fast path in float arithmetic, Eisel-Lemire, strtof
+ * as the last resort. */
+int text_to_float(const char *s, size_t n, float *out)
+{
+	struct decnum d;
+	int r;
+
+	if (fast_float32(s, s + n, out) == s + n)
+		return NUM_OK;
+	r = text_scan_float(s, n, &d);
+	if (r != NUM_OK) {
+		*out = r == NUM_SPECIAL ? (float)d.special : 0;
+		return r;
+	}
+	if (!d.trunc) {
+		if (d.w <= (1ull << 24) && d.exp10 >= -10 && d.exp10 <= 10) {
+			float v = (float)d.w;
+
+			v = d.exp10 < 0 ? v / pow10_f[-d.exp10] : v * pow10_f[d.exp10];
+			*out = d.neg ? -v : v;
+			return NUM_OK;
+		}
+		if (text_eisel_lemire32(d.w, d.exp10, d.neg, out))
+			return NUM_OK;
+	} else {
+		float v, v2;
+
+		if (text_eisel_lemire32(d.w, d.exp10, d.neg, &v) &&
+		    text_eisel_lemire32(d.w + 1, d.exp10, d.neg, &v2) && v == v2) {
+			*out = v;
+			return NUM_OK;
+		}
+	}
+	*out = slow_strtof(s, n);
 	return NUM_OK;
 }

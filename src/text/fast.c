@@ -27,9 +27,12 @@
  * finding lines first.  The body is cut into chunks of about
  * text_parse_chunk_bytes that begin at line starts, so that each chunk's
  * first value index and line number come from the counts before it; each
- * pass works chunk by chunk, on two threads when there are two CPUs.  The
- * helper thread never calls `out` (callbacks stay on the calling thread):
- * it hands its blocks to the calling thread, which writes them.
+ * pass works chunk by chunk, on as many threads as there are online CPUs
+ * (at most FAST_MAX_THREADS).  Helper threads call `out` only when its
+ * begin() said write_at() is thread-safe (then every thread writes its own
+ * blocks); else callbacks stay on the calling thread: each helper hands
+ * its blocks to the calling thread through its own slot, and the calling
+ * thread writes them.
  *
  * When the count is not the reference's (or there is none: a new array),
  * the general layout scan still decides the shape, but the conversion is
@@ -55,13 +58,14 @@ struct worker {
 	struct fast *f;
 	struct tp t;		/* own lineno and err, for the converters */
 	struct npz_err err;
+	int id;			/* 0: the calling thread, else a helper */
 	bool helper;
 	unsigned char *buf, *spare;	/* output blocks of `cap` elements */
 	size_t n, cap;		/* elements in buf */
 	uint64_t first;		/* element index of buf[0] */
 	int ret;		/* first conversion error ... */
 	size_t err_chunk;	/* ... in this chunk */
-	int cb_ret;		/* out->write_at failed (calling thread) */
+	int cb_ret;		/* out->write_at failed */
 };
 
 /* ---- pass 1: count ---- */
@@ -226,33 +230,46 @@ static void slot_wait(struct fast *f)
 	pthread_cond_wait(&f->cv, &f->lock);
 }
 
-/* Write the helper's block if there is one (calling thread). */
-static void serve_helper(struct fast *f, struct worker *w)
+/* Write the helpers' blocks that are ready (calling thread). */
+static void serve_helpers(struct fast *f, struct worker *w)
 {
 	const struct text_out *out = f->t->out;
 
-	if (!__atomic_load_n(&f->slot_full, __ATOMIC_ACQUIRE))
-		return;
-	pthread_mutex_lock(&f->lock);
-	while (f->slot_full) {
-		const unsigned char *b = f->slot;
-		size_t len = f->slot_len;
-		uint64_t off = f->slot_off;
-		int ret = 0;
+	for (int i = 1; i < f->nthreads; i++) {
+		struct fast_slot *sl = &f->slot[i];
 
-		pthread_mutex_unlock(&f->lock);
-		if (!w->cb_ret)
-			ret = out->write_at(out->ctx, b, len, off);
+		if (!__atomic_load_n(&sl->full, __ATOMIC_ACQUIRE))
+			continue;
 		pthread_mutex_lock(&f->lock);
-		if (ret) {
-			w->cb_ret = ret;
-			f->stop = true;
+		while (sl->full) {
+			const unsigned char *b = sl->buf;
+			size_t len = sl->len;
+			uint64_t off = sl->off;
+			int ret = 0;
+
+			pthread_mutex_unlock(&f->lock);
+			if (!w->cb_ret)
+				ret = out->write_at(out->ctx, b, len, off);
+			pthread_mutex_lock(&f->lock);
+			if (ret) {
+				w->cb_ret = ret;
+				f->stop = true;
+			}
+			sl->back = (unsigned char *)b;
+			__atomic_store_n(&sl->full, 0, __ATOMIC_RELEASE);
+			pthread_cond_broadcast(&f->cv);
 		}
-		f->back = (unsigned char *)b;
-		__atomic_store_n(&f->slot_full, 0, __ATOMIC_RELEASE);
-		pthread_cond_broadcast(&f->cv);
+		pthread_mutex_unlock(&f->lock);
 	}
-	pthread_mutex_unlock(&f->lock);
+}
+
+/* Is a helper's block waiting?  (f->lock held) */
+static bool any_slot_full(const struct fast *f)
+{
+	for (int i = 1; i < f->nthreads; i++)
+		if (f->slot[i].full)
+			return true;
+	return false;
 }
 
 /* Hand the block on: write it (calling thread) or pass it to the calling
@@ -265,7 +282,7 @@ static int worker_flush(struct worker *w)
 
 	if (!w->n)
 		return 0;
-	if (!w->helper) {
+	if (!w->helper || f->t->out_threads) {
 		const struct text_out *out = f->t->out;
 
 		ret = out->write_at(out->ctx, w->buf, w->n * isz, w->first * isz);
@@ -276,22 +293,25 @@ static int worker_flush(struct worker *w)
 			pthread_cond_broadcast(&f->cv);
 			pthread_mutex_unlock(&f->lock);
 		}
-		serve_helper(f, w);
+		if (!w->helper)
+			serve_helpers(f, w);
 	} else {
+		struct fast_slot *sl = &f->slot[w->id];
+
 		pthread_mutex_lock(&f->lock);
-		while (f->slot_full && !f->stop)
+		while (sl->full && !f->stop)
 			slot_wait(f);
 		if (f->stop) {
 			ret = -ECANCELED;
 		} else {
-			if (f->back) {
-				w->spare = f->back;
-				f->back = NULL;
+			if (sl->back) {
+				w->spare = sl->back;
+				sl->back = NULL;
 			}
-			f->slot = w->buf;
-			f->slot_len = w->n * isz;
-			f->slot_off = w->first * isz;
-			__atomic_store_n(&f->slot_full, 1, __ATOMIC_RELEASE);
+			sl->buf = w->buf;
+			sl->len = w->n * isz;
+			sl->off = w->first * isz;
+			__atomic_store_n(&sl->full, 1, __ATOMIC_RELEASE);
 			pthread_cond_broadcast(&f->cv);
 			w->buf = w->spare;
 			w->spare = NULL;
@@ -303,11 +323,12 @@ static int worker_flush(struct worker *w)
 	return ret;
 }
 
-/* Convert the values of chunk c; `f64`: the dtype is native float64 (a
- * constant, so that each caller gets its own copy of the loop).  Returns 0,
- * a converter's error (message in w->err), or a write error (w->cb_ret). */
+/* Convert the values of chunk c; `native`: the dtype is native float64
+ * (8) or float32 (4), else 0 (a constant, so that each caller gets its own
+ * copy of the loop).  Returns 0, a converter's error (message in w->err),
+ * or a write error (w->cb_ret). */
 static inline __attribute__((always_inline))
-int convert_chunk_as(struct worker *w, const struct chunk *c, bool f64)
+int convert_chunk_as(struct worker *w, const struct chunk *c, int native)
 {
 	const struct tp *t = w->f->t;
 	const char *p = t->text + c->start, *end = t->text + c->end;
@@ -349,12 +370,20 @@ int convert_chunk_as(struct worker *w, const struct chunk *c, bool f64)
 			dst = w->buf;
 			full = w->buf + w->cap * isz;
 		}
-		if (f64) {
+		if (native == 8) {
 			double d;
 
 			te = fast_double(p, end, &d);
 			if (te) {
 				memcpy(dst, &d, 8);
+				goto next;
+			}
+		} else if (native == 4) {
+			float x;
+
+			te = fast_float32(p, end, &x);
+			if (te) {
+				memcpy(dst, &x, 4);
 				goto next;
 			}
 		}
@@ -384,8 +413,10 @@ static int convert_chunk(struct worker *w, const struct chunk *c)
 	const struct npy_dtype *dt = w->f->t->cols[0].dt;
 
 	if (dt->kind == NPY_FLOAT && dt->itemsize == 8 && !dt->swapped)
-		return convert_chunk_as(w, c, true);
-	return convert_chunk_as(w, c, false);
+		return convert_chunk_as(w, c, 8);
+	if (dt->kind == NPY_FLOAT && dt->itemsize == 4 && !dt->swapped)
+		return convert_chunk_as(w, c, 4);
+	return convert_chunk_as(w, c, 0);
 }
 
 /* ---- both passes ---- */
@@ -433,16 +464,16 @@ static void run_pass(struct worker *w)
 	}
 	if (w->helper) {
 		pthread_mutex_lock(&f->lock);
-		f->helper_done = true;
+		f->helpers_running--;
 		pthread_cond_broadcast(&f->cv);
 		pthread_mutex_unlock(&f->lock);
 	} else if (f->pass == 2) {
-		/* the helper's last blocks */
+		/* the helpers' last blocks */
 		pthread_mutex_lock(&f->lock);
-		while (!f->helper_done || f->slot_full) {
-			if (f->slot_full) {
+		while (f->helpers_running || any_slot_full(f)) {
+			if (any_slot_full(f)) {
 				pthread_mutex_unlock(&f->lock);
-				serve_helper(f, w);
+				serve_helpers(f, w);
 				pthread_mutex_lock(&f->lock);
 			} else {
 				slot_wait(f);
@@ -458,49 +489,64 @@ static void *helper_main(void *arg)
 	return NULL;
 }
 
-static bool use_helper(const struct fast *f)
+/* Threads for a pass over f's chunks: text_parse_threads, or the online
+ * CPUs; at most FAST_MAX_THREADS and the number of chunks. */
+static int pass_threads(const struct fast *f)
 {
 	int n = text_parse_threads;
 
-	if (!n) {
+	if (n <= 0) {
 		static int cpus;	/* benign race: every thread finds the same */
 		int c = __atomic_load_n(&cpus, __ATOMIC_RELAXED);
 
 		if (!c) {
-			c = sysconf(_SC_NPROCESSORS_ONLN) > 1 ? 2 : 1;
+			long k = sysconf(_SC_NPROCESSORS_ONLN);
+
+			c = k < 1 ? 1 : k > FAST_MAX_THREADS ? FAST_MAX_THREADS : (int)k;
 			__atomic_store_n(&cpus, c, __ATOMIC_RELAXED);
 		}
 		n = c;
 	}
-	return n > 1 && f->nch > 1;
+	if (n > FAST_MAX_THREADS)
+		n = FAST_MAX_THREADS;
+	if ((size_t)n > f->nch)
+		n = f->nch ? (int)f->nch : 1;
+	return n;
 }
 
-/* Run f->pass over all chunks with the workers (w[1]: the helper, used if
- * it can start). */
-static void run_both(struct fast *f, struct worker w[2])
+/* Run f->pass over all chunks with the workers (w[0]: the calling thread;
+ * w[1..]: helpers, as many as can start). */
+static void run_all(struct fast *f, struct worker *w)
 {
-	pthread_t th;
-	bool two = use_helper(f);
+	pthread_t th[FAST_MAX_THREADS];
+	int n = f->nthreads, started = 1;
 
 	f->next = 0;
 	f->stop = false;
-	f->helper_done = !two;
-	if (two && pthread_create(&th, NULL, helper_main, &w[1])) {
-		two = false;
-		f->helper_done = true;
+	f->helpers_running = n - 1;
+	for (int i = 1; i < n; i++) {
+		if (pthread_create(&th[i], NULL, helper_main, &w[i]))
+			break;
+		started++;
+	}
+	if (started < n) {
+		pthread_mutex_lock(&f->lock);
+		f->helpers_running -= n - started;
+		pthread_mutex_unlock(&f->lock);
 	}
 	run_pass(&w[0]);
-	if (two)
-		pthread_join(th, NULL);
+	for (int i = 1; i < started; i++)
+		pthread_join(th[i], NULL);
 }
 
-static void worker_init(struct worker *w, struct fast *f, bool helper)
+static void worker_init(struct worker *w, struct fast *f, int id)
 {
 	memset(w, 0, sizeof(*w));
 	w->f = f;
 	w->t = *f->t;
 	w->t.err = &w->err;
-	w->helper = helper;
+	w->id = id;
+	w->helper = id > 0;
 }
 
 /* Cut the body into chunks at line starts. */
@@ -531,7 +577,7 @@ static int make_chunks(struct fast *f)
 void text_fast_count(struct fast *f, bool *ok, uint64_t *count)
 {
 	struct tp *t = f->t;
-	struct worker w[2];
+	struct worker w[FAST_MAX_THREADS];
 	uint64_t n = 0;
 	size_t line = t->body_lineno;
 
@@ -540,9 +586,10 @@ void text_fast_count(struct fast *f, bool *ok, uint64_t *count)
 		return;		/* no memory: the general path */
 	f->pass = 1;
 	f->fail = f->nch;
-	worker_init(&w[0], f, false);
-	worker_init(&w[1], f, true);
-	run_both(f, w);
+	f->nthreads = pass_threads(f);
+	for (int i = 0; i < f->nthreads; i++)
+		worker_init(&w[i], f, i);
+	run_all(f, w);
 	if (f->quoted)
 		return;
 	for (size_t i = 0; i < f->nch; i++) {
@@ -576,31 +623,33 @@ void text_fast_count(struct fast *f, bool *ok, uint64_t *count)
 int text_fast_convert(struct fast *f)
 {
 	struct tp *t = f->t;
-	struct worker w[2];
+	struct worker w[FAST_MAX_THREADS];
 	size_t cap = FAST_BLOCK / t->isz ? FAST_BLOCK / t->isz : 1;
-	int ret = 0;
+	int ret = 0, n;
 
 	f->pass = 2;
 	f->fail = f->nch;
-	worker_init(&w[0], f, false);
-	worker_init(&w[1], f, true);
-	for (int i = 0; i < 2; i++) {
+	n = f->nthreads = pass_threads(f);
+	for (int i = 0; i < n; i++) {
+		worker_init(&w[i], f, i);
 		w[i].cap = cap;
 		w[i].buf = malloc(cap * t->isz);
 		if (!w[i].buf)
 			ret = -ENOMEM;
+		if (i && !t->out_threads) {
+			w[i].spare = malloc(cap * t->isz);
+			if (!w[i].spare)
+				ret = -ENOMEM;
+		}
 	}
-	w[1].spare = malloc(cap * t->isz);
-	if (!w[1].spare)
-		ret = -ENOMEM;
 	if (!ret) {
-		run_both(f, w);
-		if (w[0].cb_ret) {
-			ret = w[0].cb_ret;
-		} else {
+		run_all(f, w);
+		for (int i = 0; i < n && !ret; i++)
+			ret = w[i].cb_ret;	/* a write failed */
+		if (!ret) {
 			struct worker *e = NULL;
 
-			for (int i = 0; i < 2; i++)
+			for (int i = 0; i < n; i++)
 				if (w[i].ret && (!e || w[i].err_chunk < e->err_chunk))
 					e = &w[i];
 			if (e) {
@@ -610,11 +659,11 @@ int text_fast_convert(struct fast *f)
 			}
 		}
 	}
-	for (int i = 0; i < 2; i++) {
+	for (int i = 0; i < n; i++) {
 		free(w[i].buf);
 		free(w[i].spare);
+		free(f->slot[i].back);
+		f->slot[i].back = NULL;
 	}
-	free(f->back);
-	f->back = NULL;
 	return ret;
 }

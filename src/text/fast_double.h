@@ -1,10 +1,12 @@
 /* fast_double.h - the common decimal, fast: digits eight at a time and
  * Clinger's fast path, inline in fast.c's conversion loop and in
- * decimal.c's text_to_double() (always_inline: it is the hot loop).
+ * decimal.c's text_to_double() and text_to_float() (always_inline: it is
+ * the hot loop).
  */
 #ifndef NPZFS_TEXT_FAST_DOUBLE_H
 #define NPZFS_TEXT_FAST_DOUBLE_H
 
+#include <math.h>
 #include <string.h>
 
 #include "parse_internal.h"
@@ -71,12 +73,11 @@ static inline const char *take_digits(const char *p, const char *e, uint64_t *w)
 
 /* The token at p (inside [p, e)) if it is a plain decimal
  * [+-]digits[.digits][(e|E)[+-]digits] of at most 19 significant digits
- * that ends at e or at whitespace, and its value is found without strtod:
- * the end of the token and the correctly rounded double in *out.  Else
- * NULL, and text_to_double() decides (it gives the same value for every token
-			    * accepted here, and the messages for the rest). */
+ * that ends at e or at whitespace: its end, and its digits *w, exponent
+ * *exp10 and sign *neg.  Else NULL. */
 static inline __attribute__((always_inline))
-const char *fast_double(const char *p, const char *e, double *out)
+const char *fast_scan(const char *p, const char *e, uint64_t *wp, int *exp10p,
+		      bool *negp)
 {
 	const char *s, *f;
 	uint64_t w = 0;
@@ -124,6 +125,26 @@ const char *fast_double(const char *p, const char *e, double *out)
 			return NULL;	/* no digits, over five, or more after */
 		exp10 += eneg ? -ex : ex;
 	}
+	*wp = w;
+	*exp10p = exp10;
+	*negp = neg;
+	return p;
+}
+
+/* A plain decimal token at p (fast_scan()) whose double is found without
+ * strtod: the end of the token and the correctly rounded double in *out.
+ * Else NULL, and text_to_double() decides (it gives the same value for
+ * every token accepted here, and the messages for the rest). */
+static inline __attribute__((always_inline))
+const char *fast_double(const char *p, const char *e, double *out)
+{
+	uint64_t w;
+	int exp10;
+	bool neg;
+
+	p = fast_scan(p, e, &w, &exp10, &neg);
+	if (!p)
+		return NULL;
 	if (w <= (1ull << 53) && (unsigned)(exp10 + 22) <= 44) {
 		/* Clinger: both operands exact, one rounding; the sign
 		 * without a branch (random signs are not predictable) */
@@ -136,7 +157,38 @@ const char *fast_double(const char *p, const char *e, double *out)
 		memcpy(out, &b, 8);
 		return p;
 	}
-	return text_eisel_lemire(w, exp10, neg, out) ? p : NULL;
+	/* out of range (inf) is the converter's error, not a value */
+	return text_eisel_lemire(w, exp10, neg, out) && !isinf(*out) ? p : NULL;
+}
+
+static const float pow10_f[11] = {
+	1e0f, 1e1f, 1e2f, 1e3f, 1e4f, 1e5f, 1e6f, 1e7f, 1e8f, 1e9f, 1e10f,
+};
+
+/* fast_double() for a float: rounded once from the decimal (Clinger in
+ * float arithmetic, or Eisel-Lemire), never through a double.  Else NULL,
+ * and text_to_float() decides. */
+static inline __attribute__((always_inline))
+const char *fast_float32(const char *p, const char *e, float *out)
+{
+	uint64_t w;
+	int exp10;
+	bool neg;
+
+	p = fast_scan(p, e, &w, &exp10, &neg);
+	if (!p)
+		return NULL;
+	if (w <= (1ull << 24) && (unsigned)(exp10 + 10) <= 20) {
+		float v = (float)w;
+		uint32_t b;
+
+		v = exp10 < 0 ? v / pow10_f[-exp10] : v * pow10_f[exp10];
+		memcpy(&b, &v, 4);
+		b |= (uint32_t)neg << 31;
+		memcpy(out, &b, 4);
+		return p;
+	}
+	return text_eisel_lemire32(w, exp10, neg, out) && !isinf(*out) ? p : NULL;
 }
 
 #endif

@@ -9,15 +9,17 @@
  * line, blank-line separated blocks) and, without a dtype, infers one; the
  * second converts values into ~1 MiB blocks handed to out->write_at (or, for
  * Fortran order, bands of up to 32 MiB transposed in memory).  Every error
- * names the 1-based line of the text.  Floats are read exactly (Clinger's
- * fast path, Eisel-Lemire, strtod in the C locale as the last resort) and
+ * names the 1-based line of the text.  Floats are read exactly, float32
+ * rounded once from the decimal (Clinger's fast path, Eisel-Lemire,
+ * strtod/strtof in the C locale when Eisel-Lemire cannot decide) and
  * must fit the precision: "1e39" is refused for float32, not made inf.
  *
  * The usual case, an edited view whose element count still matches its
  * header, takes a fast path (see "fast path" below): a first pass that only
  * counts tokens with SIMD, and a second that converts chunks of the text on
- * two threads.  It gives the same results and the same errors as the
- * general path, which the unit tests and the fuzzer check against it.
+ * every online CPU (at most 8).  It gives the same results and the same
+ * errors as the general path, which the unit tests and the fuzzer check
+ * against it.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -437,8 +439,9 @@ static int job_convert(struct job *j, struct npy_header *hdr,
 		ret = text_out_setup(t);
 	if (!ret)
 		ret = out->begin(out->ctx, hdr);
-	if (ret)
+	if (ret < 0)
 		return ret;
+	t->out_threads = ret > 0;
 	if (j->counted)
 		return text_fast_convert(&j->f);
 	if (t->record && !t->ncols)

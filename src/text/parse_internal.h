@@ -85,6 +85,7 @@ struct tp {
 
 	/* output */
 	const struct text_out *out;
+	bool out_threads;	/* begin() said write_at() is thread-safe */
 	const struct npy_header *hdr;
 	unsigned char *cbuf;	/* C-order elements */
 	size_t cap;		/* elements cbuf holds */
@@ -131,6 +132,17 @@ struct chunk {
 	size_t lineno;		/* line number of start */
 };
 
+#define FAST_MAX_THREADS 8	/* threads of the fast path, at most */
+
+/* A helper's hand-off: one full block for the calling thread to write. */
+struct fast_slot {
+	int full;		/* atomic, changed under lock */
+	const unsigned char *buf;
+	size_t len;
+	uint64_t off;
+	unsigned char *back;	/* a written block, back to the helper */
+};
+
 struct fast {
 	struct tp *t;
 	struct chunk *ch;
@@ -138,19 +150,15 @@ struct fast {
 	int pass;		/* 1: count, 2: convert */
 	uint64_t line_values;	/* tokens of the first data line */
 	bool quoted;		/* pass 1 met a quote: not for this path */
+	int nthreads;		/* workers of this pass: the caller + helpers */
 
 	pthread_mutex_t lock;
 	pthread_cond_t cv;
 	size_t next;		/* next chunk to take */
 	size_t fail;		/* lowest chunk with an error, nch if none */
 	bool stop;		/* give up: quote seen, or a write failed */
-	bool helper_done;
-	/* the helper's hand-off: one full block for the caller to write */
-	int slot_full;		/* atomic, changed under lock */
-	const unsigned char *slot;
-	size_t slot_len;
-	uint64_t slot_off;
-	unsigned char *back;	/* a written block, back to the helper */
+	int helpers_running;
+	struct fast_slot slot[FAST_MAX_THREADS];	/* [i]: helper i's */
 };
 
 /* ---- messages and tokens (token.c) ---- */
@@ -180,8 +188,11 @@ int text_line_kind(const char *p, const char *e);
 
 /* ---- numbers (decimal.c) ---- */
 
-/* man * 10^exp10 correctly rounded, or false when undecided. */
+/* man * 10^exp10 correctly rounded to a double (text_eisel_lemire) or a
+ * float (text_eisel_lemire32), subnormals, 0 and infinity included, or
+ * false when undecided (the caller falls back to strtod / strtof). */
 bool text_eisel_lemire(uint64_t man, int exp10, bool neg, double *out);
+bool text_eisel_lemire32(uint64_t man, int exp10, bool neg, float *out);
 
 /* Split a decimal float token; NUM_OK, NUM_BAD or NUM_SPECIAL (nan/inf). */
 int text_scan_float(const char *s, size_t n, struct decnum *d);
@@ -193,6 +204,10 @@ char *text_tok_cstr(const char *s, size_t n, char *small, size_t size);
 /* The nearest double to the decimal token in *out.  Returns NUM_OK,
  * NUM_SPECIAL (nan/inf spelled out) or NUM_BAD. */
 int text_to_double(const char *s, size_t n, double *out);
+
+/* The nearest float to the decimal token in *out, correctly rounded from
+ * the decimal itself (never through a double); returns as text_to_double(). */
+int text_to_float(const char *s, size_t n, float *out);
 
 /* ---- scalar converters (parse_scalar.c, parse_datetime.c) ---- */
 

@@ -150,34 +150,18 @@ static int parse_f64(struct tp *t, const char *s, size_t n, unsigned char *dst,
 	return 0;
 }
 
-/* float32: the nearest float; a double exactly between two floats is
- * decided on the decimal. */
+/* float32: the nearest float, rounded once from the decimal. */
 static int parse_f32(struct tp *t, const char *s, size_t n, unsigned char *dst,
 		    const struct npy_dtype *dt)
 {
 	bool sw = dt->swapped;
-	double d;
 	int r;
 	float f;
 	uint32_t b;
 
-	r = text_to_double(s, n, &d);
+	r = text_to_float(s, n, &f);
 	if (r == NUM_BAD)
 		return text_fail_bad(t, s, n, dt);
-	f = (float)d;
-	if ((double)f != d && !isnan(d)) {
-		/* Exactly between two floats: decide on the decimal. */
-		float g = nextafterf(f, d > f ? INFINITY : -INFINITY);
-		if ((double)g - d == d - (double)f || d - (double)g == (double)f - d) {
-			char small[128], *c = text_tok_cstr(s, n, small, sizeof(small));
-
-			if (!c)
-				return -ENOMEM;
-			f = strtof_l(c, NULL, text_c_locale());
-			if (c != small)
-				free(c);
-		}
-	}
 	if (isinf(f) && r != NUM_SPECIAL)
 		return text_fail_tok(t, s, n, dt, "out of range for");
 	memcpy(&b, &f, 4);

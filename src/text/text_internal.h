@@ -62,7 +62,7 @@ void text_band_transpose(const struct npy_header *h, size_t isz, size_t k,
 			 bool to_c);
 
 /* Test hooks of the parser's fast path (fast.c): body bytes per chunk (1 MiB),
- * threads (0: two when there are two CPUs; 1: one), false to always take
+ * threads (0: the online CPUs, at most 8; 1: one), false to always take
  * the general path (the reference the fast path must agree with), and the
  * widest SIMD its token count may use (2: AVX2 where the CPU has it, 1:
  * SSE2, 0: none). */

@@ -626,6 +626,13 @@ static int write_member(struct plan *p, size_t k, struct file_src *s,
 					 strerror(-ret));
 	} else {
 		ret = clone_content(c, s, data, &e->crc);
+		if (ret == 1 && c->method == ARCHIVE_STORE && !c->read &&
+		    c->crc_known) {
+			/* no clone, but the CRC is known: copy in the kernel,
+			 * without reading the content into memory */
+			ret = copy_range(c->fd, 0, s->tmp_fd, data, c->size);
+			e->crc = c->crc;
+		}
 		if (ret == 0)
 			e->comp_size = c->size;
 		else if (ret < 0)

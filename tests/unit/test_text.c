@@ -3,6 +3,7 @@
  * Python (when /usr/bin/python3 with numpy is there), every parse error,
  * dtype and shape inference, callback errors. */
 #include <errno.h>
+#include <pthread.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -85,8 +86,11 @@ struct parsed {
 	uint64_t len;
 	int begins, overlap, ret;
 	int fail_begin, fail_write_at, writes;
+	bool threads;		/* begin() says write_at() is thread-safe */
 	struct npz_err err;
 };
+
+static pthread_mutex_t out_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static int out_begin(void *ctx, const struct npy_header *h)
 {
@@ -100,21 +104,28 @@ static int out_begin(void *ctx, const struct npy_header *h)
 	p->seen = calloc(1, h->data_len + 1);
 	if (!p->data || !p->seen)
 		return -ENOMEM;
-	return npy_header_format(h, &p->hdr);
+	if (npy_header_format(h, &p->hdr))
+		return -ENOMEM;
+	return p->threads ? 1 : 0;
 }
 
 static int out_write_at(void *ctx, const void *buf, size_t len, uint64_t off)
 {
 	struct parsed *p = ctx;
+	int ret = 0;
 
+	pthread_mutex_lock(&out_lock);
 	if (p->fail_write_at && ++p->writes == p->fail_write_at)
-		return -EIO;
-	if (off > p->len || len > p->len - off)
-		return -ERANGE;
-	memcpy(p->data + off, buf, len);
-	for (size_t i = 0; i < len; i++)
-		p->overlap += p->seen[off + i]++ != 0;
-	return 0;
+		ret = -EIO;
+	else if (off > p->len || len > p->len - off)
+		ret = -ERANGE;
+	if (!ret) {
+		memcpy(p->data + off, buf, len);
+		for (size_t i = 0; i < len; i++)
+			p->overlap += p->seen[off + i]++ != 0;
+	}
+	pthread_mutex_unlock(&out_lock);
+	return ret;
 }
 
 static void parsed_release(struct parsed *p)
@@ -1345,17 +1356,20 @@ extern int text_parse_threads;
 extern bool text_parse_fast;
 extern int text_parse_simd;
 
-/* Random decimals read as float64 (the fast reader, Clinger, Eisel-Lemire,
- * the strtod fallback) against glibc's strtod, bit for bit. */
-static void test_fast_decimals(void)
+/* Random decimals read as float64 or float32 (f32: the fast reader,
+ * Clinger, Eisel-Lemire, the strtod/strtof fallback) against glibc's strtod
+ * or strtof, bit for bit. */
+static void test_fast_decimals(bool f32)
 {
 	enum { N = 60000 };
 	struct buf t = BUF_INIT;
 	double *want = malloc(N * sizeof(double));
+	float *want32 = malloc(N * sizeof(float));
 	char tok[96];
 	int bad = 0;
 
-	buf_addf(&t, "# {'descr': '<f8', 'fortran_order': False, 'shape': (%d,), }\n", N);
+	buf_addf(&t, "# {'descr': '<f%d', 'fortran_order': False, 'shape': (%d,), }\n",
+		 f32 ? 4 : 8, N);
 	for (int i = 0; i < N; i++) {
 		uint64_t r = rnd();
 		int nd = 1 + (int)(r % 24), point = (int)((r >> 8) % (unsigned)(nd + 2)) - 1;
@@ -1385,9 +1399,12 @@ static void test_fast_decimals(void)
 		}
 		tok[k] = '\0';
 		want[i] = strtod(tok, NULL);
-		if (isinf(want[i])) {	/* out of range is an error: keep clear */
+		want32[i] = strtof(tok, NULL);
+		if (isinf(want[i]) || (f32 && isinf(want32[i]))) {
+			/* out of range is an error: keep clear */
 			strcpy(tok, "1.5");
 			want[i] = 1.5;
+			want32[i] = 1.5f;
 		}
 		buf_adds(&t, tok);
 		buf_adds(&t, (r >> 52) & 1 ? "\n" : " \r\n");
@@ -1397,9 +1414,14 @@ static void test_fast_decimals(void)
 
 		text_parse_fast = pass == 0;
 		parse_text(t.data, t.len, NULL, &p);
-		if (p.ret || p.len != N * sizeof(double)) {
+		if (p.ret || p.len != N * (f32 ? sizeof(float) : sizeof(double))) {
 			printf("decimals: %d %s\n", p.ret, p.err.msg);
 			bad++;
+		} else if (f32) {
+			for (int i = 0; i < N; i++)
+				if (memcmp(p.data + 4 * i, &want32[i], 4) && bad++ < 5)
+					printf("decimal %d: got %a want %a\n", i,
+					       ((float *)(void *)p.data)[i], want32[i]);
 		} else {
 			for (int i = 0; i < N; i++)
 				if (memcmp(p.data + 8 * i, &want[i], 8) && bad++ < 5)
@@ -1409,8 +1431,10 @@ static void test_fast_decimals(void)
 		parsed_release(&p);
 	}
 	text_parse_fast = true;
-	test_cond("random decimals read as strtod does", !bad);
+	test_cond(f32 ? "random decimals read as strtof does (float32)"
+		      : "random decimals read as strtod does", !bad);
 	free(want);
+	free(want32);
 	buf_release(&t);
 }
 
@@ -1427,11 +1451,12 @@ static bool same_as_general(const char *text, size_t len,
 	parse_text(text, len, base, &ref);
 	text_parse_fast = true;
 	for (size_t c = 0; c < sizeof(chunks) / sizeof(chunks[0]) && ok; c++) {
-		for (int th = 1; th <= 2 && ok; th++) {
+		for (int th = 1; th <= 4 && ok; th += th == 2 ? 2 : 1) {
 			struct parsed p = { 0 };
 
 			text_parse_chunk_bytes = chunks[c];
 			text_parse_threads = th;
+			p.threads = c % 2;	/* helpers write themselves */
 			text_parse_simd = (int)(c + (size_t)th) % 3;
 			parse_text(text, len, base, &p);
 			ok = p.ret == ref.ret && !strcmp(p.err.msg, ref.err.msg) &&
@@ -1610,13 +1635,15 @@ static void test_fast_path(void)
 	buf_adds(&t, "# {'descr': '<f8', 'fortran_order': False, 'shape': (200000,), }\n");
 	for (int i = 0; i < 200000; i++)
 		buf_addf(&t, "%d.5\n", i);
-	text_parse_threads = 2;
-	for (int k = 1; k <= 18; k++) {	/* the output is 7 blocks */
+	for (int k = 1; k <= 36; k++) {	/* the output is 7 blocks */
 		struct parsed p = { 0 };
 
+		text_parse_threads = k <= 18 ? 2 : 5;	/* one, then four helpers */
+		p.threads = k > 27;	/* ... that write themselves */
+
 		/* small chunks, then big ones with blocks inside */
-		text_parse_chunk_bytes = k <= 12 ? 4096 : 1u << 20;
-		p.fail_write_at = k <= 12 ? k : k - 12;
+		text_parse_chunk_bytes = (k - 1) % 18 < 12 ? 4096 : 1u << 20;
+		p.fail_write_at = (k - 1) % 18 < 12 ? (k - 1) % 18 + 1 : (k - 1) % 18 - 11;
 		bad += parse_text(t.data, t.len, NULL, &p) != -EIO;
 		parsed_release(&p);
 	}
@@ -1626,7 +1653,7 @@ static void test_fast_path(void)
 	parsed_release(&p);
 	text_parse_chunk_bytes = 1u << 20;
 	text_parse_threads = 0;
-	test_cond("write errors stop both threads", !bad);
+	test_cond("write errors stop every thread", !bad);
 	buf_release(&t);
 	for (int i = 0; i < 3; i++)
 		npy_header_release(&bases[i]);
@@ -1665,7 +1692,8 @@ int main(void)
 	test_shapes();
 	test_inference();
 	test_callbacks();
-	test_fast_decimals();
+	test_fast_decimals(false);
+	test_fast_decimals(true);
 	test_fast_path();
 	test_cond("text_size_bound() holds every rendered text",
 		  bound_checked > 100 && bound_misses == 0);
