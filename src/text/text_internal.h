@@ -45,6 +45,13 @@ struct text_leaf {
 int text_leaves(const struct npy_dtype *dt, struct text_leaf **leaves,
 		size_t *n);
 
+/* Call put(ctx, name, len) for every flattened column name of record dtype
+ * dt, in order ("name", "pos[0]", "inner.x"; control characters as \xNN).
+ * 0, put's -errno, or -EINVAL past TEXT_MAX_LEAVES columns. */
+int text_column_names(const struct npy_dtype *dt,
+		      int (*put)(void *ctx, const char *name, size_t len),
+		      void *ctx);
+
 /* Short name for messages: "float64", "uint8", "U5", "datetime64[s]". */
 void text_dtype_name(const struct npy_dtype *dt, char *out, size_t size);
 
