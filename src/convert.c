@@ -1,10 +1,11 @@
-/* convert.c - validate written .npy bytes; parse written text into .npy. */
+/* convert.c - validate written .npy bytes; parse a written view into .npy. */
 #include <errno.h>
 #include <stdlib.h>
 
 #include "buf.h"
 #include "convert.h"
 #include "text.h"
+#include "views.h"
 
 /* Read exactly n bytes at off of w: 0, or -EIO when w is shorter. */
 static int read_exact(struct wbuf *w, void *p, size_t n, uint64_t off)
@@ -94,8 +95,9 @@ static int out_write_at(void *ctx, const void *buf, size_t len, uint64_t off)
 	return wbuf_pwrite(o->out, buf, len, o->data_off + off);
 }
 
-int convert_text_to_npy(struct wbuf *text, const struct npy_header *base,
-			struct wbuf *out, struct npz_err *err)
+int convert_view_to_npy(const struct view_kind *k, struct wbuf *text,
+			const struct npy_header *base, struct wbuf *out,
+			struct npz_err *err)
 {
 	struct npy_out o = { out, 0 };
 	struct text_out to = { out_begin, out_write_at, &o };
@@ -106,7 +108,7 @@ int convert_text_to_npy(struct wbuf *text, const struct npy_header *base,
 	ret = wbuf_map(text, &p);
 	if (ret)
 		return ret;
-	ret = text_parse(p, (size_t)text->size, base, &hdr, &to, err);
+	ret = k->parse(p, (size_t)text->size, base, &hdr, &to, err);
 	if (!ret)
 		npy_header_release(&hdr);
 	return ret;

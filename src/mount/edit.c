@@ -292,13 +292,16 @@ static int open_node(struct tree *t, struct node *n, int flags,
 		return -EISDIR;
 	if ((writable || (flags & O_TRUNC)) && t->opts.ro)
 		return -EROFS;
+	if (n->kind == N_VIEW && (writable || (flags & O_TRUNC)) &&
+	    view_read_only(t, n))
+		return -EACCES;
 	if (n->kind == N_VIEW && !(flags & O_TRUNC)) {
 		bool sized;
 
 		pthread_mutex_lock(&n->e->lock);
-		sized = n->e->sized;
+		sized = n->e->vs[n->vk].sized;
 		pthread_mutex_unlock(&n->e->lock);
-		ret = view_ready(t, n->e);
+		ret = view_ready(t, n->e, n->vk);
 		if (ret)
 			return ret;
 		if (!sized)	/* stat said 0 for a big view: now it knows */
@@ -370,7 +373,8 @@ int tree_open(struct tree *t, const char *path, int flags,
 }
 
 /* -EEXIST when path is taken by a hidden node: -EPERM (reported) when that
- * is the hidden view of an object array.  t->lock held. */
+ * is the hidden view of an array (objects; a CSV of a 3-d array).  t->lock
+ * held. */
 static int create_hidden(struct tree *t, const char *path)
 {
 	struct node *hidden = ns_find(t, path);
@@ -380,8 +384,9 @@ static int create_hidden(struct tree *t, const char *path)
 		return 0;
 	if (hidden->kind != N_VIEW || !hidden->e)
 		return -EEXIST;
-	snprintf(msg, sizeof(msg), "%s: %s is an object array, which has no text view to write",
-		 path + 1, hidden->e->mname);
+	snprintf(msg, sizeof(msg), "%s: %s has no %s view to write (an object array, or a shape the %s view has no form for)",
+		 path + 1, hidden->e->mname, view_kind(hidden->vk)->name,
+		 view_kind(hidden->vk)->name);
 	npz_log("%s", msg);
 	error_keep(&hidden->e->error, msg);
 	return -EPERM;
@@ -402,7 +407,8 @@ static int create_locked(struct tree *t, const char *path, int flags,
 		ret = create_hidden(t, path);
 	if (!ret)
 		ret = node_add_path(t, parent, path,
-				    name_array_kind(path) ? N_NEW : N_SCRATCH, &n);
+				    name_array_kind(path, t->opts.views) != NAME_OTHER ?
+				    N_NEW : N_SCRATCH, &n);
 	if (ret)
 		return ret;
 	n->mtime = time(NULL);
@@ -515,8 +521,12 @@ int tree_truncate(struct tree *t, const char *path, struct tree_file *f,
 		ret = -EISDIR;
 		goto out;
 	}
+	if (n->kind == N_VIEW && view_read_only(t, n)) {
+		ret = -EACCES;
+		goto out;
+	}
 	if (n->kind == N_VIEW && !n->edit) {
-		ret = view_ready(t, n->e);
+		ret = view_ready(t, n->e, n->vk);
 		if (ret)
 			goto out;
 	}
