@@ -199,6 +199,11 @@ bool view_read_only(struct tree *t, const struct node *n)
 	struct entry *e = n->e;
 	bool ro;
 
+	if (!view_kind(n->vk)->read_only)
+		return false;	/* the kind is never read-only: no lock */
+	if (atomic_load(&e->vs[n->vk].big_render))
+		return e->vs[n->vk].ro;	/* set before it began (state OK),
+					   unchanged while it renders */
 	pthread_mutex_lock(&e->lock);
 	ro = !array_load(t, e) && e->vs[n->vk].ro;
 	pthread_mutex_unlock(&e->lock);
