@@ -21,6 +21,7 @@ enum view_id { VIEW_TXT, VIEW_CSV, VIEW_PNG, VIEW_KINDS };
 
 struct view_kind {
 	const char *name;	/* in -o views= ("csv") */
+	const char *label;	/* in messages: "the CSV view" */
 	const char *suffix;	/* ".csv": four bytes, like ".npy" */
 	/* Does hdr's array have this view? */
 	bool (*visible)(const struct npy_header *hdr);

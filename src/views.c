@@ -7,14 +7,18 @@
 #include "views.h"
 
 static const struct view_kind kinds[VIEW_KINDS] = {
-	[VIEW_TXT] = { "txt", ".txt", text_viewable, NULL, text_size_bound,
-		       text_format, text_parse },
-	[VIEW_CSV] = { "csv", ".csv", csv_viewable, NULL, csv_size_bound,
-		       csv_format, csv_parse },
+	[VIEW_TXT] = { .name = "txt", .label = "text", .suffix = ".txt",
+		       .visible = text_viewable, .size_bound = text_size_bound,
+		       .format = text_format, .parse = text_parse },
+	[VIEW_CSV] = { .name = "csv", .label = "CSV", .suffix = ".csv",
+		       .visible = csv_viewable, .size_bound = csv_size_bound,
+		       .format = csv_format, .parse = csv_parse },
 	/* TODO(png): the PNG codec (include/pngview.h) is another branch.
 	 * To plug it in: #include "pngview.h", and here
-	 *   [VIEW_PNG] = { "png", ".png", png_visible, png_read_only,
-	 *		    png_size_bound, png_format, png_parse_view },
+	 *   [VIEW_PNG] = { .name = "png", .label = "PNG", .suffix = ".png",
+	 *		    .visible = png_visible, .read_only = png_read_only,
+	 *		    .size_bound = png_size_bound, .format = png_format,
+	 *		    .parse = png_parse_view },
 	 * with png_visible(h) = png_view_kind(h) != PNG_VIEW_NONE,
 	 * png_read_only(h) = png_view_kind(h) == PNG_VIEW_HEATMAP and
 	 * png_parse_view passing its arguments on to png_parse (which takes

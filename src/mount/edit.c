@@ -378,15 +378,28 @@ int tree_open(struct tree *t, const char *path, int flags,
 static int create_hidden(struct tree *t, const char *path)
 {
 	struct node *hidden = ns_find(t, path);
+	const char *label;
 	char msg[NPZ_ERR_MSG_MAX];
+	struct npy_header hdr;
+	bool objects = false;
 
 	if (!hidden)
 		return 0;
 	if (hidden->kind != N_VIEW || !hidden->e)
 		return -EEXIST;
-	snprintf(msg, sizeof(msg), "%s: %s has no %s view to write (an object array, or a shape the %s view has no form for)",
-		 path + 1, hidden->e->mname, view_kind(hidden->vk)->name,
-		 view_kind(hidden->vk)->name);
+	pthread_mutex_lock(&hidden->e->lock);
+	if (!array_header(t, hidden->e, &hdr)) {
+		objects = npy_dtype_has_object(&hdr.dtype);
+		npy_header_release(&hdr);
+	}
+	pthread_mutex_unlock(&hidden->e->lock);
+	label = view_kind(hidden->vk)->label;
+	if (objects)
+		snprintf(msg, sizeof(msg), "%s: %s is an object array, which has no %s view to write",
+			 path + 1, hidden->e->mname, label);
+	else
+		snprintf(msg, sizeof(msg), "%s: %s has no %s view to write (the %s view has no form for its shape or dtype)",
+			 path + 1, hidden->e->mname, label, label);
 	npz_log("%s", msg);
 	error_keep(&hidden->e->error, msg);
 	return -EPERM;

@@ -322,7 +322,7 @@ static void render_done(struct render_ctx *rc)
 	if (!rc->caching && !vs->cache_failed)
 		npz_log("member '%s': %s view (%llu bytes) not kept in the "
 			"cache (cache_size=%llu): it is rendered again for "
-			"reads", rc->e->mname, vk->name,
+			"reads", rc->e->mname, vk->label,
 			(unsigned long long)rc->pos,
 			(unsigned long long)cache_limit());
 	if (!rc->caching)
@@ -383,7 +383,7 @@ int array_render(struct tree *t, struct entry *e, enum view_id k,
 	if (ret) {
 		render_uncache(&rc);
 		npz_log("member '%s': cannot render %s view: %s", e->mname,
-			vk->name, err.msg[0] ? err.msg : strerror(-ret));
+			vk->label, err.msg[0] ? err.msg : strerror(-ret));
 		return -EIO;
 	}
 	buf_release(&rc.mem);

@@ -155,7 +155,7 @@ def test_hidden_view_cannot_be_created(archive, mount):
     with pytest.raises(OSError) as e:
         open(m / "t.csv", "w")
     assert e.value.errno == errno.EPERM
-    assert "no csv view" in os.getxattr(m / "t.npy", "user.npzfs.error").decode()
+    assert "no CSV view" in os.getxattr(m / "t.npy", "user.npzfs.error").decode()
 
 
 def test_new_csv_needs_an_array(archive, mount):
