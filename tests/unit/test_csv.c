@@ -424,6 +424,85 @@ static void test_errors(void)
 	got_release(&g);
 }
 
+/* Test hooks of src/text/ (text_internal.h). */
+extern size_t text_csv_block_bytes, text_csv_split_bytes;
+extern int text_parse_threads;
+
+/* Parse text against base with the given hooks: the result, its message,
+ * header and data into *g. */
+static int parse_with(const char *text, const char *base, int threads,
+		      size_t block, size_t split, struct got *g)
+{
+	int ret;
+
+	text_parse_threads = threads;
+	text_csv_block_bytes = block;
+	text_csv_split_bytes = split;
+	ret = parse_len(text, strlen(text), base, g);
+	text_parse_threads = 0;
+	text_csv_block_bytes = 1u << 20;
+	text_csv_split_bytes = 4u << 20;
+	return ret;
+}
+
+/* Two threads (small blocks, pass 1 split) give what one gives: the same
+ * bytes, or the same first error. */
+static bool same_on_two_threads(const char *text, const char *base,
+				bool valid)
+{
+	struct got one = { .ret = 0 }, two = { .ret = 0 };
+	bool ok;
+
+	parse_with(text, base, 1, 1u << 20, SIZE_MAX, &one);
+	parse_with(text, base, 2, 64, 0, &two);
+	ok = one.ret == two.ret && !strcmp(one.err.msg, two.err.msg) &&
+	     (one.ret == 0) == valid;
+	if (ok && !one.ret)	/* (on error what out got is dropped) */
+		ok = one.len == two.len &&
+		     (!one.len || !memcmp(one.data, two.data, one.len)) &&
+		     one.hdr.len == two.hdr.len &&
+		     !memcmp(one.hdr.data, two.hdr.data, one.hdr.len);
+	if (!ok)
+		printf("one thread: %d '%s'; two: %d '%s'\n", one.ret, one.err.msg,
+		       two.ret, two.err.msg);
+	got_release(&one);
+	got_release(&two);
+	return ok;
+}
+
+static void test_threads(void)
+{
+	const char *f8 = D("'<f8'", "False", "(1,)");
+	const char *i2 = D("'<i2'", "False", "(1, 3)");
+	const char *rec = "{'descr': [('name', '<U5'), ('val', '<f8')], 'fortran_order': False, 'shape': (1,), }";
+	struct buf b = BUF_INIT;
+
+	for (int i = 0; i < 3000; i++)
+		buf_addf(&b, i % 7 ? "%d.%d\n" : "\r\n%d.%de-3\r\n", i, (int)(rnd() % 1000));
+	test_cond("f8: two threads", same_on_two_threads(b.data, f8, true));
+	buf_reset(&b);
+	for (int i = 0; i < 3000; i++)
+		buf_addf(&b, "%d,%d,%d\n", i % 100, -i % 50, i % 3);
+	test_cond("i2 rows: two threads", same_on_two_threads(b.data, i2, true));
+	b.data[b.len - 3000] = 'x';
+	test_cond("a bad value late: the same message",
+		  same_on_two_threads(b.data, i2, false));
+	b.data[b.len - 3000] = '1';
+	b.data[b.len - 5000] = '\n';
+	test_cond("a ragged row late: the same message",
+		  same_on_two_threads(b.data, i2, false));
+	buf_reset(&b);
+	buf_adds(&b, "name,val\n");
+	for (int i = 0; i < 2000; i++)
+		buf_addf(&b, i % 5 ? "a%d,%d.5\n" : "\"b,%d\",%d\n", i % 90, i);
+	test_cond("structured with quotes: two threads",
+		  same_on_two_threads(b.data, rec, true));
+	buf_addf(&b, "x,y\n");
+	test_cond("structured: the last value bad",
+		  same_on_two_threads(b.data, rec, false));
+	buf_release(&b);
+}
+
 int main(void)
 {
 	test_render();
@@ -431,5 +510,6 @@ int main(void)
 	test_round_trips();
 	test_input();
 	test_errors();
+	test_threads();
 	return test_report();
 }
