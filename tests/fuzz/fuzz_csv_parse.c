@@ -6,7 +6,8 @@
  * (or -ENOMEM); on success begin() ran once, write_at() covered 0 ..
  * data_len exactly once, the header keeps base's dtype and number of
  * dimensions, and the array renders to CSV that parses back to the same
- * bytes (small arrays only). */
+ * bytes (small arrays only).  Each input is parsed on one thread and again
+ * on two (tiny blocks, pass 1 split): the same result, message and data. */
 #include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -16,6 +17,10 @@
 #include "csv.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+/* Test hooks of src/text/ (text_internal.h). */
+extern size_t text_csv_block_bytes, text_csv_split_bytes;
+extern int text_parse_threads;
 
 #define KEEP_MAX (1u << 20)
 
@@ -114,7 +119,30 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	b = bases[data[0] % (sizeof(bases) / sizeof(*bases))];
 	check(!npy_header_parse_dict(b, strlen(b), &base, NULL), "base");
-	ret = parse((const char *)data + 1, size - 1, &base, &h, &o, &err);
+	{
+		struct npz_err err2 = { "" };
+		struct npy_header h2b;
+		struct out o2b;
+		int ret2;
+
+		text_parse_threads = 2;
+		text_csv_block_bytes = 8 + data[0] / 8;
+		text_csv_split_bytes = 0;
+		ret2 = parse((const char *)data + 1, size - 1, &base, &h2b, &o2b,
+			     &err2);
+		text_parse_threads = 1;
+		text_csv_block_bytes = 1u << 20;
+		text_csv_split_bytes = SIZE_MAX;
+		ret = parse((const char *)data + 1, size - 1, &base, &h, &o, &err);
+		check(ret == ret2 && !strcmp(err.msg, err2.msg),
+		      "two threads: another result");
+		check(ret || (o.len == o2b.len && o.written == o2b.written &&
+			      (!o.data || !memcmp(o.data, o2b.data, o.len))),
+		      "two threads: other data");
+		if (!ret2)
+			npy_header_release(&h2b);
+		out_release(&o2b);
+	}
 	if (ret) {
 		check(ret == -EINVAL || ret == -ENOMEM, "unexpected error");
 		check(ret != -EINVAL || !strncmp(err.msg, "line ", 5) ||
