@@ -37,6 +37,8 @@ struct wbuf_base {
 	int fd;			/* read == NULL */
 	uint64_t off, len;
 	ssize_t (*read)(void *ctx, void *buf, size_t n, uint64_t pos);
+	int (*check)(void *ctx);	/* fd's bytes read are still base's:
+					   0, or -errno (optional) */
 	void (*put)(void *ctx);
 	void *ctx;
 	uint64_t tag;		/* the owner's name for the base's content */

@@ -135,8 +135,13 @@ static int pread_zero(int fd, char *p, size_t n, uint64_t off)
  * from its file, or through its read callback. */
 static int base_read(const struct wbuf *w, char *p, size_t n, uint64_t off)
 {
-	if (!w->base.read)
-		return pread_zero(w->base.fd, p, n, w->base.off + off);
+	if (!w->base.read) {
+		int ret = pread_zero(w->base.fd, p, n, w->base.off + off);
+
+		if (!ret && w->base.check)
+			ret = w->base.check(w->base.ctx);
+		return ret;
+	}
 	while (n) {
 		ssize_t r = w->base.read(w->base.ctx, p, n, off);
 

@@ -682,12 +682,19 @@ static int commit_rebasing(struct tree *t, struct node *n, const char *path,
 	if (ret != -ESTALE)
 		return ret;
 	/* lost to another program: nothing of this side is dropped */
-	if (!keep_conflict(t, path, w, &cpath)) {
+	sret = keep_conflict(t, path, w, &cpath);
+	if (!sret) {
 		size_t len = strlen(err->msg);
 
 		snprintf(err->msg + len, sizeof(err->msg) - len,
 			 "; its content is kept in %s", cpath + 1);
 		free(cpath);
+	} else if (sret == -EIO) {
+		size_t len = strlen(err->msg);
+
+		/* a copy-on-write edit whose base file was rewritten */
+		snprintf(err->msg + len, sizeof(err->msg) - len,
+			 "; its content could not be kept: the archive was rewritten in place, and the bytes this edit did not write are gone");
 	} else {
 		size_t len = strlen(err->msg);
 

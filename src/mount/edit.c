@@ -77,6 +77,13 @@ static void base_put(void *version)
 	version_put(version);
 }
 
+/* A stored member's base is read from its version's file: bytes read
+ * after another program rewrote that file in place are not the base's. */
+static int base_check(void *version)
+{
+	return archive_intact(version_archive(version)) ? 0 : -EIO;
+}
+
 /* The base of an edit of a SOZip member: its content read through the
  * archive (a chunk at a time), whose tables a reference keeps. */
 struct member_base {
@@ -133,7 +140,8 @@ static int edit_base(struct tree *t, struct entry *e, struct wbuf_base *b)
 	if (got != size)
 		return -EIO;
 	*b = (struct wbuf_base){ .fd = fd, .off = pos, .len = size,
-				 .put = base_put, .ctx = version_ref(t->ver),
+				 .check = base_check, .put = base_put,
+				 .ctx = version_ref(t->ver),
 				 .tag = e->content_tag };
 	return 0;
 }

@@ -165,6 +165,7 @@ static void match_entries(struct tree *t, const struct archive *old,
 		    om->method != nm->method) {
 			n->changed++;
 			e->ext_gen++;
+			e->ext_at = t->ext_clock;
 			e->content_tag = ++t->next_tag;
 			entry_reset(t, e);
 			free(e->error);
@@ -196,8 +197,24 @@ static void match_entries(struct tree *t, const struct archive *old,
 	}
 }
 
+/* Take out d and the directories above it that the reload left empty
+ * and without a "dir/" member of their own: another program removed
+ * what was in them.  *last is forgotten (it may be one of them). */
+static void prune_dirs(struct tree *t, struct node *d, struct node **last)
+{
+	while (d && d != t->root && d->kind == N_DIR && !d->nkids && !d->e) {
+		struct node *up = d->parent;
+
+		if (up)
+			inval_add_node(t, up);
+		node_detach(t, d);
+		*last = NULL;
+		d = up;
+	}
+}
+
 /* Free the doomed entries, their nodes out of the namespace (files open
- * on them read their snapshot). */
+ * on them read their snapshot), and the directories they leave empty. */
 static void drop_doomed(struct tree *t, struct buf *path)
 {
 	struct node *last = NULL;
@@ -211,6 +228,8 @@ static void drop_doomed(struct tree *t, struct buf *path)
 			t->entries[keep++] = e;
 			continue;
 		}
+		struct node *up = e->raw ? e->raw->parent : NULL;
+
 		if (e->raw) {
 			mark_stale(e->raw);
 			inval_dir(t, e->raw, &last);
@@ -221,13 +240,17 @@ static void drop_doomed(struct tree *t, struct buf *path)
 		entry_detach_views(t, e);
 		if (!e->raw && !e->shadowed &&
 		    !name_member_path(e->mname, path, &is_dir) && is_dir) {
-			/* a "dir/" member: its directory stays, without it */
+			/* a "dir/" member: its directory goes with it when
+			 * nothing else is left in it */
 			struct node *d = ns_find_len(t, path->data, path->len);
 
-			if (d && d->e == e)
+			if (d && d->e == e) {
 				d->e = NULL;
+				up = d;
+			}
 		}
 		entry_free(e);
+		prune_dirs(t, up, &last);
 	}
 	t->nentries = keep;
 }
@@ -277,6 +300,7 @@ static void add_new(struct tree *t, const struct archive *nar,
 		if (t->nentries == k)
 			continue;
 		e = t->entries[k];
+		e->ext_at = t->ext_clock;
 		if (entry_add_view(t, e))
 			npz_log("member '%s': out of memory, no view", m->name);
 		if (e->raw) {
@@ -303,6 +327,7 @@ static int reload(struct tree *t, struct archive *nar, const struct stat *st)
 		return -ENOMEM;
 	}
 	version_publish(t, nar);	/* old's tables live until change_end */
+	t->ext_clock++;
 	match_entries(t, old, nar, used, &n);
 	drop_doomed(t, &path);
 	add_new(t, nar, used, &path, &n);

@@ -85,6 +85,8 @@ struct entry {
 	uint64_t ext_gen;	/* moves when a reload (follow.c) gives the
 				   member other content (tree->lock): files
 				   opened before read their snapshot */
+	uint64_t ext_at;	/* t->ext_clock when a reload last gave it
+				   content (0: never) */
 	uint64_t content_tag;	/* names the member's content: a new one
 				   whenever a commit gives it new bytes
 				   (tree->lock); a copy-on-write edit's base
@@ -123,6 +125,9 @@ struct node {
 	bool rejected;		/* the edit was rejected: files opened since
 				   see the archive's content again */
 	uint64_t reject_gen;	/* counts rejections */
+	uint64_t born_ext;	/* t->ext_clock when it was made: a created
+				   file renamed onto a member another
+				   program changed since is a conflict */
 	uint64_t page_ext;	/* the entry's ext_gen the kernel's pages of
 				   this path may hold (follow.c) */
 	unsigned int wopens;	/* open files with write access */
@@ -177,6 +182,8 @@ struct tree {
 	pthread_cond_t follow_cv;
 	bool follow_kick, follow_stop, follow_on;
 	pthread_t follower;
+	uint64_t ext_clock;	/* counts reloads (in a change, tree->lock
+				   for writing) */
 	struct stat seen;	/* stat() of apath as last accounted for
 				   (change_lock) */
 	uint64_t seen_gen;	/* moves when seen does (change_lock) */

@@ -331,6 +331,7 @@ int node_add(struct tree *t, struct node *parent, const char *name,
 	pthread_mutex_init(&n->lock, NULL);
 	n->kind = kind;
 	n->parent = parent;
+	n->born_ext = t->ext_clock;
 	n->mtime = parent ? parent->mtime : archive_mtime(t->ar);
 	if (parent) {
 		ret = kids_add(parent, n);

@@ -365,23 +365,27 @@ static int rename_view(struct tree *t, struct node *src, struct node *dst,
 
 /* A rename lost to another program's change: a created file that was to
  * become the array at `to` is kept as TO.conflict (its content as
- * written); the reason is in the log and user.npzfs.error. */
-static void rename_conflict(struct tree *t, const char *from, const char *to)
+ * written); the reason is in the log and user.npzfs.error.  True when it
+ * was moved there. */
+static bool rename_conflict(struct tree *t, const char *from, const char *to)
 {
 	struct node *src = ns_lookup(t, from), *dst, *parent;
+	bool kept = false;
 	char *cpath;
 
 	if (!src || (src->kind != N_NEW && src->kind != N_SCRATCH) ||
 	    name_array_kind(to, t->opts.views) == NAME_OTHER ||
 	    asprintf(&cpath, "%s.conflict", to) < 0)
-		return;
+		return false;
 	dst = ns_lookup(t, cpath);
 	if ((!dst || dst->kind == N_SCRATCH) &&
 	    !ns_parent_of(t, cpath, &parent)) {
 		if (dst && dst != src)
 			node_detach(t, dst);
 		if (!node_move(t, src, parent, cpath)) {
+			kept = true;
 			src->kind = N_SCRATCH;
+			inval_add(t, from);	/* the kernel did not move it */
 			npz_log("%s: another program changed the archive's %s: %s is kept as %s",
 				to + 1, to + 1, from + 1, cpath + 1);
 			dst = ns_lookup(t, to);
@@ -395,6 +399,20 @@ static void rename_conflict(struct tree *t, const char *from, const char *to)
 		}
 	}
 	free(cpath);
+	return kept;
+}
+
+/* A file created before another program changed the member at `to`
+ * (sed -i's temporary file, written from what the view showed then) would
+ * overwrite that change unseen: a conflict.  In the change. */
+static bool created_outrun(struct tree *t, const char *from, const char *to)
+{
+	struct node *src = ns_lookup(t, from), *dst = ns_lookup(t, to);
+
+	return src && dst && dst->e &&
+	       (src->kind == N_NEW || src->kind == N_SCRATCH) &&
+	       (dst->kind == N_MEMBER || dst->kind == N_VIEW) &&
+	       dst->e->ext_at > src->born_ext;
 }
 
 /* One try of a rename, in the change. */
@@ -446,7 +464,9 @@ static int rename_once(struct tree *t, const char *from, const char *to,
  * (-ESTALE) is replayed on its new version (path_seen / path_same: when
  * the other side changed neither path's member) as commits are
  * (commit.c); else it is a conflict: -ESTALE, and a created file that was
- * to become an array is kept as TO.conflict. */
+ * to become an array is kept as TO.conflict, and then the error is
+ * -EBUSY: Linux tries a rename that failed with ESTALE once more, which
+ * would find `from` gone and say ENOENT. */
 int tree_rename(struct tree *t, const char *from, const char *to,
 		unsigned int flags)
 {
@@ -457,6 +477,12 @@ int tree_rename(struct tree *t, const char *from, const char *to,
 	if (flags & ~1u)	/* only RENAME_NOREPLACE */
 		return -EINVAL;
 	change_begin(t);
+	if (created_outrun(t, from, to)) {
+		npz_log("%s: another program changed the archive's member there after %s was created: not renamed (ESTALE)",
+			to + 1, from + 1);
+		ret = -ESTALE;
+		goto conflict;
+	}
 	for (int tries = 0; ; tries++) {
 		struct seen_path a, b;
 
@@ -478,8 +504,9 @@ int tree_rename(struct tree *t, const char *from, const char *to,
 			}
 		}
 	}
-	if (ret == -ESTALE)
-		rename_conflict(t, from, to);
+conflict:
+	if (ret == -ESTALE && rename_conflict(t, from, to))
+		ret = -EBUSY;
 	change_end(t);
 	inval_flush(t, NULL);
 	return ret;
