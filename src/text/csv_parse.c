@@ -491,13 +491,24 @@ static int scan_layout(struct csv *c, uint64_t *rows)
 static inline bool fast_f64(struct csv *c, unsigned char *elem,
 			    struct field *f)
 {
-	const char *p = c->p, *e = c->end, *fe = find_sep(p, e), *te = fe;
+	const char *p = c->p, *e = c->end, *fe, *te;
 	double d;
 
-	if (fe < e && *fe == '\n' && fe > p && fe[-1] == '\r')
-		te--;
-	if (te == p || fast_double(p, te, &d) != te)
-		return false;
+	if (c->nfields == 1) {
+		/* one field a line: fast_double() finds its end itself */
+		te = fast_double(p, e, &d);
+		if (!te || te == p)
+			return false;
+		fe = te < e && *te == '\r' && te + 1 < e ? te + 1 : te;
+		if (fe < e && *fe != '\n')
+			return false;
+	} else {
+		fe = find_sep(p, e);
+		te = fe < e && *fe == '\n' && fe > p && fe[-1] == '\r' ? fe - 1
+									: fe;
+		if (te == p || fast_double(p, te, &d) != te)
+			return false;
+	}
 	memcpy(elem, &d, 8);
 	f->last = fe >= e || *fe == '\n';
 	if (fe < e) {
