@@ -6,9 +6,14 @@
  * exceptions of format.c).
  *
  * Two passes: the first checks the fields (quotes, the number per record,
- * the header row of a structured array) and counts the records; the
- * second converts.  Errors name the 1-based line where the field starts
- * and, where there is one, its 1-based column.
+ * the header row of a structured array), counts the records and marks
+ * where blocks of them start; the second converts.  A text without quotes
+ * is checked by counting newlines and commas eight bytes at a time (big
+ * ones on two threads); C-order output is converted block by block on two
+ * threads, plain float64 through fast_double().  Whatever the path, the
+ * result and the first error are the same (the unit tests and the fuzzer
+ * compare one thread with two).  Errors name the 1-based line where the
+ * field starts and, where there is one, its 1-based column.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -48,6 +53,7 @@ struct csv {
 	uint64_t rb;
 	struct mark { size_t off, line; uint64_t rec; } *marks;
 	size_t nmarks, marks_cap;
+	uint64_t next_mark;	/* the record the next block starts at */
 	struct buf scratch;	/* a field with "" inside, unescaped */
 };
 
@@ -267,6 +273,7 @@ static int add_mark(struct csv *c, uint64_t rec)
 	}
 	c->marks[c->nmarks++] = (struct mark){ (size_t)(c->p - c->t.text),
 					       c->line, rec };
+	c->next_mark = rec + c->rb;
 	return 0;
 }
 
@@ -297,7 +304,7 @@ static int plain_line(struct csv *c, const char *ls, const char *le,
 	} else if (commas + 1 != c->nfields) {
 		return 1;
 	} else {
-		if (*rows % c->rb == 0) {
+		if (*rows == c->next_mark) {	/* (no division a line) */
 			c->p = ls;
 			ret = add_mark(c, *rows);
 		}
@@ -319,8 +326,9 @@ static bool two_threads(void)
 /* Pass 1 over a text without quotes (no field holds a newline or a
  * comma): the records are the non-empty lines, each with nfields - 1
  * commas; newlines and commas are found eight bytes at a time.  Returns
- * 0, -ENOMEM, or 1 when a line has another number of fields (the general
- * scan finds it again and says why). */
+ * 0, -ENOMEM, or 1 when a line has another number of fields or there is a
+ * quote after all (the general scan then does the work, and says what is
+ * wrong). */
 static int scan_plain(struct csv *c, uint64_t *rows)
 {
 	const char *p = c->p, *e = c->end, *ls = p;
@@ -331,6 +339,8 @@ static int scan_plain(struct csv *c, uint64_t *rows)
 		uint64_t v, nl, cm;
 
 		memcpy(&v, p, 8);
+		if (bytes_eq(v, '"'))
+			return 1;	/* a quote after all */
 		nl = bytes_eq(v, '\n');
 		cm = bytes_eq(v, ',');
 		for (; nl; nl &= nl - 1) {
@@ -348,7 +358,9 @@ static int scan_plain(struct csv *c, uint64_t *rows)
 		commas += count_flags(cm);
 	}
 	for (; p < e; p++) {
-		if (*p == ',') {
+		if (*p == '"') {
+			return 1;
+		} else if (*p == ',') {
 			commas++;
 		} else if (*p == '\n') {
 			ret = plain_line(c, ls, p, commas, true, rows);
@@ -394,6 +406,7 @@ static int scan_plain2(struct csv *c, uint64_t *rows)
 	h.w.line = 0;
 	h.w.marks = NULL;
 	h.w.nmarks = h.w.marks_cap = 0;
+	h.w.next_mark = 0;
 	if (pthread_create(&helper, NULL, half_main, &h))
 		return scan_plain(c, rows);
 	c->end = mid;
@@ -437,6 +450,7 @@ static int scan_layout(struct csv *c, uint64_t *rows)
 	c->p = c->t.text;
 	c->line = 1;
 	*rows = 0;
+	c->next_mark = 0;
 	if (c->names && record_start(c)) {
 		ret = check_names(c);
 		if (ret)
@@ -444,22 +458,20 @@ static int scan_layout(struct csv *c, uint64_t *rows)
 	}
 	body = c->p;
 	body_line = c->line;
-	if (!memchr(body, '"', (size_t)(c->end - body))) {
-		ret = (size_t)(c->end - body) >= text_csv_split_bytes &&
-		      two_threads() ?
-		      scan_plain2(c, rows) : scan_plain(c, rows);
-		if (ret <= 0)
-			return ret;
-		c->p = body;	/* a ragged row: the general scan says where */
-		c->line = body_line;
-		c->nmarks = 0;
-		*rows = 0;
-	}
+	ret = (size_t)(c->end - body) >= text_csv_split_bytes && two_threads() ?
+	      scan_plain2(c, rows) : scan_plain(c, rows);
+	if (ret <= 0)
+		return ret;
+	c->p = body;	/* a quote or a ragged row: the general scan */
+	c->line = body_line;
+	c->nmarks = 0;
+	c->next_mark = 0;
+	*rows = 0;
 	while (record_start(c)) {
 		size_t line = c->line, k = 0;
 		char msg[96];
 
-		if (*rows % c->rb == 0) {
+		if (*rows == c->next_mark) {
 			ret = add_mark(c, *rows);
 			if (ret)
 				return ret;
@@ -521,19 +533,16 @@ static inline bool fast_f64(struct csv *c, unsigned char *elem,
 
 /* The field at c->p, column k (0-based) of its record, into elem (the
  * element, or the record for a structured array); *f says if it ended the
- * record. */
-static int convert_field(struct csv *c, size_t k, unsigned char *elem,
-			 struct field *f)
+ * record.  The general path: out of line, convert_one() tries first. */
+static __attribute__((noinline))
+int convert_field(struct csv *c, size_t k, unsigned char *elem,
+		  struct field *f)
 {
 	struct tp *t = &c->t;
 	const struct col *col = &t->cols[t->record ? k : 0];
 	size_t line = c->line, n;
 	const char *s;
-	int ret;
-
-	if (c->f64 && fast_f64(c, elem, f))
-		return 0;
-	ret = next_field(c, k + 1, f);
+	int ret = next_field(c, k + 1, f);
 
 	if (!ret)
 		ret = field_value(c, f, col->conv != conv_raw_str, &s, &n);
@@ -542,6 +551,15 @@ static int convert_field(struct csv *c, size_t k, unsigned char *elem,
 	t->lineno = line;
 	t->colno = k + 1;
 	return col->conv(t, s, n, elem + col->offset, col->dt);
+}
+
+/* convert_field(), a plain float64 first taken by fast_f64() inline. */
+static inline int convert_one(struct csv *c, size_t k, unsigned char *elem,
+			      struct field *f)
+{
+	if (c->f64 && fast_f64(c, elem, f))
+		return 0;
+	return convert_field(c, k, elem, f);
 }
 
 /* Skip the header row of a structured array (checked in pass 1). */
@@ -579,7 +597,7 @@ static int convert(struct csv *c)
 				if (t->record)
 					memset(elem, 0, t->isz);
 			}
-			ret = convert_field(c, k, elem, &f);
+			ret = convert_one(c, k, elem, &f);
 			if (ret)
 				return ret;
 			if (!t->record)
@@ -669,8 +687,8 @@ static int convert_block(struct par *P, struct csv *w, size_t b,
 		if (t->record)
 			memset(rec, 0, t->isz);
 		for (size_t k = 0; !f.last && !ret; k++)
-			ret = convert_field(w, k, t->record ? rec : rec + k * t->isz,
-					    &f);
+			ret = convert_one(w, k, t->record ? rec : rec + k * t->isz,
+					  &f);
 	}
 	return ret;
 }
