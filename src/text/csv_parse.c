@@ -336,6 +336,7 @@ static int scan_plain(struct csv *c, uint64_t *rows)
 	int ret;
 
 	for (; e - p >= 8; p += 8) {
+		const char *first;
 		uint64_t v, nl, cm;
 
 		memcpy(&v, p, 8);
@@ -343,6 +344,21 @@ static int scan_plain(struct csv *c, uint64_t *rows)
 			return 1;	/* a quote after all */
 		nl = bytes_eq(v, '\n');
 		cm = bytes_eq(v, ',');
+		if (c->nfields == 1 && cm)
+			return 1;
+		first = nl ? p + (__builtin_ctzll(nl) >> 3) : NULL;
+		if (c->nfields == 1 && nl && *rows + 8 < c->next_mark &&
+		    !bytes_eq(v, '\r') && (first == ls || first[-1] != '\r')) {
+			/* one field a line, LF only, no block starts here:
+			 * the word's lines at once; an empty one is a newline
+			 * right after its line's start */
+			size_t n = count_flags(nl);
+
+			*rows += n - count_flags(nl & (nl << 8)) - (first == ls);
+			c->line += n;
+			ls = p + ((63 - __builtin_clzll(nl)) >> 3) + 1;
+			continue;
+		}
 		for (; nl; nl &= nl - 1) {
 			uint64_t below = (nl & (0 - nl)) - 1;
 			const char *le = p + (__builtin_ctzll(nl) >> 3);

@@ -470,6 +470,46 @@ static bool same_on_two_threads(const char *text, const char *base,
 	return ok;
 }
 
+/* The scan of a text without quotes (word at a time) against the general
+ * one (a quote anywhere takes it): random lines, LF and CRLF, empty lines
+ * of both kinds, every alignment. */
+static void test_plain_scan(void)
+{
+	const char *f8 = D("'<f8'", "False", "(1,)");
+	const char *pieces[] = { "1.5\n", "\n", "\r\n", "-2\r\n", "3e-3\n",
+				 "123456.75\n", "0\n", "\n\n", "7\r\n\r\n" };
+	int bad = 0;
+
+	for (int round = 0; round < 300; round++) {
+		struct buf b = BUF_INIT, q = BUF_INIT;
+		struct got g1 = { .ret = 0 }, g2 = { .ret = 0 };
+		int n = (int)(rnd() % 60);
+
+		buf_adds(&q, "\"4\"\n");	/* the general scan: a quote */
+		buf_adds(&b, "4\n");
+		for (int i = 0; i < n; i++) {
+			const char *s = pieces[rnd() % (sizeof(pieces) / sizeof(*pieces))];
+
+			buf_adds(&b, s);
+			buf_adds(&q, s);
+		}
+		if (rnd() % 2) {	/* no final newline */
+			buf_adds(&b, "9");
+			buf_adds(&q, "9");
+		}
+		parse_len(b.data, b.len, f8, &g1);
+		parse_len(q.data, q.len, f8, &g2);
+		if (g1.ret || g2.ret || g1.len != g2.len ||
+		    memcmp(g1.data, g2.data, g1.len))
+			bad++;
+		got_release(&g1);
+		got_release(&g2);
+		buf_release(&b);
+		buf_release(&q);
+	}
+	test_cond("plain scan agrees with the general one", !bad);
+}
+
 static void test_threads(void)
 {
 	const char *f8 = D("'<f8'", "False", "(1,)");
@@ -511,5 +551,6 @@ int main(void)
 	test_input();
 	test_errors();
 	test_threads();
+	test_plain_scan();
 	return test_report();
 }
