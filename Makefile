@@ -1,5 +1,5 @@
 # npzfs - flat make; `make SAN=1` builds with ASan+UBSan into build-san/.
-PKGS    := fuse3 libzip zlib libisal
+PKGS    := fuse3 libzip zlib libisal libpng
 CC      ?= cc
 CFLAGS  ?= -O2 -g
 CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wmissing-prototypes \
@@ -20,7 +20,7 @@ TESTS   := $(patsubst tests/unit/%.c,$(B)/%,$(wildcard tests/unit/test_*.c))
 FUZZ    := $(patsubst tests/fuzz/%.c,build-fuzz/%,$(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_SECONDS ?= 20
 
-.PHONY: all clean test unit integration fuzz install run bench deps
+.PHONY: all clean test unit integration fuzz install uninstall run bench deps
 all: $(B)/npzfs $(TESTS)
 
 $(B)/obj/%.o: src/%.c | $(B)/obj
@@ -46,6 +46,8 @@ build-fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(LIB_SRC)
 
 unit: $(TESTS)
 	@set -e; for t in $(TESTS); do echo "== $$t"; $$t; done
+	@echo "== tests/unit/test_png_pillow.py"
+	PNG_TOOL=$(abspath $(B)/test_png) $(PY) -m pytest -q -p no:cacheprovider tests/unit/test_png_pillow.py
 
 integration: $(B)/npzfs
 	NPZFS_BIN=$(abspath $(B)/npzfs) $(PY) -m pytest -q tests/integration
@@ -74,9 +76,15 @@ run: deps
 bench: $(B)/npzfs
 	scripts/bench
 
+# mount(8) finds npzfs for `-t fuse.npzfs` and fstab only in /bin/sh's
+# default PATH (/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin):
+# under another PREFIX, see README "Mounting like any filesystem".
 install: $(B)/npzfs
 	install -D -m 0755 $(B)/npzfs $(DESTDIR)$(PREFIX)/bin/npzfs
 	install -D -m 0644 npzfs.1 $(DESTDIR)$(PREFIX)/share/man/man1/npzfs.1
+
+uninstall:
+	rm -f $(DESTDIR)$(PREFIX)/bin/npzfs $(DESTDIR)$(PREFIX)/share/man/man1/npzfs.1
 
 clean:
 	rm -rf build build-san build-fuzz

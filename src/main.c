@@ -1,6 +1,7 @@
 /* main.c - command line, archive checks before mounting, fuse_main. */
 #include <errno.h>
 #include <limits.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,7 +20,27 @@
 
 #define OPT(t, p, v) { t, offsetof(struct npzfs_opts, p), v }
 
-enum { KEY_RO, KEY_VIEWS, KEY_VIEW_NAME };
+enum { KEY_RO, KEY_RW, KEY_FSNAME, KEY_SUBTYPE, KEY_VIEWS, KEY_VIEW_NAME };
+
+/* Options of mount(8) and fstab that mean nothing to npzfs, accepted so that
+ * `mount -t fuse.npzfs` and fstab lines work (libmount and mount.fuse3 drop
+ * most of them, not all, before they run `npzfs ARCHIVE MNT -o OPTIONS`).
+ * npzfs shows the zip entries' times and never updates atime, so the atime
+ * family is moot; noatime and libfuse's own (dev, suid, exec, sync, ...)
+ * pass on to the kernel; x-* and X-* are discarded in opt_proc. */
+#define DISCARD(o) FUSE_OPT_KEY(o, FUSE_OPT_KEY_DISCARD)
+#define MOUNT8_OPTS \
+	DISCARD("defaults"), DISCARD("auto"), DISCARD("noauto"), \
+	DISCARD("user"), DISCARD("nouser"), DISCARD("users"), \
+	DISCARD("nousers"), DISCARD("owner"), DISCARD("noowner"), \
+	DISCARD("group"), DISCARD("nogroup"), DISCARD("nofail"), \
+	DISCARD("_netdev"), DISCARD("comment="), DISCARD("helper="), \
+	DISCARD("uhelper="), DISCARD("relatime"), DISCARD("norelatime"), \
+	DISCARD("strictatime"), DISCARD("nostrictatime"), \
+	DISCARD("diratime"), DISCARD("nodiratime"), DISCARD("lazytime"), \
+	DISCARD("nolazytime"), DISCARD("symfollow"), DISCARD("nosymfollow"), \
+	DISCARD("mand"), DISCARD("nomand"), DISCARD("iversion"), \
+	DISCARD("noiversion"), DISCARD("silent"), DISCARD("loud")
 
 static const struct fuse_opt npzfs_opt_spec[] = {
 	OPT("create", create, 1),
@@ -34,6 +55,10 @@ static const struct fuse_opt npzfs_opt_spec[] = {
 	OPT("-V", show_version, 1),
 	OPT("--version", show_version, 1),
 	FUSE_OPT_KEY("ro", KEY_RO),
+	FUSE_OPT_KEY("rw", KEY_RW),
+	FUSE_OPT_KEY("fsname=", KEY_FSNAME),
+	FUSE_OPT_KEY("subtype=", KEY_SUBTYPE),
+	MOUNT8_OPTS,
 	FUSE_OPT_KEY("views=", KEY_VIEWS),
 	/* "-o views=txt,csv" reaches us as "views=txt" and "csv" */
 	FUSE_OPT_KEY("txt", KEY_VIEW_NAME),
@@ -68,6 +93,11 @@ static const char usage[] =
 "                           (default $TMPDIR, else /var/tmp)\n"
 "    -o max_read=N          largest read the kernel sends, in bytes\n"
 "                           (default 524288: spliced without a copy)\n"
+"    -o fsname=NAME         the mount's source in findmnt and df\n"
+"                           (default: ARCHIVE's absolute path)\n"
+"    -o subtype=TYPE        type fuse.TYPE (default: fuse.npzfs)\n"
+"    mount(8) and fstab options are accepted: rw, defaults, noauto, user,\n"
+"    nofail, _netdev, x-*, the atime family, ... (see npzfs(1))\n"
 "    -h, --help             this help\n"
 "    -V, --version          print the version\n"
 "    --check ARCHIVE        verify every member (CRC, npy header, local\n"
@@ -76,8 +106,10 @@ static const char usage[] =
 "                           status 0 if sound, 1 otherwise\n"
 "\n";
 
-/* Positional arguments seen so far (only main's thread parses options). */
+/* Positional arguments seen so far, and whether the user named the mount
+ * (only main's thread parses options). */
 static int nonopts;
+static bool fsname_given, subtype_given;
 
 static int opt_proc(void *data, const char *arg, int key,
 		    struct fuse_args *outargs)
@@ -85,9 +117,21 @@ static int opt_proc(void *data, const char *arg, int key,
 	struct npzfs_opts *opts = data;
 
 	(void)outargs;
-	if (key == KEY_RO) {
-		opts->ro = 1;
-		return 1;	/* also pass "ro" on to the kernel mount */
+	switch (key) {
+	case KEY_RO:
+	case KEY_RW:		/* the last one wins, as in mount(8) */
+		opts->ro = key == KEY_RO;
+		return 1;	/* also pass it on to the kernel mount */
+	case KEY_FSNAME:
+		fsname_given = true;
+		return 1;
+	case KEY_SUBTYPE:
+		subtype_given = true;
+		return 1;
+	case FUSE_OPT_KEY_OPT:	/* fstab comments: x-systemd.automount */
+		if (!strncmp(arg, "x-", 2) || !strncmp(arg, "X-", 2))
+			return 0;
+		return 1;
 	}
 	if (key == KEY_VIEWS || key == KEY_VIEW_NAME) {
 		struct npz_err err = { "" };
@@ -173,6 +217,47 @@ static int check_options(const struct npzfs_opts *o)
 	if (o->level < -1 || o->level > 9)
 		return fail("level: expected 0 to 9%s%s", "", "");
 	return 0;
+}
+
+/* Refuse options that neither npzfs nor libfuse knows before the archive is
+ * touched: libfuse parses its own in fuse_new(), and names the unknown ones.
+ * Returns 0 or exit status 1. */
+static int check_fuse_options(const struct fuse_args *args)
+{
+	struct fuse_args copy = FUSE_ARGS_INIT(0, NULL);
+	struct fuse *f = NULL;
+	int i;
+
+	for (i = 0; i < args->argc; i++)
+		if (fuse_opt_add_arg(&copy, args->argv[i]))
+			goto out_free;
+	f = fuse_new(&copy, &npzfs_ops, sizeof(npzfs_ops), NULL);
+out_free:
+	fuse_opt_free_args(&copy);
+	if (!f)
+		return fail("%s%s", "bad options (see npzfs --help)", "");
+	fuse_destroy(f);
+	return 0;
+}
+
+/* Name the mount after its archive unless the user did (-o fsname=): its
+ * source is the archive's absolute path, as findmnt, df and `umount ARCHIVE`
+ * expect.  libfuse splits -o at unescaped commas.  Returns 0 or -ENOMEM. */
+static int name_mount(struct fuse_args *args, const char *archive)
+{
+	char *raw, *opt = NULL;
+	int ret = -ENOMEM;
+
+	if (fsname_given)
+		return 0;
+	if (asprintf(&raw, "fsname=%s", archive) < 0)
+		return -ENOMEM;
+	if (!fuse_opt_add_opt_escaped(&opt, raw) &&
+	    !fuse_opt_add_arg(args, "-o") && !fuse_opt_add_arg(args, opt))
+		ret = 0;
+	free(opt);
+	free(raw);
+	return ret;
 }
 
 /* Mount, detach unless -f, serve until unmounted.  Returns the exit status. */
@@ -272,6 +357,10 @@ int main(int argc, char *argv[])
 		ret = 0;
 		goto out_args;
 	}
+	/* type fuse.npzfs whatever the program's name: libfuse would take
+	 * argv[0]'s, and none at all beside a given fsname */
+	if (!subtype_given && fuse_opt_add_arg(&args, "-osubtype=npzfs"))
+		goto out_args;
 	if (fuse_parse_cmdline(&args, &co))
 		goto out_args;
 	/* the session and init() must agree on it (fuse_ops.c) */
@@ -288,9 +377,16 @@ int main(int argc, char *argv[])
 		fprintf(stderr, "npzfs: expected ARCHIVE and MOUNTPOINT (see npzfs --help)\n");
 		goto out_args;
 	}
-	if (check_options(&state.opts) || prepare_archive(&state.opts))
+	if (check_fuse_options(&args) || check_options(&state.opts) ||
+	    prepare_archive(&state.opts))
 		goto out_args;
-	if (stat(co.mountpoint, &st) || !S_ISDIR(st.st_mode)) {
+	if (name_mount(&args, state.opts.archive)) {
+		fail("%s%s", "out of memory", "");
+		goto out_args;
+	}
+	/* mount.fuse3 -o drop_privileges mounts itself and passes /dev/fd/N */
+	if (strncmp(co.mountpoint, "/dev/fd/", 8) &&
+	    (stat(co.mountpoint, &st) || !S_ISDIR(st.st_mode))) {
 		fail("%s: %s", co.mountpoint,
 		     strerror(stat(co.mountpoint, &st) ? errno : ENOTDIR));
 		goto out_args;

@@ -13,8 +13,8 @@ static const struct view_kind kinds[VIEW_KINDS] = {
 	[VIEW_CSV] = { .name = "csv", .label = "CSV", .suffix = ".csv",
 		       .visible = csv_viewable, .size_bound = csv_size_bound,
 		       .format = csv_format, .parse = csv_parse },
-	/* TODO(png): the PNG codec (include/pngview.h) is another branch.
-	 * To plug it in: #include "pngview.h", and here
+	/* TODO(png): the PNG codec (include/pngview.h, src/image/) is not in
+	 * this table yet.  To plug it in: #include "pngview.h", and here
 	 *   [VIEW_PNG] = { .name = "png", .label = "PNG", .suffix = ".png",
 	 *		    .visible = png_visible, .read_only = png_read_only,
 	 *		    .size_bound = png_size_bound, .format = png_format,

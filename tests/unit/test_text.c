@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "test.h"
+#include "test_io.h"
 #include "text.h"
 
 /* Test hook of src/text/ (text_internal.h, defined in dtype.c): Fortran band size. */
@@ -18,42 +19,6 @@ extern size_t text_band_bytes;
 #define PY "/usr/bin/python3"
 
 /* ---- harness ------------------------------------------------------------- */
-
-struct mem {
-	const unsigned char *p;
-	size_t len;
-	int fail_at;	/* read number that fails with -EIO, 0 = never */
-	int reads;
-};
-
-static int mem_read(void *ctx, void *buf, size_t len, uint64_t off)
-{
-	struct mem *m = ctx;
-
-	if (m->fail_at && ++m->reads == m->fail_at)
-		return -EIO;
-	if (off > m->len || len > m->len - off)
-		return -EIO;
-	memcpy(buf, m->p + off, len);
-	return 0;
-}
-
-struct sinkbuf {
-	struct buf b;
-	size_t max_chunk;
-	int fail_at, writes;
-};
-
-static int sink_write(void *ctx, const void *p, size_t n)
-{
-	struct sinkbuf *s = ctx;
-
-	if (s->fail_at && ++s->writes == s->fail_at)
-		return -ENOSPC;
-	if (n > s->max_chunk)
-		s->max_chunk = n;
-	return buf_add(&s->b, p, n);
-}
 
 static int header_of(const char *dict, struct npy_header *h)
 {
@@ -72,10 +37,10 @@ static unsigned bound_misses, bound_checked;
 static char *render_h(const struct npy_header *h, const void *data,
 		      int *ret, struct npz_err *err)
 {
-	struct mem m = { data, h->data_len, 0, 0 };
-	struct text_src src = { mem_read, &m };
-	struct sinkbuf s = { BUF_INIT, 0, 0, 0 };
-	struct text_sink sink = { sink_write, &s };
+	struct test_mem m = { data, h->data_len, 0, 0 };
+	struct text_src src = { test_mem_read, &m };
+	struct test_sinkbuf s = { BUF_INIT, 0, 0, 0 };
+	struct text_sink sink = { test_sink_write, &s };
 
 	*ret = text_format(h, &src, &sink, err);
 	if (s.max_chunk > 65536)
@@ -1321,10 +1286,10 @@ static void test_callbacks(void)
 	for (int i = 0; i < 20000; i++)
 		v[i] = i * 1.25;
 	header_of("{'descr': '<f8', 'fortran_order': False, 'shape': (20000,), }", &h);
-	struct mem m = { (void *)v, sizeof(v), 1, 0 };
-	struct text_src src = { mem_read, &m };
-	struct sinkbuf s = { BUF_INIT, 0, 0, 0 };
-	struct text_sink sink = { sink_write, &s };
+	struct test_mem m = { (void *)v, sizeof(v), 1, 0 };
+	struct text_src src = { test_mem_read, &m };
+	struct test_sinkbuf s = { BUF_INIT, 0, 0, 0 };
+	struct text_sink sink = { test_sink_write, &s };
 	test_cond("src error propagates", text_format(&h, &src, &sink, &err) == -EIO);
 	buf_release(&s.b);
 	m.fail_at = 0;
