@@ -78,18 +78,20 @@ def test_png_accepted(archive, mount):
     assert not any(n.endswith(".png") for n in names(m))
 
 
-@pytest.mark.parametrize("opts, word", [
-    ("views=txt,xls", "xls"), ("views=xls", "xls"), ("views=csv;txt", "csv;txt"),
-    ("csv", "csv"),
+@pytest.mark.parametrize("opts, word, lines", [
+    ("views=xls", "xls", 1), ("views=csv;txt", "csv;txt", 1), ("csv", "csv", 1),
+    # a word after "views=txt," is an option of its own: libfuse's unknown
+    # option, and npzfs's "bad options" line after it
+    ("views=txt,xls", "xls", 2),
 ])
-def test_unknown_view_refused(archive, tmp_path, opts, word):
-    """One line on stderr naming the word, exit status 1, nothing mounted."""
+def test_unknown_view_refused(archive, tmp_path, opts, word, lines):
+    """A line on stderr naming the word, exit status 1, nothing mounted."""
     mnt = tmp_path / "mnt"
     mnt.mkdir()
     r = run_npzfs("-f", "-o", opts, archive, mnt)
     err = r.stderr.decode()
     assert r.returncode == 1
-    assert word in err and len(err.strip().splitlines()) == 1, err
+    assert word in err and len(err.strip().splitlines()) == lines, err
     assert not os.path.ismount(mnt)
 
 
