@@ -24,6 +24,8 @@ struct npzfs_opts {
 	char *commit;		/* -o commit=auto|rewrite */
 	char *cache_size;	/* -o cache_size=SIZE, or NULL */
 	char *cache_dir;	/* -o cache_dir=DIR, or NULL */
+	unsigned views;		/* -o views=txt,csv: 1 << VIEW_* (views.h) */
+	int views_set;		/* -o views= was given */
 	unsigned max_read;	/* -o max_read=N: the largest read the kernel
 				   sends (default NPZFS_MAX_READ) */
 	int show_help;

@@ -2,23 +2,24 @@
  * the write path (edits, validation, commits).
  *
  * What the mount shows: directories; for every archive member a file with
- * its bytes (NAME.npy, or any other name); for every NAME.npy member a text
- * view NAME.txt unless a member of that path exists or the array holds
- * objects; files created by the user: new arrays (NAME.npy / NAME.txt,
- * added to the archive when first written and closed) and scratch files
- * (any other name: kept out of the archive until unmount, or until renamed
- * onto an array name).
+ * its bytes (NAME.npy, or any other name); for every NAME.npy member its
+ * views (tree_opts.views: text NAME.txt by default, CSV NAME.csv, ...;
+ * views.h) unless a member of that path exists or the view's kind has no
+ * form for the array (objects; CSV: 0-d, 3-d and more); files created by
+ * the user: new arrays (NAME.npy or a view name, added to the archive when
+ * first written and closed) and scratch files (any other name: kept out
+ * of the archive until unmount, or until renamed onto an array name).
  *
  * Writes are buffered per file in a wbuf (memory, then a spill file).  A
  * file written since its last commit is validated and committed at flush,
- * fsync and release: a .npy must be a valid npy, a .txt must parse; the
+ * fsync and release: a .npy must be a valid npy, a view must parse; the
  * archive is then rewritten (archive_commit) and swapped in.  Rejected
  * content: -EINVAL, the edit is dropped, the reason is logged and kept in
  * user.npzfs.error.  A failed commit keeps the edit for a retry.
  * Namespace changes (unlink, rename of array names) commit at once and are
  * undone in the mount when the commit fails.
  *
- * Text views are rendered lazily and kept within the cache budget: small
+ * Views are rendered lazily and kept within the cache budget: small
  * ones in one shared, unlinked cache file, big ones in a file each; stat
  * renders a view only when its text is at most TREE_STAT_TEXT_MAX bytes
  * (by text_size_bound), open renders any.
@@ -72,6 +73,7 @@ struct tree_opts {
 	bool ro;			/* refuse every change with -EROFS */
 	enum tree_compress compress;	/* method of changed and new members */
 	int level;			/* deflate level, -1 = zlib default */
+	unsigned views;			/* views shown: 1 << VIEW_* (views.h) */
 };
 
 struct tree;
@@ -83,6 +85,7 @@ struct tree_stat {
 	enum tree_kind kind;
 	uint64_t size;
 	time_t mtime;
+	bool ro;	/* a read-only view (mode 0444): writes fail, EACCES */
 };
 
 /* Build the namespace of an open archive.  On success the tree owns ar

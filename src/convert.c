@@ -1,4 +1,4 @@
-/* convert.c - validate written .npy bytes; parse written text into .npy. */
+/* convert.c - validate written .npy bytes; parse a written view into .npy. */
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -10,6 +10,7 @@
 #include "crc.h"
 #include "io.h"
 #include "text.h"
+#include "views.h"
 
 /* Read exactly n bytes at off of w: 0, or -EIO when w is shorter. */
 static int read_exact(struct wbuf *w, void *p, size_t n, uint64_t off)
@@ -187,8 +188,9 @@ static int out_write_at(void *ctx, const void *buf, size_t len, uint64_t off)
 	return 0;
 }
 
-int convert_text_to_npy(struct wbuf *text, const struct npy_header *base,
-			struct wbuf *out, struct npz_err *err)
+int convert_view_to_npy(const struct view_kind *k, struct wbuf *text,
+			const struct npy_header *base, struct wbuf *out,
+			struct npz_err *err)
 {
 	struct npy_out o = { .out = out, .fd = -1,
 			     .lock = PTHREAD_MUTEX_INITIALIZER };
@@ -200,7 +202,7 @@ int convert_text_to_npy(struct wbuf *text, const struct npy_header *base,
 	ret = wbuf_map(text, &p);
 	if (ret)
 		return ret;
-	ret = text_parse(p, (size_t)text->size, base, &hdr, &to, err);
+	ret = k->parse(p, (size_t)text->size, base, &hdr, &to, err);
 	if (!ret) {
 		npy_header_release(&hdr);
 		if (o.fd >= 0)

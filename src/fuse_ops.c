@@ -83,7 +83,7 @@ static void fill_stat(const struct npzfs *n, const struct tree_stat *ts,
 		st->st_mode = S_IFDIR | 0755;
 		st->st_nlink = 2;
 	} else {
-		st->st_mode = S_IFREG | (n->opts.ro ? 0444 : 0644);
+		st->st_mode = S_IFREG | (n->opts.ro || ts->ro ? 0444 : 0644);
 		st->st_nlink = 1;
 	}
 	st->st_uid = n->uid;

@@ -16,10 +16,11 @@
 #include "check.h"
 #include "io.h"
 #include "npzfs.h"
+#include "views.h"
 
 #define OPT(t, p, v) { t, offsetof(struct npzfs_opts, p), v }
 
-enum { KEY_RO, KEY_RW, KEY_FSNAME, KEY_SUBTYPE };
+enum { KEY_RO, KEY_RW, KEY_FSNAME, KEY_SUBTYPE, KEY_VIEWS, KEY_VIEW_NAME };
 
 /* Options of mount(8) and fstab that mean nothing to npzfs, accepted so that
  * `mount -t fuse.npzfs` and fstab lines work (libmount and mount.fuse3 drop
@@ -58,6 +59,11 @@ static const struct fuse_opt npzfs_opt_spec[] = {
 	FUSE_OPT_KEY("fsname=", KEY_FSNAME),
 	FUSE_OPT_KEY("subtype=", KEY_SUBTYPE),
 	MOUNT8_OPTS,
+	FUSE_OPT_KEY("views=", KEY_VIEWS),
+	/* "-o views=txt,csv" reaches us as "views=txt" and "csv" */
+	FUSE_OPT_KEY("txt", KEY_VIEW_NAME),
+	FUSE_OPT_KEY("csv", KEY_VIEW_NAME),
+	FUSE_OPT_KEY("png", KEY_VIEW_NAME),
 	FUSE_OPT_END
 };
 
@@ -67,7 +73,8 @@ static const char usage[] =
 "       npzfs --check ARCHIVE          (verify without mounting)\n"
 "\n"
 "Mount a NumPy .npz archive as a directory: every array NAME appears as\n"
-"NAME.npy (its exact bytes) and NAME.txt (an editable text view).\n"
+"NAME.npy (its exact bytes) and NAME.txt (an editable text view), and\n"
+"with -o views= as NAME.csv (an editable CSV view) too.\n"
 "\n"
 "npzfs options:\n"
 "    -o ro                  read-only mount (writes fail with EROFS)\n"
@@ -77,6 +84,9 @@ static const char usage[] =
 "                           filesystem can (reflinks), rewrite always writes\n"
 "                           the whole archive (for comparison)\n"
 "    -o create              create ARCHIVE as an empty npz if it is missing\n"
+"    -o views=LIST          the views shown beside NAME.npy: txt (default),\n"
+"                           csv, png (not built in yet), comma separated;\n"
+"                           views= (empty) shows NAME.npy alone\n"
 "    -o cache_size=SIZE     disk budget for cached data: inflated members and\n"
 "                           rendered text views (K/M/G suffixes; default 1G)\n"
 "    -o cache_dir=DIR       where cached data and write spill files go\n"
@@ -122,6 +132,23 @@ static int opt_proc(void *data, const char *arg, int key,
 		if (!strncmp(arg, "x-", 2) || !strncmp(arg, "X-", 2))
 			return 0;
 		return 1;
+	}
+	if (key == KEY_VIEWS || key == KEY_VIEW_NAME) {
+		struct npz_err err = { "" };
+		unsigned mask;
+
+		if (key == KEY_VIEW_NAME && !opts->views_set) {
+			fprintf(stderr, "npzfs: -o %s: unknown option (did you mean -o views=txt,%s?)\n",
+				arg, arg);
+			return -1;
+		}
+		if (views_parse(key == KEY_VIEWS ? arg + 6 : arg, &mask, &err)) {
+			fprintf(stderr, "npzfs: %s\n", err.msg);
+			return -1;
+		}
+		opts->views = key == KEY_VIEWS ? mask : opts->views | mask;
+		opts->views_set = 1;
+		return 0;
 	}
 	if (key == FUSE_OPT_KEY_NONOPT && nonopts++ == 0) {
 		opts->archive = strdup(arg);
@@ -314,6 +341,7 @@ int main(int argc, char *argv[])
 	state.opts.level = -1;
 	state.opts.compress = strdup("keep");
 	state.opts.commit = strdup("auto");
+	state.opts.views = VIEWS_DEFAULT;
 	if (fuse_opt_parse(&args, &state.opts, npzfs_opt_spec, opt_proc) == -1)
 		goto out_args;
 	if (state.opts.show_version) {
@@ -378,6 +406,7 @@ int main(int argc, char *argv[])
 	if (!state.opts.ro && archive_spill_near(state.ar))
 		npz_log("written files spill beside the archive (commits clone them in)");
 	topts.ro = state.opts.ro;
+	topts.views = state.opts.views;
 	topts.level = state.opts.level;
 	topts.compress = !strcmp(state.opts.compress, "store") ? TREE_STORE :
 			 !strcmp(state.opts.compress, "deflate") ? TREE_DEFLATE :

@@ -179,6 +179,8 @@ static int read_rows(struct rctx *c)
 		ret = row_writer_init(&c->rw, c->out, &c->g);
 	if (!ret)
 		ret = c->out->begin(c->out->ctx, c->hdr);
+	if (ret > 0)		/* write_at may run on any thread: fine */
+		ret = 0;
 	if (ret)
 		return ret;
 	passes = c->img ? png_set_interlace_handling(png) : 1;

@@ -175,8 +175,7 @@ static void commit_drop_left_out(struct tree *t)
 					e->mname);
 			if (e->raw)
 				node_detach(t, e->raw);
-			if (e->view)
-				node_detach(t, e->view);
+			entry_detach_views(t, e);
 			entry_free(e);
 			continue;
 		}
@@ -212,9 +211,11 @@ static void commit_renumber(struct tree *t, const struct commit_plan *p)
 				e->raw->mtime = p->now;
 				inval_add_node(t, e->raw);
 			}
-			if (e->view) {
-				e->view->mtime = p->now;
-				inval_add_node(t, e->view);
+			for (int k = 0; k < VIEW_KINDS; k++) {
+				if (e->view[k]) {
+					e->view[k]->mtime = p->now;
+					inval_add_node(t, e->view[k]);
+				}
 			}
 		}
 	}
@@ -295,19 +296,20 @@ static void report_new_rejected(struct node *n, const char *path,
 	n->error = msg;
 }
 
-/* Turn `content` (what was written to a file named like `path`) into the
- * new bytes of array entry e: a .txt is parsed (e's current array as the
- * base), a .npy checked.  *npy is content itself or a new wbuf (owned).
- * Returns 0 or -EINVAL with err. */
-static int make_npy(struct tree *t, struct entry *e, char kind,
+/* Turn `content` (what was written to a file of `kind`: NAME_NPY or a view
+ * kind) into the new bytes of array entry e: a view is parsed (e's current
+ * array as the base), a .npy checked.  *npy is content itself or a new
+ * wbuf (owned).  Returns 0 or -EINVAL with err. */
+static int make_npy(struct tree *t, struct entry *e, int kind,
 		    struct wbuf *content, struct wbuf **npy,
 		    struct npz_err *err)
 {
+	const struct view_kind *vk = view_kind(kind);
 	const struct npy_header *base = NULL;
 	struct wbuf *out;
 	int ret;
 
-	if (kind == 'n') {
+	if (kind == NAME_NPY) {
 		*npy = content;
 		return convert_check_npy(content, err);
 	}
@@ -322,11 +324,11 @@ static int make_npy(struct tree *t, struct entry *e, char kind,
 		if (e->in_archive && !array_header(t, e, &hdr))
 			base = &hdr;
 		pthread_mutex_unlock(&e->lock);
-		ret = convert_text_to_npy(content, base, out, err);
+		ret = convert_view_to_npy(vk, content, base, out, err);
 		if (base)
 			npy_header_release(&hdr);
 	} else {
-		ret = convert_text_to_npy(content, NULL, out, err);
+		ret = convert_view_to_npy(vk, content, NULL, out, err);
 	}
 	if (ret) {
 		wbuf_release(out);
@@ -387,23 +389,25 @@ static void npy_free(struct wbuf *npy, struct wbuf *content)
 }
 
 /* Show a newly committed array entry: its .npy node (reusing `n` when it
- * is the .npy path) and its view (reusing `n` when it is the .txt path). */
+ * is the .npy path) and its views (reusing `n` when it is a view path). */
 static int show_entry(struct tree *t, struct entry *e, struct node *n)
 {
+	int kind = n ? name_array_kind(n->name, t->opts.views) : NAME_OTHER;
 	struct node *parent, *raw;
 	char *path;
 	int ret;
 
-	if (n && name_array_kind(n->name) == 'n') {
+	if (kind == NAME_NPY) {
 		n->kind = N_MEMBER;
 		n->e = e;
 		e->raw = n;
 		return entry_add_view(t, e);
 	}
-	if (n) {
+	if (kind >= 0) {
 		n->kind = N_VIEW;
+		n->vk = kind;
 		n->e = e;
-		e->view = n;
+		e->view[kind] = n;
 	}
 	if (e->raw)
 		return 0;
@@ -421,13 +425,13 @@ static int show_entry(struct tree *t, struct entry *e, struct node *n)
 		}
 	}
 	free(path);
-	if (!ret && !e->view)
+	if (!ret)
 		ret = entry_add_view(t, e);
 	return ret == -EEXIST ? 0 : ret;
 }
 
 /* Commit new content for the array or member at `path`.  `content` is what
- * was written (text for a .txt path, bytes otherwise); target is the entry
+ * was written (a view for a view path, bytes otherwise); target is the entry
  * it replaces, or NULL to add a new entry.  `n` is the node to show the
  * result through (or NULL).  In a change; content is frozen or private
  * (t->lock is released while it is parsed and committed).  Returns 0 or
@@ -436,22 +440,23 @@ int commit_content(struct tree *t, const char *path,
 		   struct entry *target, struct wbuf *content,
 		   struct node *n, struct npz_err *err)
 {
-	char kind = target ? (target->is_array ? 'n' : 0) : name_array_kind(path);
+	int kind = target ? (target->is_array ? NAME_NPY : NAME_OTHER)
+			  : name_array_kind(path, t->opts.views);
 	struct entry *e = target;
 	struct wbuf *npy = content;
 	char *mname = NULL;
 	bool added = false;
 	int ret;
 
-	if (target && target->view && n == target->view)
-		kind = 't';
-	if (!target && kind) {
+	if (target && n && n->kind == N_VIEW && n->e == target)
+		kind = n->vk;
+	if (!target && kind != NAME_OTHER) {
 		mname = name_array_member(path);
 		if (!mname)
 			return -ENOMEM;
 		e = entry_by_mname(t, mname);	/* a hidden member */
 	}
-	if (kind) {
+	if (kind != NAME_OTHER) {
 		/* parsing may take long: let readers in (we are in a change,
 		 * nothing make_npy reads can change meanwhile) */
 		pthread_rwlock_unlock(&t->lock);

@@ -194,7 +194,8 @@ static int edit_begin(struct tree *t, struct node *n, bool empty)
 		wbuf_init(w);
 		/* text is parsed, never stored: no CRC while it is written
 		 * (a .txt renamed to another name gets its CRC at commit) */
-		w->crc_skip = n->kind == N_VIEW || name_array_kind(n->name) == 't';
+		w->crc_skip = n->kind == N_VIEW ||
+			      name_array_kind(n->name, t->opts.views) >= 0;
 		n->edit = w;
 		return 0;
 	}
@@ -303,13 +304,16 @@ static int open_node(struct tree *t, struct node *n, int flags,
 		return -EISDIR;
 	if ((writable || (flags & O_TRUNC)) && t->opts.ro)
 		return -EROFS;
+	if (n->kind == N_VIEW && (writable || (flags & O_TRUNC)) &&
+	    view_read_only(t, n))
+		return -EACCES;
 	if (n->kind == N_VIEW && !(flags & O_TRUNC)) {
 		bool sized;
 
 		pthread_mutex_lock(&n->e->lock);
-		sized = n->e->sized;
+		sized = n->e->vs[n->vk].sized;
 		pthread_mutex_unlock(&n->e->lock);
-		ret = view_ready(t, n->e);
+		ret = view_ready(t, n->e, n->vk);
 		if (ret)
 			return ret;
 		if (!sized)	/* stat said 0 for a big view: now it knows */
@@ -381,18 +385,33 @@ int tree_open(struct tree *t, const char *path, int flags,
 }
 
 /* -EEXIST when path is taken by a hidden node: -EPERM (reported) when that
- * is the hidden view of an object array.  t->lock held. */
+ * is the hidden view of an array (objects; a CSV of a 3-d array).  t->lock
+ * held. */
 static int create_hidden(struct tree *t, const char *path)
 {
 	struct node *hidden = ns_find(t, path);
+	const char *label;
 	char msg[NPZ_ERR_MSG_MAX];
+	struct npy_header hdr;
+	bool objects = false;
 
 	if (!hidden)
 		return 0;
 	if (hidden->kind != N_VIEW || !hidden->e)
 		return -EEXIST;
-	snprintf(msg, sizeof(msg), "%s: %s is an object array, which has no text view to write",
-		 path + 1, hidden->e->mname);
+	pthread_mutex_lock(&hidden->e->lock);
+	if (!array_header(t, hidden->e, &hdr)) {
+		objects = npy_dtype_has_object(&hdr.dtype);
+		npy_header_release(&hdr);
+	}
+	pthread_mutex_unlock(&hidden->e->lock);
+	label = view_kind(hidden->vk)->label;
+	if (objects)
+		snprintf(msg, sizeof(msg), "%s: %s is an object array, which has no %s view to write",
+			 path + 1, hidden->e->mname, label);
+	else
+		snprintf(msg, sizeof(msg), "%s: %s has no %s view to write (the %s view has no form for its shape or dtype)",
+			 path + 1, hidden->e->mname, label, label);
 	npz_log("%s", msg);
 	error_keep(&hidden->e->error, msg);
 	return -EPERM;
@@ -413,7 +432,8 @@ static int create_locked(struct tree *t, const char *path, int flags,
 		ret = create_hidden(t, path);
 	if (!ret)
 		ret = node_add_path(t, parent, path,
-				    name_array_kind(path) ? N_NEW : N_SCRATCH, &n);
+				    name_array_kind(path, t->opts.views) != NAME_OTHER ?
+				    N_NEW : N_SCRATCH, &n);
 	if (ret)
 		return ret;
 	n->mtime = time(NULL);
@@ -526,8 +546,12 @@ int tree_truncate(struct tree *t, const char *path, struct tree_file *f,
 		ret = -EISDIR;
 		goto out;
 	}
+	if (n->kind == N_VIEW && view_read_only(t, n)) {
+		ret = -EACCES;
+		goto out;
+	}
 	if (n->kind == N_VIEW && !n->edit) {
-		ret = view_ready(t, n->e);
+		ret = view_ready(t, n->e, n->vk);
 		if (ret)
 			goto out;
 	}

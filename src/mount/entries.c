@@ -15,8 +15,11 @@ struct entry *entry_new(const char *mname)
 
 	if (!e)
 		return NULL;
-	e->view_fd = -1;
-	e->ci.evict = view_evict;
+	for (int k = 0; k < VIEW_KINDS; k++) {
+		e->vs[k].e = e;
+		e->vs[k].fd = -1;
+		e->vs[k].ci.evict = view_evict;
+	}
 	e->mname = strdup(mname);
 	if (!e->mname) {
 		free(e);
@@ -29,9 +32,12 @@ struct entry *entry_new(const char *mname)
 
 void entry_free(struct entry *e)
 {
-	cache_drop(&e->ci);	/* no eviction can reach it after this */
-	if (e->t)
-		view_drop(e);
+	for (int k = 0; k < VIEW_KINDS; k++) {
+		/* no eviction can reach it after this */
+		cache_drop(&e->vs[k].ci);
+		if (e->t)
+			view_drop(&e->vs[k]);
+	}
 	pthread_mutex_destroy(&e->lock);
 	free(e->error);
 	free(e->mname);
@@ -78,11 +84,7 @@ void entry_reset(struct tree *t, struct entry *e)
 	(void)t;
 	pthread_mutex_lock(&e->lock);
 	e->state = ARRAY_UNKNOWN;
-	view_drop(e);
-	cache_drop(&e->ci);
-	e->sized = false;
-	e->text_len = 0;
-	e->cache_failed = 0;
+	view_reset_all(e);
 	pthread_mutex_unlock(&e->lock);
 }
 
@@ -180,33 +182,55 @@ int entries_add_member(struct tree *t, size_t i, struct buf *path)
 	return 0;
 }
 
-/* Add the view NAME.txt of an array entry shown as NAME.npy, unless that
- * path is taken. */
+char *name_with_view(const char *path, enum view_id k)
+{
+	char *p = strdup(path);
+
+	if (p)	/* ".npy" and every suffix are four bytes */
+		memcpy(p + strlen(p) - 4, view_kind(k)->suffix, 4);
+	return p;
+}
+
+/* Add the views of an array entry shown as NAME.npy (the kinds -o views=
+ * shows), each unless its path is taken: a real member wins. */
 int entry_add_view(struct tree *t, struct entry *e)
 {
 	struct node *raw = e->raw, *v;
-	size_t len;
-	char *p;
 	int ret = 0;
 
-	if (!raw || !raw->parent || !e->is_array || e->view ||
+	if (!raw || !raw->parent || !e->is_array ||
 	    !name_ends_with(raw->name, ".npy"))
 		return 0;
-	len = strlen(raw->name);
-	p = strdup(raw->name);
-	if (!p)
-		return -ENOMEM;
-	memcpy(p + len - 4, ".txt", 4);
-	if (!ns_kid_find(t, raw->parent, p, len)) {
-		ret = node_add(t, raw->parent, p, len, N_VIEW, &v);
-		if (!ret) {
-			v->e = e;
-			v->mtime = e->mtime;
-			e->view = v;
+	for (int k = 0; k < VIEW_KINDS && !ret; k++) {
+		char *p;
+
+		if (!view_on(t, k) || e->view[k])
+			continue;
+		p = name_with_view(raw->name, k);
+		if (!p)
+			return -ENOMEM;
+		if (!ns_kid_find(t, raw->parent, p, strlen(p))) {
+			ret = node_add(t, raw->parent, p, strlen(p), N_VIEW, &v);
+			if (!ret) {
+				v->e = e;
+				v->vk = k;
+				v->mtime = e->mtime;
+				e->view[k] = v;
+			}
+		}
+		free(p);
+	}
+	return ret;
+}
+
+void entry_detach_views(struct tree *t, struct entry *e)
+{
+	for (int k = 0; k < VIEW_KINDS; k++) {
+		if (e->view[k]) {
+			node_detach(t, e->view[k]);
+			e->view[k] = NULL;
 		}
 	}
-	free(p);
-	return ret;
 }
 
 /* The shared cache file of small views.  Without one, views are served

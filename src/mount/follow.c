@@ -171,7 +171,8 @@ static void match_entries(struct tree *t, const struct archive *old,
 			free(e->error);
 			e->error = NULL;
 			mark_stale(e->raw);
-			mark_stale(e->view);
+			for (int k = 0; k < VIEW_KINDS; k++)
+				mark_stale(e->view[k]);
 		} else if (e->raw && e->raw->edit) {
 			/* its edit moves onto the new version */
 			pthread_mutex_lock(&e->raw->lock);
@@ -187,9 +188,11 @@ static void match_entries(struct tree *t, const struct archive *old,
 			inval_add_node(t, e->raw);
 			inval_dir(t, e->raw, &last);
 		}
-		if (e->view) {
-			e->view->mtime = nm->mtime;
-			inval_add_node(t, e->view);
+		for (int k = 0; k < VIEW_KINDS; k++) {
+			if (e->view[k]) {
+				e->view[k]->mtime = nm->mtime;
+				inval_add_node(t, e->view[k]);
+			}
 		}
 	}
 }
@@ -232,10 +235,9 @@ static void drop_doomed(struct tree *t, struct buf *path)
 			inval_dir(t, e->raw, &last);
 			node_detach(t, e->raw);
 		}
-		if (e->view) {
-			mark_stale(e->view);
-			node_detach(t, e->view);
-		}
+		for (int k = 0; k < VIEW_KINDS; k++)
+			mark_stale(e->view[k]);
+		entry_detach_views(t, e);
 		if (!e->raw && !e->shadowed &&
 		    !name_member_path(e->mname, path, &is_dir) && is_dir) {
 			/* a "dir/" member: its directory goes with it when

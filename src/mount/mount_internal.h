@@ -10,7 +10,7 @@
  *    last tree_release;
  *  - t->entries holds one entry per member of t->ar (in_archive, member ==
  *    its index) plus the entries a running commit adds; an entry's raw and
- *    view nodes point back at it;
+ *    view nodes point back at it (e->view[k]->vk == k);
  *  - a VIEW node exists only where no other node has its path.
  *
  * Unless said otherwise, a helper that reads the namespace is called with
@@ -32,6 +32,7 @@
 #include "err.h"
 #include "npy.h"
 #include "tree.h"
+#include "views.h"
 #include "wbuf.h"
 
 #define TOMBS 256	/* views remembered as removed with their array */
@@ -41,13 +42,32 @@ enum array_state { ARRAY_UNKNOWN, ARRAY_OK, ARRAY_BAD };
 enum nkind {
 	N_DIR,
 	N_MEMBER,	/* an entry's bytes */
-	N_VIEW,		/* an array entry's text view */
+	N_VIEW,		/* a view of an array entry (node->vk: its kind) */
 	N_NEW,		/* a created NAME.npy / NAME.txt not yet committed */
 	N_SCRATCH,	/* any other created file */
 };
 
 struct node;
 struct version;	/* version.c */
+
+/* One view of an array entry (view kind k of include/views.h): its
+ * rendering and cache.  Protected by its entry's lock. */
+struct view_state {
+	struct entry *e;
+	bool visible;		/* state == ARRAY_OK: the kind's visible() */
+	bool ro;		/* state == ARRAY_OK: the kind's read_only() */
+	uint64_t bound;		/* state == ARRAY_OK: the kind's size_bound() */
+	bool sized;		/* len is known (rendered once) */
+	uint64_t len;
+	bool rendered;		/* the view is cached: in fd, or at off of
+				   t->cache_fd when fd < 0 */
+	int fd;
+	uint64_t off;
+	time_t cache_failed;	/* when keeping the view last failed */
+	struct cache_item ci;	/* the cached view in the budget */
+	_Atomic bool big_render;	/* a big view is being rendered under
+					   e->lock: listings do not wait */
+};
 
 struct entry {
 	char *mname;		/* member name in the archive */
@@ -60,7 +80,7 @@ struct entry {
 				   shown, dropped at the first commit */
 	bool nul_name;		/* shadowed: its name holds a NUL byte */
 	struct node *raw;	/* N_MEMBER node, or NULL when not shown */
-	struct node *view;	/* N_VIEW node, or NULL */
+	struct node *view[VIEW_KINDS];	/* N_VIEW nodes, or NULL */
 	struct wbuf *pending;	/* new content for the running commit */
 	uint64_t ext_gen;	/* moves when a reload (follow.c) gives the
 				   member other content (tree->lock): files
@@ -74,22 +94,11 @@ struct entry {
 	time_t mtime;
 	char *error;		/* last rejected write (tree->lock) */
 	struct tree *t;
-	pthread_mutex_t lock;	/* protects: state .. cache_failed; take
+	pthread_mutex_t lock;	/* protects: state, data_len, vs; take
 				   before the cache's lock */
 	enum array_state state;
-	bool viewable;		/* state == ARRAY_OK: no objects inside */
 	uint64_t data_len;	/* state == ARRAY_OK: bytes of array data */
-	uint64_t text_bound;	/* state == ARRAY_OK: text_size_bound() */
-	bool sized;		/* text_len is known (rendered once) */
-	uint64_t text_len;
-	bool rendered;		/* the text is cached: in view_fd, or at
-				   text_off of t->cache_fd when view_fd < 0 */
-	int view_fd;
-	uint64_t text_off;
-	time_t cache_failed;	/* when keeping the text last failed */
-	struct cache_item ci;	/* the cached text in the budget */
-	_Atomic bool big_render;	/* a big view is being rendered under
-					   e->lock: listings do not wait */
+	struct view_state vs[VIEW_KINDS];
 };
 
 struct node {
@@ -99,6 +108,7 @@ struct node {
 	struct node **kids;	/* N_DIR */
 	size_t nkids, kids_cap;
 	struct entry *e;	/* N_MEMBER, N_VIEW; N_DIR: its "dir/" member */
+	enum view_id vk;	/* N_VIEW: which view of e */
 	time_t mtime;
 	struct node *hnext;	/* hash chain */
 	bool dead;		/* out of the namespace (tree->lock) */
@@ -229,11 +239,15 @@ const char *name_base(const char *path);
 int name_member_path(const char *name, struct buf *out, bool *is_dir);
 /* s ends in suffix, after a non-empty last component ("a/.npy": no). */
 bool name_ends_with(const char *s, const char *suffix);
-/* 'n' for NAME.npy, 't' for NAME.txt, 0 for other names. */
-char name_array_kind(const char *path);
+/* What a path names: NAME_NPY for NAME.npy, view kind k for NAME.SUFFIX
+ * of a kind in the mask `views` (1 << k; built in), else NAME_OTHER. */
+#define NAME_OTHER (-2)
+#define NAME_NPY (-1)
+int name_array_kind(const char *path, unsigned views);
 /* The member name for a mount path: without the leading '/'. */
 const char *name_member(const char *path);
-/* "/d/x.txt" or "/d/x.npy" -> member name "d/x.npy" (heap), or NULL. */
+/* "/d/x.txt", "/d/x.csv" or "/d/x.npy" -> member name "d/x.npy" (heap),
+ * or NULL. */
 char *name_array_member(const char *path);
 /* A hidden name or an editor backup ending in '~' (dropped at unmount). */
 bool name_is_backup(const char *name);
@@ -292,31 +306,54 @@ void entry_reset(struct tree *t, struct entry *e);
  * reload found): its nodes and parent directories; a clashing name is
  * logged and not shown.  path is scratch space.  0 or -ENOMEM. */
 int entries_add_member(struct tree *t, size_t i, struct buf *path);
-/* Add the view NAME.txt of an array entry shown as NAME.npy, unless that
- * path is taken: 0 or -ENOMEM. */
+/* Add the views NAME.txt, NAME.csv, ... (the kinds -o views= shows) of an
+ * array entry shown as NAME.npy, unless their paths are taken: 0 or
+ * -ENOMEM. */
 int entry_add_view(struct tree *t, struct entry *e);
+/* Detach e's view nodes (e->view[] becomes NULL). */
+void entry_detach_views(struct tree *t, struct entry *e);
+/* The path of `path` (NAME.npy or any view name) with view kind k's
+ * suffix, in a new string (free it), or NULL. */
+char *name_with_view(const char *path, enum view_id k);
 /* Replace the message in *slot (user.npzfs.error) by a copy of msg. */
 void error_keep(char **slot, const char *msg);
 
-/* ---- view.c: npy headers and text views (rendering, cache) ------------ */
+/* ---- view.c: npy headers and views (rendering, cache) ----------------- */
 
+/* Is view kind k shown (in -o views= and built in)? */
+bool view_on(const struct tree *t, enum view_id k);
 /* Parse the array's header into *hdr (release with npy_header_release).
  * e->lock held.  0 or -EIO (logged once, naming the member). */
 int array_header(struct tree *t, struct entry *e, struct npy_header *hdr);
 /* Learn the array's state once.  e->lock held: 0 or -EIO. */
 int array_load(struct tree *t, struct entry *e);
-/* Render e's view when its text is at most max_bound bytes, copying the
+/* Render e's view k when its bound is at most max_bound bytes, copying the
  * window [win_off, win_off + win_len) into win.  e->lock held.  0, -EFBIG
  * or -EIO (logged). */
-int array_render(struct tree *t, struct entry *e, uint64_t max_bound,
-		 char *win, uint64_t win_off, size_t win_len, size_t *got);
-/* A view is hidden when its array holds objects.  Takes e->lock. */
-bool view_visible(struct tree *t, struct entry *e);
-/* Load e and render its view if not cached.  Takes e->lock: 0 or -EIO. */
-int view_ready(struct tree *t, struct entry *e);
-/* Drop the cached text of e (it stays sized).  e->lock held. */
-void view_drop(struct entry *e);
-/* The budget wants an entry's text back (cache.h: must not block). */
+int array_render(struct tree *t, struct entry *e, enum view_id k,
+		 uint64_t max_bound, char *win, uint64_t win_off,
+		 size_t win_len, size_t *got);
+/* Does view node n show (its kind's visible() on its array)?  Takes
+ * n->e->lock. */
+bool view_visible(struct tree *t, const struct node *n);
+/* Is view node n read-only (its kind's read_only())?  Takes n->e->lock. */
+bool view_read_only(struct tree *t, const struct node *n);
+/* Load e and render its view k if not cached.  Takes e->lock: 0 or -EIO. */
+int view_ready(struct tree *t, struct entry *e, enum view_id k);
+/* Read [off, off + len) of e's view k (rendered now if not cached): bytes
+ * read or -EIO.  Takes e->lock. */
+ssize_t view_read(struct tree *t, struct entry *e, enum view_id k,
+		  void *buf, size_t len, uint64_t off);
+/* The size of e's view k for stat: its length once known; small views
+ * (bound at most TREE_STAT_TEXT_MAX) are rendered to learn it; 0 while a
+ * big one renders.  Takes e->lock. */
+uint64_t view_size(struct tree *t, struct entry *e, enum view_id k);
+/* Drop the cached rendering of vs (it stays sized).  Its e->lock held. */
+void view_drop(struct view_state *vs);
+/* Forget every view's rendering and size (the content changed).  e->lock
+ * held. */
+void view_reset_all(struct entry *e);
+/* The budget wants a view back (cache.h: must not block). */
 bool view_evict(struct cache_item *it);
 
 /* ---- read.c: stat, readdir, read -------------------------------------- */

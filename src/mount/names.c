@@ -1,5 +1,5 @@
 /* names.c - the name rules of the mount: member names to paths, array
- * names (NAME.npy / NAME.txt), editor backups.  Pure string functions.
+ * names (NAME.npy and its views NAME.txt, NAME.csv, ...), editor backups.  Pure string functions.
  *  Invariant: name_member_path() never yields a ".." component. */
 #include <errno.h>
 #include <stdlib.h>
@@ -49,14 +49,17 @@ bool name_ends_with(const char *s, const char *suffix)
 	return n > m && !memcmp(s + n - m, suffix, m) && s[n - m - 1] != '/';
 }
 
-/* 'n' for NAME.npy, 't' for NAME.txt, 0 for other names. */
-char name_array_kind(const char *path)
+/* NAME_NPY for NAME.npy, view kind k for NAME.SUFFIX of a kind in views,
+ * NAME_OTHER for other names. */
+int name_array_kind(const char *path, unsigned views)
 {
 	if (name_ends_with(path, ".npy"))
-		return 'n';
-	if (name_ends_with(path, ".txt"))
-		return 't';
-	return 0;
+		return NAME_NPY;
+	for (int k = 0; k < VIEW_KINDS; k++)
+		if ((views >> k & 1) && view_kind(k) &&
+		    name_ends_with(path, view_kind(k)->suffix))
+			return k;
+	return NAME_OTHER;
 }
 
 /* The member name for a mount path: without the leading '/'. */
@@ -65,7 +68,8 @@ const char *name_member(const char *path)
 	return path + 1;
 }
 
-/* "/d/x.txt" or "/d/x.npy" -> member name "d/x.npy" (heap). */
+/* "/d/x.txt" (any view suffix) or "/d/x.npy" -> member name "d/x.npy"
+ * (heap). */
 char *name_array_member(const char *path)
 {
 	char *m = strdup(name_member(path));

@@ -452,7 +452,7 @@ struct node *ns_lookup(struct tree *t, const char *path)
 {
 	struct node *n = ns_find(t, path);
 
-	if (n && n->kind == N_VIEW && !view_visible(t, n->e))
+	if (n && n->kind == N_VIEW && !view_visible(t, n))
 		return NULL;
 	return n;
 }

@@ -17,15 +17,8 @@ static uint64_t node_size(struct tree *t, struct node *n)
 		size = n->edit->size;
 	} else if (n->kind == N_MEMBER && e && e->in_archive) {
 		size = archive_member(t->ar, e->member)->size;
-	} else if (n->kind == N_VIEW && e && !atomic_load(&e->big_render)) {
-		/* (a big view being rendered: 0 until its open is done) */
-		pthread_mutex_lock(&e->lock);
-		/* only small views are rendered to learn their size */
-		if (!e->sized && e->in_archive && e->state != ARRAY_BAD)
-			array_render(t, e, TREE_STAT_TEXT_MAX, NULL, 0, 0, NULL);
-		if (e->sized)
-			size = e->text_len;
-		pthread_mutex_unlock(&e->lock);
+	} else if (n->kind == N_VIEW && e) {
+		size = view_size(t, e, n->vk);
 	}
 	pthread_mutex_unlock(&n->lock);
 	return size;
@@ -36,6 +29,7 @@ static void node_stat(struct tree *t, struct node *n, struct tree_stat *st)
 	st->kind = n->kind == N_DIR ? TREE_DIR : TREE_FILE;
 	st->mtime = n->mtime;
 	st->size = n->kind == N_DIR ? 0 : node_size(t, n);
+	st->ro = n->kind == N_VIEW && n->e && view_read_only(t, n);
 }
 
 int tree_stat(struct tree *t, const char *path, struct tree_stat *st)
@@ -72,15 +66,17 @@ int tree_readdir(struct tree *t, const char *path, bool sizes,
 		ret = -ENOTDIR;
 	for (size_t i = start; !ret && i < d->nkids; i++) {
 		struct node *k = d->kids[i];
-		struct tree_stat st = { TREE_FILE, 0, k->mtime };
+		struct tree_stat st = { TREE_FILE, 0, k->mtime, false };
 
 		/* sizes first: rendering a view also learns its visibility */
 		if (k->kind == N_DIR)
 			st.kind = TREE_DIR;
 		else if (sizes)
 			st.size = node_size(t, k);
-		if (k->kind == N_VIEW && !view_visible(t, k->e))
+		if (k->kind == N_VIEW && !view_visible(t, k))
 			continue;
+		if (k->kind == N_VIEW && sizes)
+			st.ro = view_read_only(t, k);
 		if (fill(ctx, k->name, &st, i + 1))
 			break;
 	}
@@ -93,7 +89,6 @@ ssize_t node_read_content(struct tree *t, struct node *n, void *buf,
 			  size_t len, uint64_t off)
 {
 	struct entry *e = n->e;
-	size_t got = 0;
 	ssize_t r;
 
 	if (!e)
@@ -106,32 +101,7 @@ ssize_t node_read_content(struct tree *t, struct node *n, void *buf,
 			npz_log("%s", err.msg);
 		return r;
 	}
-	/* under e->lock: the cached text cannot be evicted meanwhile */
-	pthread_mutex_lock(&e->lock);
-	r = array_load(t, e);
-	if (!r && e->rendered) {
-		if (off >= e->text_len)
-			len = 0;
-		else if (len > e->text_len - off)
-			len = (size_t)(e->text_len - off);
-		r = pread(e->view_fd >= 0 ? e->view_fd : t->cache_fd, buf, len,
-			  (off_t)((e->view_fd >= 0 ? 0 : e->text_off) + off));
-		if (r == (ssize_t)len) {
-			cache_touch(&e->ci);
-		} else {	/* the cache failed us: render this read */
-			view_drop(e);
-			cache_drop(&e->ci);
-			e->cache_failed = time(NULL);
-			r = 0;
-		}
-	}
-	if (!r && !e->rendered) {
-		r = array_render(t, e, UINT64_MAX, buf, off, len, &got);
-		if (!r)
-			r = (ssize_t)got;
-	}
-	pthread_mutex_unlock(&e->lock);
-	return r;
+	return view_read(t, e, n->vk, buf, len, off);
 }
 
 /* Read f's snapshot: the member it opened, in the version it opened

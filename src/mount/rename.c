@@ -1,5 +1,5 @@
 /* rename.c - namespace changes: unlink, rename, mkdir, rmdir; the rules of
- * scratch files (any created name that is not NAME.npy / NAME.txt).
+ * scratch files (any created name that is not NAME.npy or a view name).
  *  Invariant: a change of array names commits at once; when the commit
  *  fails the mount is as it was. */
 #include <errno.h>
@@ -24,8 +24,9 @@ static int remove_entry(struct tree *t, struct entry *e)
 	return ret;
 }
 
-/* Remember that the view at path went away with its array, so that its own
- * unlink (rm x.npy x.txt, rm -r) succeeds.  t->lock held for writing. */
+/* Remember that the file at path went away with its array, so that its own
+ * unlink (rm x.npy x.txt x.csv, rm -r) succeeds.  t->lock held for
+ * writing. */
 static void tomb_add(struct tree *t, const char *path)
 {
 	char *p = strdup(path);
@@ -55,11 +56,28 @@ static bool tomb_take(struct tree *t, const char *path)
 	return false;
 }
 
+/* The paths of n's siblings, the other files of its entry (NAME.npy and
+ * the views), into spaths[VIEW_KINDS + 1] (NULL where none): 0 or
+ * -ENOMEM. */
+static int sibling_paths(struct node *n, char **spaths)
+{
+	struct entry *e = n->e;
+
+	for (int k = 0; k <= VIEW_KINDS; k++) {
+		struct node *s = k < VIEW_KINDS ? e->view[k] : e->raw;
+
+		spaths[k] = NULL;
+		if (s && s != n && !(spaths[k] = node_path_dup(s)))
+			return -ENOMEM;
+	}
+	return 0;
+}
+
 /* One try of an unlink, in the change. */
 static int unlink_once(struct tree *t, const char *path)
 {
-	struct node *n, *sibling;
-	char *spath = NULL;
+	char *spaths[VIEW_KINDS + 1] = { NULL };
+	struct node *n;
 	int ret = 0;
 
 	n = ns_lookup(t, path);
@@ -68,17 +86,14 @@ static int unlink_once(struct tree *t, const char *path)
 	} else if (n->kind == N_DIR) {
 		ret = -EISDIR;
 	} else if (n->kind == N_MEMBER || n->kind == N_VIEW) {
-		sibling = n == n->e->raw ? n->e->view : n->e->raw;
-		if (sibling) {
-			spath = node_path_dup(sibling);
-			if (!spath)
-				ret = -ENOMEM;
-		}
+		ret = sibling_paths(n, spaths);
 		if (!ret)
 			ret = remove_entry(t, n->e);
-		if (!ret && spath)
-			tomb_add(t, spath);
-		free(spath);
+		for (int k = 0; k <= VIEW_KINDS; k++) {
+			if (!ret && spaths[k])
+				tomb_add(t, spaths[k]);
+			free(spaths[k]);
+		}
 	} else {
 		node_detach(t, n);
 	}
@@ -118,7 +133,7 @@ static int node_copy(struct tree *t, struct node *n, struct wbuf **out)
 	int ret;
 
 	if (n->kind == N_VIEW && !n->edit) {
-		ret = view_ready(t, n->e);
+		ret = view_ready(t, n->e, n->vk);
 		if (ret)
 			return ret;
 	}
@@ -173,8 +188,8 @@ static int commit_renamed(struct tree *t, struct entry *e, char *mname,
 	return 0;
 }
 
-/* Rename array entry e to the array named by path `to` (NAME.npy or
- * NAME.txt): the entry's member becomes NAME.npy, replacing any other
+/* Rename array entry e to the array named by path `to` (NAME.npy or a
+ * view name): the entry's member becomes NAME.npy, replacing any other
  * entry of that name. */
 static int rename_array(struct tree *t, struct entry *e, const char *to)
 {
@@ -202,10 +217,7 @@ static int rename_array(struct tree *t, struct entry *e, const char *to)
 	/* move the nodes: NAME.npy, and the view if its path is free */
 	if (asprintf(&path, "/%s", mname) < 0)
 		return -ENOMEM;
-	if (e->view) {
-		node_detach(t, e->view);
-		e->view = NULL;
-	}
+	entry_detach_views(t, e);
 	ret = 0;
 	if (e->raw) {
 		struct node *clash = ns_find(t, path);
@@ -215,20 +227,20 @@ static int rename_array(struct tree *t, struct entry *e, const char *to)
 		ret = node_move(t, e->raw, parent, path);
 	}
 	free(path);
-	if (!ret) {
+	for (int k = 0; !ret && k < VIEW_KINDS; k++) {
 		struct node *clash;
 
-		path = strdup(to);
+		if (!view_on(t, k))
+			continue;
+		path = name_with_view(to, k);
 		if (!path)
 			return -ENOMEM;
-		memcpy(path + strlen(path) - 4, ".txt", 4);
 		clash = ns_find(t, path);
 		if (clash && (clash->kind == N_NEW || clash->kind == N_SCRATCH))
 			node_detach(t, clash);
 		free(path);
-		ret = entry_add_view(t, e);
 	}
-	return ret;
+	return ret ? ret : entry_add_view(t, e);
 }
 
 /* Rename member entry e (shown by node n) to the plain or array name `to`. */
@@ -254,10 +266,7 @@ static int rename_member(struct tree *t, struct node *n, const char *to,
 		return ret;
 	if (dst_scratch)
 		node_detach(t, dst);
-	if (e->view) {
-		node_detach(t, e->view);
-		e->view = NULL;
-	}
+	entry_detach_views(t, e);
 	entry_reset(t, e);
 	ret = node_move(t, n, parent, to);
 	if (!ret)
@@ -293,9 +302,11 @@ static int rename_created(struct tree *t, struct node *src, struct node *dst,
 	struct npz_err err = { "" };
 	int ret;
 
-	if (dst && (dst->kind == N_MEMBER || dst->kind == N_VIEW)) {
+	if (dst && dst->kind == N_VIEW && view_read_only(t, dst)) {
+		return -EACCES;
+	} else if (dst && (dst->kind == N_MEMBER || dst->kind == N_VIEW)) {
 		ret = commit_created(t, src, to, dst, &err);
-	} else if (name_array_kind(to)) {
+	} else if (name_array_kind(to, t->opts.views) != NAME_OTHER) {
 		if (dst)
 			node_detach(t, dst);
 		ret = commit_created(t, src, to, NULL, &err);
@@ -318,8 +329,8 @@ static int rename_created(struct tree *t, struct node *src, struct node *dst,
 }
 
 /* Rename the view src to `to`: an array name renames the array; any other
- * name gets the text (as a member's content, or as a scratch file) while
- * the array stays. */
+ * name gets the view's bytes (as a member's content, or as a scratch file)
+ * while the array stays. */
 static int rename_view(struct tree *t, struct node *src, struct node *dst,
 		       const char *to)
 {
@@ -327,7 +338,7 @@ static int rename_view(struct tree *t, struct node *src, struct node *dst,
 	struct wbuf *text;
 	int ret;
 
-	if (name_array_kind(to) &&
+	if (name_array_kind(to, t->opts.views) != NAME_OTHER &&
 	    !(dst && dst->kind == N_MEMBER && !dst->e->is_array))
 		return rename_array(t, src->e, to);
 	/* the text moves out to a scratch file; the array stays */
@@ -363,7 +374,8 @@ static bool rename_conflict(struct tree *t, const char *from, const char *to)
 	char *cpath;
 
 	if (!src || (src->kind != N_NEW && src->kind != N_SCRATCH) ||
-	    !name_array_kind(to) || asprintf(&cpath, "%s.conflict", to) < 0)
+	    name_array_kind(to, t->opts.views) == NAME_OTHER ||
+	    asprintf(&cpath, "%s.conflict", to) < 0)
 		return false;
 	dst = ns_lookup(t, cpath);
 	if ((!dst || dst->kind == N_SCRATCH) &&
@@ -434,7 +446,8 @@ static int rename_once(struct tree *t, const char *from, const char *to,
 		ret = rename_view(t, src, dst, to);
 		break;
 	case N_MEMBER:
-		if (src->e->is_array && name_array_kind(to) &&
+		if (src->e->is_array &&
+		    name_array_kind(to, t->opts.views) != NAME_OTHER &&
 		    !(dst && dst->kind == N_MEMBER && !dst->e->is_array)) {
 			ret = rename_array(t, src->e, to);
 			break;

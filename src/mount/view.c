@@ -1,8 +1,10 @@
-/* view.c - an array's npy header and its text view: rendering into the
- * cache (memory then the shared file for small views, a file of its own
- * for big ones), eviction by the cache budget.
- *  Invariant: e->rendered means the whole text (e->text_len bytes) is in
- *  e->view_fd, or at e->text_off of t->cache_fd; charged to the budget. */
+/* view.c - an array's npy header and its views (the kinds of views.h:
+ * text, CSV, ...): rendering into the cache (memory then the shared file
+ * for small views, a file of its own for big ones), eviction by the cache
+ * budget.  Every kind goes through the same code: its codec is called
+ * through the table (views.h), from the start of the view to its end.
+ *  Invariant: vs->rendered means the whole view (vs->len bytes) is in
+ *  vs->fd, or at vs->off of t->cache_fd; charged to the budget. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stddef.h>
@@ -11,7 +13,6 @@
 #include <unistd.h>
 
 #include "io.h"
-#include "text.h"
 #include "mount_internal.h"
 
 #define HEAD_PEEK 4096
@@ -21,31 +22,49 @@
 					   bigger ones get a cache file each */
 #define CACHE_RETRY_SECONDS 1	/* after caching a view failed */
 
-/* Drop the cached text of e (it stays sized).  e->lock held. */
-void view_drop(struct entry *e)
+bool view_on(const struct tree *t, enum view_id k)
 {
-	if (!e->rendered)
-		return;
-	if (e->view_fd >= 0)
-		close(e->view_fd);
-	else if (e->text_len)
-		fallocate(e->t->cache_fd,
-			  FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-			  (off_t)e->text_off, (off_t)e->text_len);
-	e->view_fd = -1;
-	e->rendered = false;
+	return (t->opts.views >> k & 1) && view_kind(k);
 }
 
-/* The budget wants e's text back (cache.h: must not block). */
+/* Drop the cached rendering of vs (it stays sized).  e->lock held. */
+void view_drop(struct view_state *vs)
+{
+	if (!vs->rendered)
+		return;
+	if (vs->fd >= 0)
+		close(vs->fd);
+	else if (vs->len)
+		fallocate(vs->e->t->cache_fd,
+			  FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+			  (off_t)vs->off, (off_t)vs->len);
+	vs->fd = -1;
+	vs->rendered = false;
+}
+
+void view_reset_all(struct entry *e)
+{
+	for (int k = 0; k < VIEW_KINDS; k++) {
+		struct view_state *vs = &e->vs[k];
+
+		view_drop(vs);
+		cache_drop(&vs->ci);
+		vs->sized = false;
+		vs->len = 0;
+		vs->cache_failed = 0;
+	}
+}
+
+/* The budget wants a view back (cache.h: must not block). */
 bool view_evict(struct cache_item *it)
 {
-	struct entry *e = (struct entry *)((char *)it -
-					   offsetof(struct entry, ci));
+	struct view_state *vs = (struct view_state *)((char *)it -
+				offsetof(struct view_state, ci));
 
-	if (pthread_mutex_trylock(&e->lock))
+	if (pthread_mutex_trylock(&vs->e->lock))
 		return false;
-	view_drop(e);
-	pthread_mutex_unlock(&e->lock);
+	view_drop(vs);
+	pthread_mutex_unlock(&vs->e->lock);
 	return true;
 }
 
@@ -106,7 +125,7 @@ static int array_parse(struct tree *t, struct entry *e,
 
 /* Parse the array's header into *hdr (release it with
  * npy_header_release).  Headers are not kept, only what the namespace
- * needs (state, viewable, data_len): RAM stays small with many members.
+ * needs (state, data_len, each view's visibility and bound): RAM stays small with many members.
  * Called with e->lock held.  Returns 0 or -EIO (logged once, naming the
  * member). */
 int array_header(struct tree *t, struct entry *e,
@@ -132,9 +151,16 @@ int array_header(struct tree *t, struct entry *e,
 	}
 	if (e->state == ARRAY_UNKNOWN) {
 		e->state = ARRAY_OK;
-		e->viewable = text_viewable(hdr);
 		e->data_len = hdr->data_len;
-		e->text_bound = text_size_bound(hdr);
+		for (int k = 0; k < VIEW_KINDS; k++) {
+			const struct view_kind *vk = view_kind(k);
+			struct view_state *vs = &e->vs[k];
+
+			vs->visible = vk && vk->visible(hdr);
+			vs->ro = vs->visible && vk->read_only &&
+				 vk->read_only(hdr);
+			vs->bound = vs->visible ? vk->size_bound(hdr) : UINT64_MAX;
+		}
 	}
 	return 0;
 }
@@ -153,26 +179,45 @@ int array_load(struct tree *t, struct entry *e)
 	return ret;
 }
 
-/* A view is hidden when its array holds objects. */
-bool view_visible(struct tree *t, struct entry *e)
+/* A view is hidden when its kind does not show its array (objects, a
+ * shape it has no form for). */
+bool view_visible(struct tree *t, const struct node *n)
 {
+	struct entry *e = n->e;
 	bool visible;
 
-	if (atomic_load(&e->big_render))
+	if (atomic_load(&e->vs[n->vk].big_render))
 		return true;	/* it renders: it has a view */
 	pthread_mutex_lock(&e->lock);
-	visible = array_load(t, e) || e->viewable;
+	visible = array_load(t, e) || e->vs[n->vk].visible;
 	pthread_mutex_unlock(&e->lock);
 	return visible;
 }
 
-/* Rendering a view: the text goes to the view's cache (memory then the
+bool view_read_only(struct tree *t, const struct node *n)
+{
+	struct entry *e = n->e;
+	bool ro;
+
+	if (!view_kind(n->vk)->read_only)
+		return false;	/* the kind is never read-only: no lock */
+	if (atomic_load(&e->vs[n->vk].big_render))
+		return e->vs[n->vk].ro;	/* set before it began (state OK),
+					   unchanged while it renders */
+	pthread_mutex_lock(&e->lock);
+	ro = !array_load(t, e) && e->vs[n->vk].ro;
+	pthread_mutex_unlock(&e->lock);
+	return ro;
+}
+
+/* Rendering a view: it goes to the view's cache (memory then the
  * shared file for small views, a file of its own for big ones) while the
  * budget lets it, and the bytes of a window [win_off, win_off + win_len)
  * are copied out on the way (a read of a view that is not cached). */
 struct render_ctx {
 	struct tree *t;
 	struct entry *e;
+	struct view_state *vs;
 	uint64_t data_off;	/* the npy header's length */
 	struct npz_err *err;
 	uint64_t pos;		/* text produced so far */
@@ -203,7 +248,7 @@ static void render_uncache(struct render_ctx *rc)
 	if (rc->fd >= 0) {
 		close(rc->fd);
 		rc->fd = -1;
-		cache_drop(&rc->e->ci);
+		cache_drop(&rc->vs->ci);
 	}
 }
 
@@ -224,10 +269,10 @@ static int render_sink_write(void *ctx, const void *buf, size_t len)
 		if (buf_add(&rc->mem, buf, len))
 			render_uncache(rc);
 	} else if (rc->caching) {
-		if (cache_charge(&rc->e->ci, len)) {
+		if (cache_charge(&rc->vs->ci, len)) {
 			render_uncache(rc);
 		} else if (io_pwrite_all(rc->fd, buf, len, rc->pos)) {
-			cache_release(&rc->e->ci, len);
+			cache_release(&rc->vs->ci, len);
 			render_uncache(rc);
 		}
 	}
@@ -242,94 +287,104 @@ static int render_sink_write(void *ctx, const void *buf, size_t len)
 static bool render_keep_mem(struct render_ctx *rc)
 {
 	struct tree *t = rc->t;
-	struct entry *e = rc->e;
+	struct view_state *vs = rc->vs;
 	uint64_t off;
 
-	if (t->cache_fd < 0 || cache_charge(&e->ci, rc->mem.len))
+	if (t->cache_fd < 0 || cache_charge(&vs->ci, rc->mem.len))
 		return false;
 	pthread_mutex_lock(&t->cache_lock);
 	off = t->cache_end;
 	t->cache_end = (off + rc->mem.len + 63) & ~63ull;
 	pthread_mutex_unlock(&t->cache_lock);
 	if (io_pwrite_all(t->cache_fd, rc->mem.data, rc->mem.len, off)) {
-		cache_drop(&e->ci);
+		cache_drop(&vs->ci);
 		return false;
 	}
-	e->text_off = off;
-	e->view_fd = -1;
+	vs->off = off;
+	vs->fd = -1;
 	return true;
 }
 
-/* Render e's view when its text is at most max_bound bytes (by
- * text_size_bound): learn its size, keep it in the cache when the budget
- * lets it, and copy the window [win_off, win_off + win_len) into win (when
- * win is not NULL; *got says how many bytes).  Called with e->lock held.
- * Returns 0, -EFBIG (bigger than max_bound: nothing done) or -EIO (logged:
- * a damaged member, an object array). */
-int array_render(struct tree *t, struct entry *e, uint64_t max_bound,
-		 char *win, uint64_t win_off, size_t win_len,
-		 size_t *got)
+/* The rendering is over and whole: its size is known; keep it when it was
+ * kept on the way. */
+static void render_done(struct render_ctx *rc)
 {
+	struct view_state *vs = rc->vs;
+	const struct view_kind *vk = view_kind(vs - rc->e->vs);
+
+	vs->sized = true;
+	vs->len = rc->pos;
+	if (rc->caching && rc->in_mem)
+		rc->caching = render_keep_mem(rc);
+	else if (rc->caching)
+		vs->fd = rc->fd;
+	vs->rendered = rc->caching;
+	if (!rc->caching && !vs->cache_failed)
+		npz_log("member '%s': %s view (%llu bytes) not kept in the "
+			"cache (cache_size=%llu): it is rendered again for "
+			"reads", rc->e->mname, vk->label,
+			(unsigned long long)rc->pos,
+			(unsigned long long)cache_limit());
+	if (!rc->caching)
+		vs->cache_failed = time(NULL);
+}
+
+/* Render e's view k when its bound is at most max_bound bytes: learn its
+ * size, keep it in the cache when the budget lets it, and copy the window
+ * [win_off, win_off + win_len) into win (when win is not NULL; *got says
+ * how many bytes).  Every kind renders from its start (a PNG cannot start
+ * elsewhere): the window is cut out of the stream.  Called with e->lock
+ * held.  Returns 0, -EFBIG (bigger than max_bound: nothing done) or -EIO
+ * (logged: a damaged member, an array without this view). */
+int array_render(struct tree *t, struct entry *e, enum view_id k,
+		 uint64_t max_bound, char *win, uint64_t win_off,
+		 size_t win_len, size_t *got)
+{
+	const struct view_kind *vk = view_kind(k);
+	struct view_state *vs = &e->vs[k];
 	struct npz_err err = { "" };
-	struct render_ctx rc = { .t = t, .e = e, .err = &err, .fd = -1,
-				 .win = win, .win_off = win_off,
+	struct render_ctx rc = { .t = t, .e = e, .vs = vs, .err = &err,
+				 .fd = -1, .win = win, .win_off = win_off,
 				 .win_len = win_len };
 	struct text_src src = { render_src_read, &rc };
 	struct text_sink sink = { render_sink_write, &rc };
 	struct npy_header hdr;
-	bool full;
 	int ret;
 
-	if (e->state == ARRAY_OK && (!e->viewable || e->text_bound > max_bound))
-		return e->viewable ? -EFBIG : -EIO;
+	if (e->state == ARRAY_OK && (!vs->visible || vs->bound > max_bound))
+		return vs->visible ? -EFBIG : -EIO;
 	ret = array_header(t, e, &hdr);
 	if (ret)
 		return ret;
-	if (!e->viewable || e->text_bound > max_bound) {
+	if (!vs->visible || vs->bound > max_bound) {
 		npy_header_release(&hdr);
-		return e->viewable ? -EFBIG : -EIO;
+		return vs->visible ? -EFBIG : -EIO;
 	}
 	rc.data_off = hdr.header_len;
 	buf_init(&rc.mem);
-	rc.in_mem = e->text_bound <= VIEW_MEM_MAX;
-	rc.caching = !e->rendered && time(NULL) - e->cache_failed >=
+	rc.in_mem = vs->bound <= VIEW_MEM_MAX;
+	rc.caching = !vs->rendered && time(NULL) - vs->cache_failed >=
 		     CACHE_RETRY_SECONDS &&
-		     (!e->sized || e->text_len <= cache_limit());
+		     (!vs->sized || vs->len <= cache_limit());
 	if (rc.caching && !rc.in_mem) {
 		rc.fd = cache_tmpfile();
 		rc.caching = rc.fd >= 0;
 	}
-	rc.stop_after_win = win && e->sized;
-	if (e->text_bound > TREE_STAT_TEXT_MAX)
-		atomic_store(&e->big_render, true);
-	ret = text_format(&hdr, &src, &sink, &err);
-	atomic_store(&e->big_render, false);
+	rc.stop_after_win = win && vs->sized;
+	if (vs->bound > TREE_STAT_TEXT_MAX)
+		atomic_store(&vs->big_render, true);
+	ret = vk->format(&hdr, &src, &sink, &err);
+	atomic_store(&vs->big_render, false);
 	npy_header_release(&hdr);
-	full = !ret;
-	if (ret == -ECANCELED && rc.stop_after_win)
+	if (!ret)
+		render_done(&rc);
+	else if (ret == -ECANCELED && rc.stop_after_win)
 		ret = 0;
 	if (ret) {
 		render_uncache(&rc);
-		npz_log("member '%s': cannot render text view: %s", e->mname,
-			err.msg[0] ? err.msg : strerror(-ret));
+		npz_log("member '%s': cannot render %s view: %s", e->mname,
+			vk->label, err.msg[0] ? err.msg : strerror(-ret));
 		return -EIO;
-	}
-	if (full) {
-		e->sized = true;
-		e->text_len = rc.pos;
-		if (rc.caching && rc.in_mem)
-			rc.caching = render_keep_mem(&rc);
-		else if (rc.caching)
-			e->view_fd = rc.fd;
-		e->rendered = rc.caching;
-		if (!rc.caching && !e->cache_failed)
-			npz_log("member '%s': text view (%llu bytes) not kept "
-				"in the cache (cache_size=%llu): it is rendered "
-				"again for reads", e->mname,
-				(unsigned long long)rc.pos,
-				(unsigned long long)cache_limit());
-		if (!rc.caching)
-			e->cache_failed = time(NULL);
 	}
 	buf_release(&rc.mem);
 	if (got)
@@ -337,18 +392,72 @@ int array_render(struct tree *t, struct entry *e, uint64_t max_bound,
 	return 0;
 }
 
-/* Load e and render its view if it is not cached (and was not given up
+/* Load e and render its view k if it is not cached (and was not given up
  * on a moment ago): 0 or -EIO. */
-int view_ready(struct tree *t, struct entry *e)
+int view_ready(struct tree *t, struct entry *e, enum view_id k)
 {
+	struct view_state *vs = &e->vs[k];
 	int ret;
 
 	pthread_mutex_lock(&e->lock);
 	ret = array_load(t, e);
-	if (!ret && (!e->sized || (!e->rendered &&
-				   time(NULL) - e->cache_failed >=
-				   CACHE_RETRY_SECONDS)))
-		ret = array_render(t, e, UINT64_MAX, NULL, 0, 0, NULL);
+	if (!ret && (!vs->sized || (!vs->rendered &&
+				    time(NULL) - vs->cache_failed >=
+				    CACHE_RETRY_SECONDS)))
+		ret = array_render(t, e, k, UINT64_MAX, NULL, 0, 0, NULL);
 	pthread_mutex_unlock(&e->lock);
 	return ret;
+}
+
+ssize_t view_read(struct tree *t, struct entry *e, enum view_id k,
+		  void *buf, size_t len, uint64_t off)
+{
+	struct view_state *vs = &e->vs[k];
+	size_t got = 0;
+	ssize_t r;
+
+	/* under e->lock: the cached view cannot be evicted meanwhile */
+	pthread_mutex_lock(&e->lock);
+	r = array_load(t, e);
+	if (!r && vs->rendered) {
+		if (off >= vs->len)
+			len = 0;
+		else if (len > vs->len - off)
+			len = (size_t)(vs->len - off);
+		r = pread(vs->fd >= 0 ? vs->fd : t->cache_fd, buf, len,
+			  (off_t)((vs->fd >= 0 ? 0 : vs->off) + off));
+		if (r == (ssize_t)len) {
+			cache_touch(&vs->ci);
+		} else {	/* the cache failed us: render this read */
+			view_drop(vs);
+			cache_drop(&vs->ci);
+			vs->cache_failed = time(NULL);
+			r = 0;
+		}
+	}
+	if (!r && !vs->rendered) {
+		r = array_render(t, e, k, UINT64_MAX, buf, off, len, &got);
+		if (!r)
+			r = (ssize_t)got;
+	}
+	pthread_mutex_unlock(&e->lock);
+	return r;
+}
+
+uint64_t view_size(struct tree *t, struct entry *e, enum view_id k)
+{
+	struct view_state *vs = &e->vs[k];
+	uint64_t size = 0;
+
+	if (atomic_load(&vs->big_render))
+		return 0;	/* a big view being rendered: 0 until its
+				   open is done */
+	pthread_mutex_lock(&e->lock);
+	/* only small views are rendered to learn their size */
+	if (!vs->sized && e->in_archive && e->state != ARRAY_BAD)
+		array_render(t, e, k, TREE_STAT_TEXT_MAX, NULL, 0, 0, NULL);
+	if (vs->sized)
+		size = vs->len;
+	pthread_mutex_unlock(&e->lock);
+	return size;
 }

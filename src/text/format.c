@@ -25,20 +25,6 @@
 
 /* ---- layout -------------------------------------------------------------- */
 
-struct fmt {
-	struct ob ob;
-	const struct npy_header *hdr;
-	const struct npy_dtype *dt;
-	size_t isz;
-	struct text_leaf *leaves;	/* records: the columns */
-	size_t nleaves;
-	uint64_t cols;		/* elements per line */
-	uint64_t slice;		/* elements per 2-d slice when ndim >= 3, else 0 */
-	uint64_t col;		/* position in the current line */
-	uint64_t in_slice;	/* position in the current slice */
-	uint64_t nslice;	/* slices started so far */
-	struct npz_err *err;
-};
 
 static void slice_header(struct fmt *f)
 {
@@ -62,7 +48,7 @@ static void slice_header(struct fmt *f)
 	text_ob_put(&f->ob, line, (size_t)(o - line));
 }
 
-static int fail_value(struct fmt *f, const struct npy_dtype *dt)
+int text_fail_value(struct fmt *f, const struct npy_dtype *dt)
 {
 	char name[48];
 
@@ -72,7 +58,7 @@ static int fail_value(struct fmt *f, const struct npy_dtype *dt)
 }
 
 /* Render n consecutive elements (C order) stored at p. */
-static int emit(struct fmt *f, const unsigned char *p, size_t n)
+static int text_emit(struct fmt *f, const unsigned char *p, size_t n)
 {
 	const struct npy_dtype *dt = f->dt;
 	size_t isz = f->isz;
@@ -105,7 +91,7 @@ static int emit(struct fmt *f, const unsigned char *p, size_t n)
 
 				ret = text_fmt_scalar(&f->ob, l->dt, p + l->offset);
 				if (ret)
-					return fail_value(f, l->dt);
+					return text_fail_value(f, l->dt);
 				o = ob_room(&f->ob, 1);
 				*o++ = j + 1 < f->nleaves ? ' ' : '\n';
 				ob_end(&f->ob, o);
@@ -122,7 +108,7 @@ static int emit(struct fmt *f, const unsigned char *p, size_t n)
 		if (is_fixed(dt->kind)) {
 			o = text_fmt_fixed(ob_room(&f->ob, ELEM_MAX + 1), dt, p);
 			if (!o)
-				return fail_value(f, dt);
+				return text_fail_value(f, dt);
 		} else {
 			text_fmt_scalar(&f->ob, dt, p);
 			o = ob_room(&f->ob, 1);
@@ -169,7 +155,7 @@ static int render_c(struct fmt *f, const struct text_src *src)
 		static const unsigned char none[1];
 
 		for (i = 0; i < count && !ret; i++)
-			ret = emit(f, none, 1);
+			ret = f->emit(f, none, 1);
 		return ret;
 	}
 	blk = isz >= IN_BLOCK ? 1 : IN_BLOCK / isz;
@@ -183,7 +169,7 @@ static int render_c(struct fmt *f, const struct text_src *src)
 
 		ret = src_read(src, buf, (uint64_t)n * isz, i * isz);
 		if (!ret)
-			ret = emit(f, buf, n);
+			ret = f->emit(f, buf, n);
 	}
 	free(buf);
 	return ret;
@@ -209,7 +195,7 @@ static int render_f_each(struct fmt *f, const struct text_src *src)
 	for (i = 0; i < h->count && !ret; i++) {
 		ret = src->read(src->ctx, e, isz, off * isz);
 		if (!ret)
-			ret = emit(f, e, 1);
+			ret = f->emit(f, e, 1);
 		for (j = nd - 1; j >= 0; j--) {
 			off += fs[j];
 			if (++idx[j] < h->shape[j])
@@ -257,12 +243,21 @@ static int render_f(struct fmt *f, const struct text_src *src)
 		if (ret)
 			break;
 		text_band_transpose(h, isz, k, rest, fb, cb, true);
-		ret = emit(f, cb, k * rest);
+		ret = f->emit(f, cb, k * rest);
 	}
 out_free:
 	free(fb);
 	free(cb);
 	return ret;
+}
+
+int text_render_body(struct fmt *f, const struct text_src *src)
+{
+	if (!f->hdr->count)
+		return 0;
+	if (f->hdr->fortran_order && f->hdr->ndim >= 2)
+		return render_f(f, src);
+	return render_c(f, src);
 }
 
 /* The header dict as read, or built when hdr has none. */
@@ -273,7 +268,8 @@ static int dict_line(const struct npy_header *hdr, struct buf *b)
 }
 
 static int column_names(const struct npy_dtype *dt, struct buf *prefix,
-			struct buf *out, size_t *n)
+			int (*put)(void *ctx, const char *name, size_t len),
+			void *ctx, size_t *n)
 {
 	for (size_t i = 0; i < dt->nfields; i++) {
 		const struct npy_field *fl = &dt->fields[i];
@@ -312,14 +308,14 @@ static int column_names(const struct npy_dtype *dt, struct buf *prefix,
 			if (fl->type.kind == NPY_RECORD) {
 				ret = buf_addch(prefix, '.');
 				if (!ret)
-					ret = column_names(&fl->type, prefix, out, n);
+					ret = column_names(&fl->type, prefix, put,
+							   ctx, n);
 			} else {
 				if (*n >= TEXT_MAX_LEAVES)
 					ret = -EINVAL;
 				else
-					ret = buf_adds(out, (*n)++ ? " " : "");
-				if (!ret)
-					ret = buf_add(out, prefix->data, prefix->len);
+					ret = put(ctx, prefix->data, prefix->len);
+				(*n)++;
 			}
 			prefix->len = blen;
 			prefix->data[blen] = '\0';
@@ -332,10 +328,29 @@ static int column_names(const struct npy_dtype *dt, struct buf *prefix,
 	return 0;
 }
 
+int text_column_names(const struct npy_dtype *dt,
+		      int (*put)(void *ctx, const char *name, size_t len),
+		      void *ctx)
+{
+	struct buf prefix = BUF_INIT;
+	size_t n = 0;
+	int ret = column_names(dt, &prefix, put, ctx, &n);
+
+	buf_release(&prefix);
+	return ret;
+}
+
+/* A name of the "# columns:" line, after a space. */
+static int put_column(void *ctx, const char *name, size_t len)
+{
+	int ret = buf_addch(ctx, ' ');
+
+	return ret ? ret : buf_add(ctx, name, len);
+}
+
 static int header_lines(struct fmt *f)
 {
-	struct buf b = BUF_INIT, prefix = BUF_INIT;
-	size_t n = 0;
+	struct buf b = BUF_INIT;
 	int ret;
 
 	ret = buf_adds(&b, "# ");
@@ -350,29 +365,22 @@ static int header_lines(struct fmt *f)
 		ret = buf_addch(&b, '\n');
 	if (!ret && f->dt->kind == NPY_RECORD) {
 		ret = buf_adds(&b, "# columns:");
-		size_t at = b.len;
 		if (!ret)
-			ret = buf_addch(&b, ' ');
-		if (!ret)
-			ret = column_names(f->dt, &prefix, &b, &n);
-		if (!ret && !n) {	/* no columns: no trailing space */
-			b.len = at;
-			b.data[at] = '\0';
-		}
+			ret = text_column_names(f->dt, put_column, &b);
 		if (!ret)
 			ret = buf_addch(&b, '\n');
 	}
 	if (!ret)
 		text_ob_put(&f->ob, b.data, b.len);
 	buf_release(&b);
-	buf_release(&prefix);
 	return ret;
 }
 
 int text_format(const struct npy_header *hdr, const struct text_src *src,
 		const struct text_sink *sink, struct npz_err *err)
 {
-	struct fmt f = { .hdr = hdr, .dt = &hdr->dtype, .err = err };
+	struct fmt f = { .hdr = hdr, .dt = &hdr->dtype, .err = err,
+			 .emit = text_emit };
 	int ret;
 
 	ret = text_check_dtype(&hdr->dtype, hdr->count, err);
@@ -402,12 +410,7 @@ int text_format(const struct npy_header *hdr, const struct text_src *src,
 	ret = header_lines(&f);
 	if (ret)
 		goto out_free;
-	if (hdr->count) {
-		if (hdr->fortran_order && hdr->ndim >= 2)
-			ret = render_f(&f, src);
-		else
-			ret = render_c(&f, src);
-	}
+	ret = text_render_body(&f, src);
 	if (!ret)
 		text_ob_flush(&f.ob);
 	if (!ret)

@@ -47,6 +47,34 @@ static inline void ob_end(struct ob *o, char *end)
 	o->len = (size_t)(end - o->buf);
 }
 
+/* ---- the data walk (format.c), shared by the text and CSV renderers ---- */
+
+/* One rendering: the layout and what emit() writes each element as. */
+struct fmt {
+	struct ob ob;
+	const struct npy_header *hdr;
+	const struct npy_dtype *dt;
+	size_t isz;
+	struct text_leaf *leaves;	/* records: the columns */
+	size_t nleaves;
+	uint64_t cols;		/* elements per line */
+	uint64_t slice;		/* elements per 2-d slice when ndim >= 3, else 0 */
+	uint64_t col;		/* position in the current line */
+	uint64_t in_slice;	/* position in the current slice */
+	uint64_t nslice;	/* slices started so far */
+	struct npz_err *err;
+	/* Render n consecutive elements (C order) stored at p: 0 or -errno */
+	int (*emit)(struct fmt *f, const unsigned char *p, size_t n);
+};
+
+/* Read hdr's data from src in logical (C index) order: C order in blocks
+ * of about 1 MiB, Fortran order in transposed bands, and hand it to
+ * f->emit.  0 or the first -errno. */
+int text_render_body(struct fmt *f, const struct text_src *src);
+
+/* "a %s value cannot be shown as text" in f->err; returns -EINVAL. */
+int text_fail_value(struct fmt *f, const struct npy_dtype *dt);
+
 /* ---- digits ---- */
 
 /* "00".."99", two characters each; 10^0 .. 10^19.  Static, a copy in each
@@ -124,6 +152,27 @@ static inline char *put_str(char *o, const char *s, size_t n)
 {
 	memcpy(o, s, n);
 	return o + n;
+}
+
+/* Code point c (at most 0x10ffff, not a surrogate) as UTF-8 at o. */
+static inline char *put_utf8(char *o, uint32_t c)
+{
+	if (c < 0x80) {
+		*o++ = (char)c;
+	} else if (c < 0x800) {
+		*o++ = (char)(0xc0 | c >> 6);
+		*o++ = (char)(0x80 | (c & 0x3f));
+	} else if (c < 0x10000) {
+		*o++ = (char)(0xe0 | c >> 12);
+		*o++ = (char)(0x80 | (c >> 6 & 0x3f));
+		*o++ = (char)(0x80 | (c & 0x3f));
+	} else {
+		*o++ = (char)(0xf0 | c >> 18);
+		*o++ = (char)(0x80 | (c >> 12 & 0x3f));
+		*o++ = (char)(0x80 | (c >> 6 & 0x3f));
+		*o++ = (char)(0x80 | (c & 0x3f));
+	}
+	return o;
 }
 
 /* Python-repr layout of the decimal 0.d[0]d[1]..d[n-1] * 10^(E+1): d has no

@@ -243,25 +243,13 @@ static void fmt_ustr(struct ob *ob, const unsigned char *p, size_t units,
 		} else if (c < 0x20 || (c >= 0x7f && c <= 0x9f)) {
 			o = put_str(o, "\\x", 2);
 			o = put_x2(o, c);
-		} else if (c < 0x80) {
-			*o++ = (char)c;
-		} else if (c < 0x800) {
-			*o++ = (char)(0xc0 | c >> 6);
-			*o++ = (char)(0x80 | (c & 0x3f));
 		} else if ((c >= 0xd800 && c <= 0xdfff) || c == 0x2028 ||
 			   c == 0x2029) {
 			o = put_str(o, "\\u", 2);
 			o = put_x2(o, c >> 8);
 			o = put_x2(o, c & 0xff);
-		} else if (c < 0x10000) {
-			*o++ = (char)(0xe0 | c >> 12);
-			*o++ = (char)(0x80 | (c >> 6 & 0x3f));
-			*o++ = (char)(0x80 | (c & 0x3f));
 		} else if (c <= 0x10ffff) {
-			*o++ = (char)(0xf0 | c >> 18);
-			*o++ = (char)(0x80 | (c >> 12 & 0x3f));
-			*o++ = (char)(0x80 | (c >> 6 & 0x3f));
-			*o++ = (char)(0x80 | (c & 0x3f));
+			o = put_utf8(o, c);
 		} else {
 			o = put_str(o, "\\U", 2);
 			o = put_x2(o, c >> 24);

@@ -187,7 +187,7 @@ static int make_dtype(const char *str, struct npy_dtype *dt)
 	return npy_dtype_parse_str(str, strlen(str), dt, NULL) ? -EINVAL : 0;
 }
 
-static int setup_cols(struct tp *t, const struct npy_dtype *dt)
+int text_setup_cols(struct tp *t, const struct npy_dtype *dt)
 {
 	struct text_leaf *leaves = NULL;
 	size_t n, i;
@@ -360,7 +360,7 @@ static int job_dtype(struct job *j, const struct npy_header *base,
 		*dt = &j->inferred;
 	}
 	ret = text_check_dtype(*dt, 0, j->t.err);
-	return ret ? ret : setup_cols(&j->t, *dt);
+	return ret ? ret : text_setup_cols(&j->t, *dt);
 }
 
 /* The layout: counted by the fast path when it can, else scanned. */
@@ -407,7 +407,7 @@ static int job_header(struct job *j, const struct npy_dtype *dt,
 	/* the columns pointed into hl, which may have moved into hdr */
 	free(j->t.cols);
 	j->t.cols = NULL;
-	ret = setup_cols(&j->t, &hdr->dtype);
+	ret = text_setup_cols(&j->t, &hdr->dtype);
 	return ret ? ret : check_fill(&j->t, hdr);
 }
 

@@ -64,6 +64,7 @@ struct tp {
 	size_t len;
 	struct npz_err *err;
 	size_t lineno;		/* current line, 1-based */
+	size_t colno;		/* CSV: current field, 1-based; 0: none */
 
 	/* layout from the first pass */
 	size_t body;		/* offset of the first line after the header */
@@ -235,6 +236,10 @@ int text_conv_datetime(struct tp *t, const char *s, size_t n,
 		       unsigned char *dst, const struct npy_dtype *dt);
 int text_conv_timedelta(struct tp *t, const char *s, size_t n,
 			unsigned char *dst, const struct npy_dtype *dt);
+
+/* The columns of dt into t (t->dt, isz, record, cols, ncols): one per
+ * leaf of a record, else one.  0, -ENOMEM, or -EINVAL (too many). */
+int text_setup_cols(struct tp *t, const struct npy_dtype *dt);
 
 /* ---- the passes ---- */
 

@@ -45,6 +45,13 @@ struct text_leaf {
 int text_leaves(const struct npy_dtype *dt, struct text_leaf **leaves,
 		size_t *n);
 
+/* Call put(ctx, name, len) for every flattened column name of record dtype
+ * dt, in order ("name", "pos[0]", "inner.x"; control characters as \xNN).
+ * 0, put's -errno, or -EINVAL past TEXT_MAX_LEAVES columns. */
+int text_column_names(const struct npy_dtype *dt,
+		      int (*put)(void *ctx, const char *name, size_t len),
+		      void *ctx);
+
 /* Short name for messages: "float64", "uint8", "U5", "datetime64[s]". */
 void text_dtype_name(const struct npy_dtype *dt, char *out, size_t size);
 
@@ -67,6 +74,12 @@ void text_band_transpose(const struct npy_header *h, size_t isz, size_t k,
  * widest SIMD its token count may use (2: AVX2 where the CPU has it, 1:
  * SSE2, 0: none). */
 extern size_t text_parse_chunk_bytes;
+/* The CSV parser's (csv_parse.c): output bytes per block of its second pass
+ * (1 MiB), which runs on two threads (text_parse_threads as above) when
+ * there are two blocks or more of a C-order array; the smallest body
+ * without quotes whose first pass runs on two threads (4 MiB). */
+extern size_t text_csv_block_bytes;
+extern size_t text_csv_split_bytes;
 extern int text_parse_threads;
 extern bool text_parse_fast;
 extern int text_parse_simd;

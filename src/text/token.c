@@ -19,7 +19,11 @@ int text_fail(struct tp *t, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	npz_err_set(t->err, "line %zu: %s", t->lineno, msg);
+	if (t->colno)
+		npz_err_set(t->err, "line %zu, column %zu: %s", t->lineno,
+			    t->colno, msg);
+	else
+		npz_err_set(t->err, "line %zu: %s", t->lineno, msg);
 	return -EINVAL;
 }
 

@@ -17,6 +17,7 @@
 #include "archive.h"
 #include "cache.h"
 #include "tree.h"
+#include "views.h"
 #include "../../src/mount/mount_internal.h"
 #include "test.h"
 
@@ -57,16 +58,46 @@ static void test_names(void)
 	test_cond("ends_with: bare suffix is no name", !name_ends_with(".npy", ".npy"));
 	test_cond("ends_with: suffix after a '/'", !name_ends_with("d/.npy", ".npy"));
 	test_cond("ends_with: other suffix", !name_ends_with("x.npz", ".npy"));
-	test_cond("array kind: .npy", name_array_kind("/d/x.npy") == 'n');
-	test_cond("array kind: .txt", name_array_kind("/d/x.txt") == 't');
-	test_cond("array kind: other", name_array_kind("/d/x.md") == 0);
-	test_cond("array kind: '/d/.txt'", name_array_kind("/d/.txt") == 0);
+	test_cond("array kind: .npy",
+		  name_array_kind("/d/x.npy", VIEWS_DEFAULT) == NAME_NPY);
+	test_cond("array kind: .txt",
+		  name_array_kind("/d/x.txt", VIEWS_DEFAULT) == VIEW_TXT);
+	test_cond("array kind: .csv not shown: other",
+		  name_array_kind("/d/x.csv", VIEWS_DEFAULT) == NAME_OTHER);
+	test_cond("array kind: .csv shown",
+		  name_array_kind("/d/x.csv", 1u << VIEW_CSV) == VIEW_CSV);
+	test_cond("array kind: .txt without txt: other",
+		  name_array_kind("/d/x.txt", 1u << VIEW_CSV) == NAME_OTHER);
+	test_cond("array kind: .png, not built in: other",
+		  name_array_kind("/d/x.png", ~0u) == NAME_OTHER);
+	test_cond("array kind: other",
+		  name_array_kind("/d/x.md", ~0u) == NAME_OTHER);
+	test_cond("array kind: '/d/.txt'",
+		  name_array_kind("/d/.txt", ~0u) == NAME_OTHER);
+	{
+		unsigned mask = 7;
+		struct npz_err err = { "" };
+
+		test_cond("views: txt,csv", !views_parse("txt,csv", &mask, NULL) &&
+			  mask == ((1u << VIEW_TXT) | (1u << VIEW_CSV)));
+		test_cond("views: csv:png", !views_parse("csv:png", &mask, NULL) &&
+			  mask == ((1u << VIEW_CSV) | (1u << VIEW_PNG)));
+		test_cond("views: empty", !views_parse("", &mask, NULL) && !mask);
+		test_cond("views: unknown", views_parse("txt,xls", &mask, &err) == -EINVAL &&
+			  strstr(err.msg, "unknown view 'xls'"));
+	}
 
 	test_cond("base: /a/b", !strcmp(name_base("/a/b"), "b"));
 	test_cond("base: no slash", !strcmp(name_base("b"), "b"));
 	test_cond("member of a path", !strcmp(name_member("/d/x.npy"), "d/x.npy"));
 	m = name_array_member("/d/x.txt");
 	test_cond("array member of a .txt path", m && !strcmp(m, "d/x.npy"));
+	free(m);
+	m = name_array_member("/d/x.csv");
+	test_cond("array member of a .csv path", m && !strcmp(m, "d/x.npy"));
+	free(m);
+	m = name_with_view("/d/x.npy", VIEW_CSV);
+	test_cond("view path of a .npy path", m && !strcmp(m, "/d/x.csv"));
 	free(m);
 	m = name_array_member("/x.npy");
 	test_cond("array member of a .npy path", m && !strcmp(m, "x.npy"));
@@ -431,7 +462,8 @@ static void test_stored(void)
 
 int main(void)
 {
-	struct tree_opts opts = { .ro = false, .compress = TREE_KEEP, .level = -1 };
+	struct tree_opts opts = { .ro = false, .compress = TREE_KEEP, .level = -1,
+				  .views = VIEWS_DEFAULT };
 	struct archive *ar;
 	struct tree *t;
 	char cmd[300];

@@ -9,6 +9,7 @@
 #include "convert.h"
 #include "npy.h"
 #include "test.h"
+#include "views.h"
 #include "wbuf.h"
 
 static void test_memory_and_spill(void)
@@ -71,7 +72,7 @@ static void test_convert(void)
 	wbuf_init(&text);
 	wbuf_init(&out);
 	put(&text, "1.5\n2.5\n-3\n");
-	test_cond("text to npy", convert_text_to_npy(&text, NULL, &out, &err) == 0);
+	test_cond("text to npy", convert_view_to_npy(view_kind(VIEW_TXT), &text, NULL, &out, &err) == 0);
 	test_cond("result is npy", convert_check_npy(&out, &err) == 0);
 	wbuf_map(&out, &p);
 	test_cond("parse result", npy_header_parse(p, (size_t)out.size, &hdr, &err) == 0 &&
@@ -86,13 +87,13 @@ static void test_convert(void)
 	put(&text, "1\n2\n300\n");
 	wbuf_release(&out);
 	wbuf_init(&out);
-	test_cond("out of range for base", convert_text_to_npy(&text, &base, &out, &err) == -EINVAL &&
+	test_cond("out of range for base", convert_view_to_npy(view_kind(VIEW_TXT), &text, &base, &out, &err) == -EINVAL &&
 		  strstr(err.msg, "line 3"));
 	npy_header_release(&base);
 	npy_dtype_release(&dt);
 
 	put(&text, "1 2\n3\n");
-	test_cond("ragged", convert_text_to_npy(&text, NULL, &out, &err) == -EINVAL &&
+	test_cond("ragged", convert_view_to_npy(view_kind(VIEW_TXT), &text, NULL, &out, &err) == -EINVAL &&
 		  strstr(err.msg, "line 2"));
 
 	/* npy checks */
