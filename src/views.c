@@ -4,7 +4,33 @@
 #include <string.h>
 
 #include "csv.h"
+#include "pngview.h"
 #include "views.h"
+
+/* The PNG view (include/pngview.h): exact images are editable, other
+ * real 2-d arrays are read-only heatmaps. */
+static bool png_visible(const struct npy_header *hdr)
+{
+	return png_view_kind(hdr) != PNG_VIEW_NONE;
+}
+
+static bool png_read_only(const struct npy_header *hdr)
+{
+	return png_view_kind(hdr) == PNG_VIEW_HEATMAP;
+}
+
+/* A PNG holds no dtype: only an array's exact view parses back. */
+static int png_parse_view(const char *data, size_t len,
+			  const struct npy_header *base,
+			  struct npy_header *hdr, const struct text_out *out,
+			  struct npz_err *err)
+{
+	if (!base || png_view_kind(base) != PNG_VIEW_EXACT) {
+		npz_err_set(err, "a PNG file can only replace the PNG view of an existing uint8 or uint16 image array");
+		return -EINVAL;
+	}
+	return png_parse(data, len, base, hdr, out, err);
+}
 
 static const struct view_kind kinds[VIEW_KINDS] = {
 	[VIEW_TXT] = { .name = "txt", .label = "text", .suffix = ".txt",
@@ -13,20 +39,13 @@ static const struct view_kind kinds[VIEW_KINDS] = {
 	[VIEW_CSV] = { .name = "csv", .label = "CSV", .suffix = ".csv",
 		       .visible = csv_viewable, .size_bound = csv_size_bound,
 		       .format = csv_format, .parse = csv_parse },
-	/* TODO(png): the PNG codec (include/pngview.h, src/image/) is not in
-	 * this table yet.  To plug it in: #include "pngview.h", and here
-	 *   [VIEW_PNG] = { .name = "png", .label = "PNG", .suffix = ".png",
-	 *		    .visible = png_visible, .read_only = png_read_only,
-	 *		    .size_bound = png_size_bound, .format = png_format,
-	 *		    .parse = png_parse_view },
-	 * with png_visible(h) = png_view_kind(h) != PNG_VIEW_NONE,
-	 * png_read_only(h) = png_view_kind(h) == PNG_VIEW_HEATMAP and
-	 * png_parse_view passing its arguments on to png_parse (which takes
-	 * const void *).  Until then views=png is accepted and shows no
-	 * .png files (names[] below). */
+	[VIEW_PNG] = { .name = "png", .label = "PNG", .suffix = ".png",
+		       .visible = png_visible, .read_only = png_read_only,
+		       .size_bound = png_size_bound, .format = png_format,
+		       .parse = png_parse_view },
 };
 
-/* Names -o views= accepts, built in or not. */
+/* Names -o views= accepts. */
 static const char *const names[VIEW_KINDS] = { "txt", "csv", "png" };
 
 const struct view_kind *view_kind(enum view_id k)

@@ -84,7 +84,11 @@ def test_loadtxt_reads_exactly(cm, name):
     want = ARRAYS[name]
     kw = {"quotechar": '"'} if want.dtype.kind == "U" else {}
     if want.dtype.kind == "U" and any("\n" in s or "\r" in s for s in want.ravel()):
-        pytest.skip("loadtxt cannot read a newline inside a quoted field")
+        # loadtxt cannot read a newline inside a quoted field: the csv module
+        with open(cm / (name + ".csv"), newline="", encoding="utf-8") as f:
+            rows = list(csv.reader(f))
+        same_values(np.array(rows, dtype=want.dtype).reshape(want.shape), want)
+        return
     got = np.loadtxt(cm / (name + ".csv"), delimiter=",", dtype=want.dtype,
                      ndmin=want.ndim, encoding="utf-8", **kw)
     same_values(got, want)
