@@ -150,6 +150,14 @@ int entries_add_member(struct tree *t, size_t i, struct buf *path)
 	if (is_dir)
 		return add_dir_member(t, e, path);
 	n = ns_find_len(t, path->data, path->len);
+	if (n && n->kind == N_VIEW && n->e) {
+		/* a real member wins over a view of its name: at mount views
+		 * come after every member; a reload (follow.c) adds members
+		 * among views */
+		n->e->view[n->vk] = NULL;
+		node_detach(t, n);
+		n = NULL;
+	}
 	if (n && n->kind == N_MEMBER && !strcmp(n->e->mname, m->name)) {
 		/* a duplicate name: the later member wins, as in numpy */
 		n->e->raw = NULL;

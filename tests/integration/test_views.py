@@ -10,7 +10,7 @@ import os
 import numpy as np
 import pytest
 
-from conftest import poll, run_npzfs
+from conftest import SLOW, poll, run_npzfs
 from writeutil import (Snapshot, check_archive, close_errno, load_archive,
                        make_archive, read, render, run, write_file)
 import archives
@@ -106,6 +106,27 @@ def test_member_wins_over_view(tmp_path, mount):
     m = mount(a, "-o", "views=txt,csv")
     assert read(m / "x.csv") == b"mine\n"
     assert read(m / "x.txt").startswith(b"# ")
+
+
+def test_member_added_by_another_program_wins_over_view(tmp_path, mount):
+    """Another program adds a member y.csv while the mount shows y.npy's
+    CSV view there: after the reload the member is shown, not the view."""
+    a = tmp_path / "w.npz"
+    make_archive(a, "stored", {"y": np.array([1, 2])})
+    m = mount(a, "-o", "views=txt,csv")
+    assert read(m / "y.csv") == b"1\n2\n"
+    import zipfile
+    with zipfile.ZipFile(a, "a") as z:
+        z.writestr("y.csv", "theirs\n")
+
+    def shows_member():
+        try:
+            return read(m / "y.csv") == b"theirs\n"
+        except OSError:
+            return False
+    assert poll(shows_member, 3 * SLOW), m.stderr()
+    assert read(m / "y.txt").startswith(b"# ")
+    assert "clashes" not in m.stderr()
 
 
 def test_rm_any_view_removes_the_array(archive, mount):
