@@ -68,8 +68,10 @@ static void test_names(void)
 		  name_array_kind("/d/x.csv", 1u << VIEW_CSV) == VIEW_CSV);
 	test_cond("array kind: .txt without txt: other",
 		  name_array_kind("/d/x.txt", 1u << VIEW_CSV) == NAME_OTHER);
-	test_cond("array kind: .png, not built in: other",
-		  name_array_kind("/d/x.png", ~0u) == NAME_OTHER);
+	test_cond("array kind: .png shown",
+		  name_array_kind("/d/x.png", ~0u) == VIEW_PNG);
+	test_cond("array kind: .png not shown: other",
+		  name_array_kind("/d/x.png", VIEWS_DEFAULT) == NAME_OTHER);
 	test_cond("array kind: other",
 		  name_array_kind("/d/x.md", ~0u) == NAME_OTHER);
 	test_cond("array kind: '/d/.txt'",
