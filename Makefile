@@ -18,7 +18,7 @@ LIB_SRC := $(filter-out src/main.c,$(wildcard src/*.c src/*/*.c))
 LIB_OBJ := $(LIB_SRC:src/%.c=$(B)/obj/%.o)
 TESTS   := $(patsubst tests/unit/%.c,$(B)/%,$(wildcard tests/unit/test_*.c))
 FUZZ    := $(patsubst tests/fuzz/%.c,build-fuzz/%,$(wildcard tests/fuzz/fuzz_*.c))
-FUZZ_SECONDS ?= 20
+FUZZ_SECONDS ?= 15
 
 .PHONY: all clean test unit integration fuzz install uninstall run bench deps
 all: $(B)/npzfs $(TESTS) $(B)/float_oracle
@@ -42,12 +42,18 @@ $(B)/obj/oracle_%.o: tests/oracle/%.c | $(B)/obj
 $(B)/float_oracle: $(B)/obj/oracle_float_oracle.o $(B)/libnpzfs.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-# libFuzzer targets link the library's sources directly (clang only).
+# libFuzzer targets (clang only): the library's sources compiled once with
+# the fuzzer's instrumentation into build-fuzz/libnpzfs.a, linked into each.
 FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE -g -O1 -Iinclude -D_FILE_OFFSET_BITS=64 -DFUSE_USE_VERSION=312 \
-               $(shell pkg-config --cflags $(PKGS)) -fsanitize=fuzzer,address,undefined
-build-fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(LIB_SRC)
-	mkdir -p build-fuzz
-	clang $(FUZZ_CFLAGS) -o $@ $^ $(shell pkg-config --libs $(PKGS)) -lpthread -lm
+               -MMD -MP $(shell pkg-config --cflags $(PKGS)) -fsanitize=address,undefined
+FUZZ_OBJ := $(LIB_SRC:src/%.c=build-fuzz/obj/%.o)
+build-fuzz/obj/%.o: src/%.c
+	@mkdir -p $(@D)
+	clang $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c -o $@ $<
+build-fuzz/libnpzfs.a: $(FUZZ_OBJ)
+	rm -f $@ && ar rcs $@ $^
+build-fuzz/fuzz_%: tests/fuzz/fuzz_%.c build-fuzz/libnpzfs.a
+	clang $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $^ $(shell pkg-config --libs $(PKGS)) -lpthread -lm
 
 unit: $(TESTS)
 	@set -e; for t in $(TESTS); do echo "== $$t"; $$t; done
@@ -94,4 +100,5 @@ uninstall:
 clean:
 	rm -rf build build-san build-fuzz
 
--include $(wildcard build/obj/*.d build/obj/*/*.d build-san/obj/*.d build-san/obj/*/*.d)
+-include $(wildcard build/obj/*.d build/obj/*/*.d build-san/obj/*.d build-san/obj/*/*.d \
+                   build-fuzz/obj/*.d build-fuzz/obj/*/*.d build-fuzz/*.d)
