@@ -23,6 +23,11 @@ struct text_src {
 	void *ctx;
 };
 
+/* Read [off, off + len) of src's data into buf, in reads of at most
+ * 8 MiB each.  Returns 0 or src's -errno. */
+int text_src_read(const struct text_src *src, void *buf, uint64_t len,
+		  uint64_t off);
+
 /* Receives rendered text in order.  Returns 0 or -errno. */
 struct text_sink {
 	int (*write)(void *ctx, const void *buf, size_t len);

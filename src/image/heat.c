@@ -208,7 +208,7 @@ int heat_scan(const struct npy_header *hdr, const struct text_src *src,
 	for (uint64_t i = 0; i < hdr->count && !ret; i += blk) {
 		size_t n = hdr->count - i < blk ? (size_t)(hdr->count - i) : blk;
 
-		ret = image_src_read(src, buf, (uint64_t)n * isz, i * isz);
+		ret = text_src_read(src, buf, (uint64_t)n * isz, i * isz);
 		for (size_t j = 0; j < n && !ret; j += PIECE) {
 			size_t m = n - j < PIECE ? n - j : PIECE;
 

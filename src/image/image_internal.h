@@ -50,9 +50,6 @@ struct image_perr {
 void image_png_error(png_structp png, png_const_charp msg);
 void image_png_warning(png_structp png, png_const_charp msg);
 
-/* read the whole range, in reads of at most 8 MiB */
-int image_src_read(const struct text_src *src, void *buf, uint64_t len,
-		   uint64_t off);
 
 /* The array's rows in C order (k elements of isz bytes each), read in
  * blocks of whole rows (C order) or bands transposed in memory (Fortran

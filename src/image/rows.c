@@ -17,26 +17,7 @@
 size_t image_band_bytes = 8u << 20;
 size_t image_block_bytes = 1u << 20;
 
-#define READ_MAX (8u << 20)
 #define TILE 32
-
-int image_src_read(const struct text_src *src, void *buf, uint64_t len,
-		   uint64_t off)
-{
-	unsigned char *p = buf;
-
-	while (len) {
-		size_t n = len > READ_MAX ? READ_MAX : (size_t)len;
-		int ret = src->read(src->ctx, p, n, off);
-
-		if (ret)
-			return ret;
-		p += n;
-		off += n;
-		len -= n;
-	}
-	return 0;
-}
 
 static inline void copy_elem(unsigned char *d, const unsigned char *s,
 			     size_t isz)
@@ -139,10 +120,10 @@ static int read_band(struct row_reader *rr)
 	rr->r0 = r0;
 	rr->have = 0;
 	if (!rr->tbuf) {	/* C order, or as good as */
-		ret = image_src_read(rr->src, rr->band, (uint64_t)R * rr->rowbytes,
+		ret = text_src_read(rr->src, rr->band, (uint64_t)R * rr->rowbytes,
 				     r0 * rr->rowbytes);
 	} else if (R == g->h) {	/* the whole array: one read */
-		ret = image_src_read(rr->src, rr->tbuf, (uint64_t)R * rr->rowbytes, 0);
+		ret = text_src_read(rr->src, rr->tbuf, (uint64_t)R * rr->rowbytes, 0);
 		if (!ret)
 			band_transpose(g, R, rr->tbuf, rr->band, true);
 	} else {

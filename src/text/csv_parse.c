@@ -604,14 +604,9 @@ static int convert(struct csv *c)
 		f.last = false;
 		for (size_t k = 0; !f.last; k++) {
 			if (!t->record || !k) {
-				if (t->n == t->cap) {
-					ret = text_out_flush(t);
-					if (ret)
-						return ret;
-				}
-				elem = t->cbuf + t->n * t->isz;
-				if (t->record)
-					memset(elem, 0, t->isz);
+				ret = text_out_next(t, &elem);
+				if (ret)
+					return ret;
 			}
 			ret = convert_one(c, k, elem, &f);
 			if (ret)

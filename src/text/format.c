@@ -126,8 +126,8 @@ static int text_emit(struct fmt *f, const unsigned char *p, size_t n)
 	return f->ob.ret;
 }
 
-static int src_read(const struct text_src *src, void *buf, uint64_t len,
-		    uint64_t off)
+int text_src_read(const struct text_src *src, void *buf, uint64_t len,
+		  uint64_t off)
 {
 	unsigned char *p = buf;
 
@@ -167,7 +167,7 @@ static int render_c(struct fmt *f, const struct text_src *src)
 	for (i = 0; i < count && !ret; i += blk) {
 		size_t n = count - i < blk ? (size_t)(count - i) : blk;
 
-		ret = src_read(src, buf, (uint64_t)n * isz, i * isz);
+		ret = text_src_read(src, buf, (uint64_t)n * isz, i * isz);
 		if (!ret)
 			ret = f->emit(f, buf, n);
 	}
@@ -234,7 +234,7 @@ static int render_f(struct fmt *f, const struct text_src *src)
 	for (a = 0; a < d0 && !ret; a += k) {
 		k = d0 - a < band ? (size_t)(d0 - a) : band;
 		if (k == d0) {
-			ret = src_read(src, fb, h->data_len, 0);
+			ret = text_src_read(src, fb, h->data_len, 0);
 		} else {
 			for (uint64_t r = 0; r < rest && !ret; r++)
 				ret = src->read(src->ctx, fb + r * k * isz, k * isz,

@@ -52,6 +52,20 @@ int text_out_flush(struct tp *t)
 	return ret;
 }
 
+int text_out_next(struct tp *t, unsigned char **elem)
+{
+	if (t->n == t->cap) {
+		int ret = text_out_flush(t);
+
+		if (ret)
+			return ret;
+	}
+	*elem = t->cbuf + t->n * t->isz;
+	if (t->record)
+		memset(*elem, 0, t->isz);
+	return 0;
+}
+
 /* Write the C-order elements in cbuf (whole first-axis indices, or one
  * element in the fallback) at their Fortran offsets. */
 static int flush_band(struct tp *t)
@@ -156,14 +170,9 @@ int text_convert(struct tp *t)
 			if (!te)
 				return -EINVAL;
 			if (!col) {
-				if (t->n == t->cap) {
-					ret = text_out_flush(t);
-					if (ret)
-						return ret;
-				}
-				elem = t->cbuf + t->n * t->isz;
-				if (t->record)
-					memset(elem, 0, t->isz);
+				ret = text_out_next(t, &elem);
+				if (ret)
+					return ret;
 			}
 			ret = cols[col].conv(t, q, (size_t)(te - q),
 					     elem + cols[col].offset, cols[col].dt);

@@ -254,6 +254,9 @@ int text_decide_shape(struct tp *t, const struct npy_header *ref,
 /* Output (parse.c): buffers for t->hdr; write what cbuf holds. */
 int text_out_setup(struct tp *t);
 int text_out_flush(struct tp *t);
+/* The next element's slot in cbuf (flushed first when full; zeroed for a
+ * record, whose padding reads back as zeros): 0 and *elem, or -errno. */
+int text_out_next(struct tp *t, unsigned char **elem);
 
 /* Pass 2, the general path (parse.c): convert every value and write it. */
 int text_convert(struct tp *t);
