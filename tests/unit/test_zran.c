@@ -335,7 +335,10 @@ static void test_reads(bool readahead)
 
 /* A sequential reader whose requests arrive two at a time, the second
  * first (as FUSE sends 512 KiB reads), of a member bigger than half the
- * budget: right bytes, and nothing cached (only random reads are). */
+ * budget: right bytes, and nothing cached (only random reads are).  The
+ * read-ahead thread is off: whether its inflating races a reader onto a
+ * block (and so caches it) depends on timing, which a test cannot hold
+ * still; the caching rule is the reader's. */
 static void test_pairs(void)
 {
 	struct archive *a = NULL;
@@ -349,10 +352,12 @@ static void test_pairs(void)
 		return;
 	}
 	archive_find(a, r->name, &idx);
+	ar_zran_set_readahead(false);
 	for (uint64_t off = 0; off < r->size; off += 2 * piece) {
 		ok &= read_ok(a, idx, r, off + piece, piece);
 		ok &= read_ok(a, idx, r, off, piece);
 	}
+	ar_zran_set_readahead(true);
 	test_cond("pairs: right bytes", ok);
 	test_cond("pairs: a sequential read caches no block",
 		  atomic_load(&a->m[idx].cached) == 0);
