@@ -190,6 +190,15 @@ struct archive_change {
 	bool crc_known;		/* from == -1: crc is the content's CRC-32
 				   (spares reading content that is cloned) */
 	uint32_t crc;
+	/* from == -1, fd, stored, crc_known: fd is an unlinked O_TMPFILE
+	 * whose content the caller throws away after the commit, whatever
+	 * its outcome.  A copying commit may then make that file the new
+	 * archive instead of copying the content into one: the content is
+	 * moved one block up in place (FALLOC_FL_INSERT_RANGE, no data
+	 * copied), its local header written before it, the other members
+	 * after it.  Where that cannot be done (another filesystem, no
+	 * INSERT_RANGE), the content is copied as usual. */
+	bool adopt;
 	/* from == -1: the content is member patch_of of the current archive
 	 * (size bytes, method as the change's) with only ranges[0..nranges)
 	 * (sorted, disjoint) changed; that member is either stored, or

@@ -30,6 +30,16 @@ int io_set_spill_dir(const char *dir);
  * descriptor or -errno. */
 int io_spill_file(bool *near);
 
+/* Make dir (or, with NULL, nothing) the archive's directory, for
+ * io_spill_file_adoptable().  Call before any thread uses that. */
+int io_set_archive_dir(const char *dir);
+
+/* A spill file for content that a commit may make the new archive itself
+ * (archive_change.adopt): O_TMPFILE in the archive's directory when one was
+ * set (*near: true, as its writes end up in the archive), else as
+ * io_spill_file().  Returns the descriptor or -errno. */
+int io_spill_file_adoptable(bool *near);
+
 /* Ask the kernel to read ahead kb KiB in the filesystem mounted last on
  * mountpoint (an absolute path): its backing device's read_ahead_kb in
  * /sys/class/bdi (a FUSE mount starts at 128 KiB; with 1 MiB the kernel

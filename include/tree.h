@@ -128,7 +128,8 @@ int tree_readdir(struct tree *t, const char *path, bool sizes,
  * invalidates the path's cache. */
 bool tree_file_keep_cache(const struct tree_file *f);
 
-/* Must f bypass the kernel's page cache (direct I/O)?  True while a file
+/* Must f bypass the kernel's page cache (direct I/O)?  True for a
+ * write-only open (its writes need no kernel copy), and while a file
  * opened before another program's version changed its content is still
  * open: the kernel keeps one page cache per path, and that file reads the
  * old version (its snapshot). */

@@ -60,6 +60,12 @@ struct wbuf {
 				   never stored as it is (a text view): no
 				   CRC is kept, wbuf_crc() is false */
 	uint32_t crc;		/* of bytes [0, crc_len) */
+	bool adoptable;		/* set by the owner before it spills: the
+				   owner throws the content away after its
+				   commit, which may make the spill file the
+				   new archive (archive_change.adopt); it is
+				   made beside the archive when it can be
+				   (io_spill_file_adoptable) */
 	uint64_t crc_len;
 	/* copy-on-write (cow): page p of the content is the spill file's
 	 * when dirty bit p is set, else base's below base_live, else zeros */

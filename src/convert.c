@@ -76,10 +76,11 @@ int convert_check_npy(struct wbuf *w, struct npz_err *err)
 /* The parsed array's .npy.  Small arrays go through wbuf_pwrite() (one
  * thread at a time).  An array of more than WBUF_MEM_MAX bytes goes
  * straight into out's spill file: every parse thread pwrite()s its own
- * blocks and takes their CRC-32, and the blocks' CRCs are combined in
- * order at the end, so the commit knows the CRC without reading the file
- * again (and copies it in the kernel).  No write-behind queue, no copy to
- * the calling thread. */
+ * blocks.  Either way each block's CRC-32 is taken by the thread that made
+ * it, and the blocks' CRCs are combined in order at the end, so the commit
+ * knows the CRC without reading the content again (and copies it in the
+ * kernel, or makes its file the new archive).  No write-behind queue, no
+ * copy to the calling thread. */
 struct npy_seg {
 	uint64_t off, len;
 	uint32_t crc;
@@ -90,7 +91,7 @@ struct npy_out {
 	uint64_t data_off;	/* header length */
 	int fd;			/* direct: out's spill file, else -1 */
 	pthread_mutex_t lock;	/* protects: out (not direct), the below */
-	struct npy_seg *seg;	/* direct: the blocks written */
+	struct npy_seg *seg;	/* the blocks written */
 	size_t nseg, cap;
 	bool seg_lost;		/* no memory for seg: no CRC */
 };
@@ -118,8 +119,8 @@ static int cmp_seg(const void *x, const void *y)
 	return a->off < b->off ? -1 : a->off > b->off;
 }
 
-/* Direct output: the CRC of the whole file from its blocks, if they
- * cover it exactly once. */
+/* The CRC of the whole file from its blocks, if they cover it exactly
+ * once. */
 static void seg_finish(struct npy_out *o)
 {
 	uint64_t pos = 0;
@@ -152,13 +153,13 @@ static int out_begin(void *ctx, const struct npy_header *hdr)
 	if (!ret && o->out->size > WBUF_MEM_MAX) {
 		int fd = wbuf_fd(o->out);	/* spilled, queue drained */
 
-		if (fd < 0) {
+		if (fd < 0)
 			ret = fd;
-		} else {
+		else
 			o->fd = fd;
-			seg_add(o, 0, b.len, crc32_update(0, b.data, b.len));
-		}
 	}
+	if (!ret)
+		seg_add(o, 0, b.len, crc32_update(0, b.data, b.len));
 	buf_release(&b);
 	return ret ? ret : 1;	/* write_at() takes any thread */
 }
@@ -169,19 +170,21 @@ static int out_write_at(void *ctx, const void *buf, size_t len, uint64_t off)
 	uint32_t crc;
 	int ret;
 
+	crc = crc32_update(0, buf, len);
 	if (o->fd < 0) {
 		pthread_mutex_lock(&o->lock);
 		ret = wbuf_pwrite(o->out, buf, len, o->data_off + off);
+		if (!ret)
+			seg_add(o, o->data_off + off, len, crc);
 		pthread_mutex_unlock(&o->lock);
 		return ret;
 	}
 	ret = io_pwrite_all(o->fd, buf, len, o->data_off + off);
 	if (ret)
 		return ret;
-	if (o->out->wb.writeback)	/* a spill file to clone: as wb_pwrite */
+	if (o->out->wb.writeback)	/* it ends up in the archive */
 		sync_file_range(o->fd, (off_t)(o->data_off + off), (off_t)len,
 				SYNC_FILE_RANGE_WRITE);
-	crc = crc32_update(0, buf, len);
 	pthread_mutex_lock(&o->lock);
 	seg_add(o, o->data_off + off, len, crc);
 	pthread_mutex_unlock(&o->lock);
@@ -205,8 +208,7 @@ int convert_view_to_npy(const struct view_kind *k, struct wbuf *text,
 	ret = k->parse(p, (size_t)text->size, base, &hdr, &to, err);
 	if (!ret) {
 		npy_header_release(&hdr);
-		if (o.fd >= 0)
-			seg_finish(&o);
+		seg_finish(&o);
 	}
 	free(o.seg);
 	return ret;

@@ -174,8 +174,10 @@ static int npzfs_create(const char *path, mode_t mode,
 
 	(void)mode;
 	ret = tree_create(n->tree, path, fi->flags, &f);
-	if (!ret)
+	if (!ret) {
 		fi->fh = (uint64_t)(uintptr_t)f;
+		fi->direct_io = tree_file_direct_io(f);
+	}
 	return ret;
 }
 

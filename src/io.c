@@ -46,6 +46,31 @@ int io_set_spill_dir(const char *dir)
 	return 0;
 }
 
+static char *archive_dir;
+
+int io_set_archive_dir(const char *dir)
+{
+	char *d = dir ? strdup(dir) : NULL;
+
+	if (dir && !d)
+		return -ENOMEM;
+	free(archive_dir);
+	archive_dir = d;
+	return 0;
+}
+
+int io_spill_file_adoptable(bool *near)
+{
+	int fd = -1;
+
+	if (archive_dir)
+		fd = open(archive_dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return io_spill_file(near);
+	*near = true;
+	return fd;
+}
+
 int io_spill_file(bool *near)
 {
 	int fd = -1;

@@ -345,7 +345,8 @@ void wbuf_rebase(struct wbuf *w, const struct wbuf_base *base, bool committed)
 /* Move the content from memory to a new spill file. */
 static int spill(struct wbuf *w)
 {
-	int fd = io_spill_file(&w->wb.writeback), ret;
+	int fd = w->adoptable ? io_spill_file_adoptable(&w->wb.writeback)
+			      : io_spill_file(&w->wb.writeback), ret;
 
 	if (fd < 0)
 		return fd;

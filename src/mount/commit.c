@@ -104,6 +104,7 @@ static int plan_content(struct tree *t, struct entry *e,
 	if (!w->cow) {
 		c->crc_known = wbuf_crc(w, &c->crc);
 		c->fd = wbuf_fd(w);
+		c->adopt = w->adoptable;
 		return c->fd < 0 ? c->fd : 0;
 	}
 	c->fd = -1;
@@ -317,6 +318,7 @@ static int make_npy(struct tree *t, struct entry *e, int kind,
 	if (!out)
 		return -ENOMEM;
 	wbuf_init(out);
+	out->adoptable = true;	/* npy_free() throws it away after the commit */
 	if (e) {
 		struct npy_header hdr;
 

@@ -28,6 +28,7 @@
  *  dead bytes (holes) is not cloned but copied (compaction). */
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/falloc.h>
 #include <linux/fs.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -488,6 +489,8 @@ bool archive_spill_near(const struct archive *a)
 	int x = -1, y = -1;
 	bool ok = false;
 
+	if (dir && io_set_archive_dir(dir))
+		npz_log("out of memory: commits copy new content");
 	if (dir && atomic_load(&clone_allowed)) {
 		x = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
 		y = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
@@ -843,15 +846,94 @@ static int copy_kept(struct plan *p, size_t k, struct file_src *s,
 /* The temporary file written from scratch: every change in order, kept
  * members copied (patches written over their copy), the others written;
  * *pos: where the central directory goes.  Returns 0 or -errno. */
-static int copy_file(struct plan *p, struct file_src *s, uint64_t *pos)
+/* Set when a filesystem said no to FALLOC_FL_INSERT_RANGE: no adoption
+ * is tried again. */
+static _Atomic bool adopt_unsupported;
+
+/* The change whose content file a copying commit may make the new
+ * archive (archive_change.adopt), or -1. */
+static ssize_t adoptable(const struct plan *p)
 {
-	size_t k;
+	if (atomic_load(&adopt_unsupported))
+		return -1;
+	for (size_t k = 0; k < p->n; k++) {
+		const struct archive_change *c = &p->ch[k];
+
+		if (p->keep[k] < 0 && c->from == -1 && c->adopt &&
+		    c->fd >= 0 && !c->read && !c->patch &&
+		    c->method == ARCHIVE_STORE && c->crc_known &&
+		    c->size >= AR_ALIGN_BIG_MIN)
+			return (ssize_t)k;
+	}
+	return -1;
+}
+
+/* Make change k's content file the temporary file, its member first: the
+ * content moved up in place by one block (no data copied; the kernel
+ * writes it out first, which the fsync would have waited for anyway), its
+ * local header, padded to that block, before it.  Returns 0 with *pos past
+ * the data; 1: not done, nothing changed or left behind (write the file
+ * from scratch); or -errno (the content may have moved: the caller throws
+ * it away; the rollback removes the temporary file). */
+static int adopt_member(struct plan *p, size_t k, struct file_src *s,
+			uint64_t *pos)
+{
+	const struct archive_change *c = &p->ch[k];
+	struct zip_entry *e = &p->ents[k];
+	bool zip64 = ar_local_needs_zip64(c->size);
+	struct stat st;
 	int ret;
 
+	entry_init(p, c, e);
+	e->lh_off = 0;
+	if (zip64 && e->needed < 45)
+		e->needed = 45;
+	e->pad = ar_local_pad(e, zip64, 0);
+	if (ar_local_header_len(e, zip64) != AR_ALIGN_BIG ||
+	    fstat(c->fd, &st) < 0 || st.st_nlink ||
+	    (uint64_t)st.st_size != c->size)
+		return 1;
+	if (ar_fsrc_adopt(s, c->fd))
+		return 1;	/* another filesystem, ... */
+	if (fallocate(s->tmp_fd, FALLOC_FL_INSERT_RANGE, 0, AR_ALIGN_BIG) < 0) {
+		int err = errno;
+
+		if (err == EOPNOTSUPP &&
+		    !atomic_exchange(&adopt_unsupported, true))
+			npz_log("commits copy new content (no "
+				"FALLOC_FL_INSERT_RANGE here)");
+		if (err != EOPNOTSUPP && err != EINVAL)	/* ENOSPC, EIO, ... */
+			return plan_fail(s, -err, strerror(err));
+		ar_fsrc_rollback(s);	/* checked before anything moved */
+		return 1;
+	}
+	e->crc = c->crc;
+	e->comp_size = c->size;
+	ret = io_pwrite_all(s->tmp_fd, p->hdr, ar_local_header(p->hdr, e,
+							       zip64), 0);
+	if (ret)
+		return plan_fail(s, ret, strerror(-ret));
+	*pos = AR_ALIGN_BIG + c->size;
+	return 0;
+}
+
+static int copy_file(struct plan *p, struct file_src *s, uint64_t *pos)
+{
+	ssize_t adopted = adoptable(p);
+	size_t k;
+	int ret = 1;
+
 	p->copy = true;
-	ret = ar_fsrc_begin(s);
-	*pos = 0;
+	if (adopted >= 0)
+		ret = adopt_member(p, (size_t)adopted, s, pos);
+	if (ret == 1) {
+		adopted = -1;
+		ret = ar_fsrc_begin(s);
+		*pos = 0;
+	}
 	for (k = 0; !ret && k < p->n; k++) {
+		if ((ssize_t)k == adopted)
+			continue;
 		if (p->keep[k] < 0) {
 			ret = write_member(p, k, s, pos);
 			continue;

@@ -211,6 +211,56 @@ int ar_fsrc_begin(struct file_src *s)
 	return 0;
 }
 
+int ar_fsrc_adopt(struct file_src *s, int fd)
+{
+	const char *base = strrchr(s->a->path, '/') + 1;
+	char proc[64];
+	size_t len;
+	int e = EEXIST;
+
+	ar_fsrc_rollback(s);
+	len = strlen(s->dir) + strlen(base) + 32;
+	s->tmp_path = malloc(len);
+	if (!s->tmp_path)
+		return -ENOMEM;
+	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
+	/* a fresh name as mkostemp() would make one, then the link */
+	for (int tries = 0; tries < 8 && e == EEXIST; tries++) {
+		int x;
+
+		snprintf(s->tmp_path, len, "%s/.%.200s.npzfs-XXXXXX",
+			 strcmp(s->dir, "/") ? s->dir : "", base);
+		x = mkostemp(s->tmp_path, O_CLOEXEC);
+		if (x < 0) {
+			e = errno;
+			break;
+		}
+		close(x);
+		unlink(s->tmp_path);
+		e = 0;
+		if (linkat(AT_FDCWD, proc, AT_FDCWD, s->tmp_path,
+			   AT_SYMLINK_FOLLOW) < 0 &&
+		    linkat(fd, "", AT_FDCWD, s->tmp_path, AT_EMPTY_PATH) < 0)
+			e = errno;
+	}
+	if (!e) {
+		s->tmp_fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+		if (s->tmp_fd < 0) {
+			e = errno;
+			unlink(s->tmp_path);
+		}
+	}
+	if (e) {
+		free(s->tmp_path);
+		s->tmp_path = NULL;
+		return -e;
+	}
+	s->wbuf_off = s->wbuf_len = 0;
+	s->synced = 0;
+	s->wpos = s->wsize = 0;
+	return 0;
+}
+
 /* Open the new archive from the temporary file's descriptor, before the
  * rename: once the file is at the archive's path the commit has happened,
  * and opening it again by path could fail (EMFILE, a path renamed away, a

@@ -412,6 +412,12 @@ zip_source_t *ar_fsrc_source(struct file_src *s, zip_error_t *ze);
  * removing a previous one.  Returns 0 or -errno (s->msg says why). */
 int ar_fsrc_begin(struct file_src *s);
 
+/* Make fd (an unlinked O_TMPFILE, not closed here) the temporary file:
+ * linked beside the archive, written through a duplicate.  Returns 0, or
+ * -errno with nothing left behind and fd unchanged (-EXDEV: fd is on
+ * another filesystem; s->msg is not set). */
+int ar_fsrc_adopt(struct file_src *s, int fd);
+
 /* Make the temporary file the archive: fsync, the original's owner and
  * mode, open it as the new archive (ar_fsrc_take_new()), check that the
  * path still holds a's file, rename, fsync the directory.  Returns 0 once

@@ -8,9 +8,11 @@ The oracles: numpy, zipfile.testzip(), `unzip -t`, `npzfs --check`, every
 SOZip chunk inflated alone (test_sozip_write.check_sozip), the hidden index
 records' bytes, and the daemon's log (which path the commits took)."""
 import os
+import pathlib
 import shutil
 import struct
 import subprocess
+import tempfile
 import zipfile
 import zlib
 
@@ -315,3 +317,98 @@ def test_compaction_keeps_sozip_and_alignment(xfs_dir, mount):
     m = mount(arc)
     assert (m / "a.npy").read_bytes() == npy_bytes(a)
     assert not any(s in m.stderr() for s in SOZIP_BAD), m.stderr()
+
+
+def insert_range_works(d):
+    """Does the filesystem of directory d move data up in place
+    (fallocate FALLOC_FL_INSERT_RANGE)?"""
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_long, ctypes.c_long]
+    p = os.path.join(d, ".insert-range-probe")
+    with open(p, "wb") as f:
+        f.write(b"\1" * 8192)
+        f.flush()
+        ok = libc.fallocate(f.fileno(), 0x20, 0, 4096) == 0
+    os.unlink(p)
+    return ok
+
+
+def _edit_text_views(arc, m, want, offsets=None):
+    """cp an edited x.txt (parsed into a .npy over 8 MiB on every thread:
+    its CRC combined from theirs), then sed -i a.txt (parsed on one thread,
+    its CRC kept as written).  offsets: after each commit, the local
+    header offset of the member just written is appended."""
+    lines = (m / "x.txt").read_text().split("\n")
+    lines[1] = "42.5"
+    ed = arc.parent / "ed.txt"
+    ed.write_text("\n".join(lines))
+    run(["cp", ed, m / "x.txt"])
+    want["x"][0] = 42.5
+    check_file(arc, want)
+    if offsets is not None:
+        offsets.append(zipfile.ZipFile(arc).getinfo("x.npy").header_offset)
+    run(["sed", "-i", "2s/.*/7/", m / "a.txt"])
+    want["a"][0] = 7
+    check_file(arc, want)
+    if offsets is not None:
+        offsets.append(zipfile.ZipFile(arc).getinfo("a.npy").header_offset)
+
+
+def test_parsed_view_becomes_the_archive(tmp_path, mount):
+    """A written-back text view's parsed .npy is not copied into the new
+    archive: its spill file, made beside the archive, becomes the new
+    archive, the data moved up in place by one block and its local header
+    put before it (at offset 0), the other members copied after it.  The
+    central directory keeps the members' order; every byte is numpy's."""
+    rng = np.random.default_rng(5)
+    want = {"s": np.arange(10.0), "x": rng.standard_normal(1_200_000),
+            "a": rng.integers(0, 100, 50_000),
+            "z": rng.standard_normal(100_000).astype(np.float32)}
+    arc = tmp_path / "a.npz"
+    np.savez(arc, **want)
+    order = zipfile.ZipFile(arc).namelist()
+    m = mount(arc)
+    offsets = []
+    _edit_text_views(arc, m, want, offsets)
+    if insert_range_works(str(tmp_path)):
+        # each commit's parsed member is first in the file
+        assert offsets == [0, 0]
+    with zipfile.ZipFile(arc) as z:
+        assert z.namelist() == order
+        assert z.testzip() is None
+    with open(arc, "rb") as f:
+        assert f.read(4) == b"PK\3\4"
+    check_aligned(arc)
+    r = subprocess.run(["unzip", "-tq", str(arc)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert not [p for p in os.listdir(tmp_path) if ".npzfs-" in p]
+    unmount(m)
+    assert COPY_LOG in m.stderr(), m.stderr()
+    check_file(arc, want)
+    npzfs_check(arc)
+
+
+def test_parsed_view_copied_without_insert_range(tmp_path, mount):
+    """Where the archive's filesystem cannot move data up in place (tmpfs),
+    the parsed .npy is copied into the new archive as before, once said in
+    the log, and lands exactly."""
+    if not os.path.isdir("/dev/shm"):
+        pytest.skip("no /dev/shm")
+    d = tempfile.mkdtemp(dir="/dev/shm")
+    try:
+        if insert_range_works(d):
+            pytest.skip("/dev/shm moves data up in place")
+        rng = np.random.default_rng(6)
+        want = {"x": rng.standard_normal(1_200_000), "a": rng.integers(0, 100, 50_000)}
+        arc = pathlib.Path(d) / "a.npz"
+        np.savez(arc, **want)
+        m = mount(arc)
+        _edit_text_views(arc, m, want)
+        unmount(m)
+        assert "no FALLOC_FL_INSERT_RANGE here" in m.stderr(), m.stderr()
+        check_file(arc, want)
+        check_aligned(arc)
+        npzfs_check(arc)
+    finally:
+        shutil.rmtree(d)
