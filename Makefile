@@ -53,7 +53,7 @@ build-fuzz/obj/%.o: src/%.c
 build-fuzz/libnpzfs.a: $(FUZZ_OBJ)
 	rm -f $@ && ar rcs $@ $^
 build-fuzz/fuzz_%: tests/fuzz/fuzz_%.c build-fuzz/libnpzfs.a
-	clang $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $^ $(shell pkg-config --libs $(PKGS)) -lpthread -lm
+	clang $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $(filter %.c %.a,$^) $(shell pkg-config --libs $(PKGS)) -lpthread -lm
 
 unit: $(TESTS)
 	@set -e; for t in $(TESTS); do echo "== $$t"; $$t; done

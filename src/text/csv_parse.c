@@ -8,9 +8,11 @@
  * Two passes: the first checks the fields (quotes, the number per record,
  * the header row of a structured array), counts the records and marks
  * where blocks of them start; the second converts.  A text without quotes
- * is checked by counting newlines and commas eight bytes at a time (big
- * ones on two threads); C-order output is converted block by block on two
- * threads, plain float64 through fast_double().  Whatever the path, the
+ * is checked by counting newlines and commas eight bytes at a time (64
+ * with AVX2 for one field a line; big ones on two threads); C-order output
+ * is converted block by block on two threads (each writes its own blocks
+ * when the output takes writes from any thread), plain float64 through
+ * fast_double().  Whatever the path, the
  * result and the first error are the same (the unit tests and the fuzzer
  * compare one thread with two).  Errors name the 1-based line where the
  * field starts and, where there is one, its 1-based column.
@@ -315,6 +317,48 @@ static int plain_line(struct csv *c, const char *ls, const char *le,
 }
 
 
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+#define CSV_AVX2 1
+/* scan_plain()'s one-field-a-line step for 64 bytes at once: true when it
+ * took them (no quote, comma or CR in them, a newline, no block starting
+ * in them), with *rows, c->line and *ls moved on as eight of its 8-byte
+ * steps would; else false and nothing moved. */
+__attribute__((target("avx2,popcnt")))
+static bool lines64_avx2(struct csv *c, const char *p, const char **ls,
+			 uint64_t *rows)
+{
+	const __m256i lf = _mm256_set1_epi8('\n'), dq = _mm256_set1_epi8('"');
+	const __m256i cm = _mm256_set1_epi8(','), cr = _mm256_set1_epi8('\r');
+	uint64_t nl = 0, bad = 0;
+	const char *first;
+	unsigned n;
+
+	for (int i = 0; i < 2; i++) {
+		__m256i x = _mm256_loadu_si256((const __m256i *)(const void *)(p + 32 * i));
+		__m256i b = _mm256_or_si256(_mm256_or_si256(_mm256_cmpeq_epi8(x, dq),
+							    _mm256_cmpeq_epi8(x, cm)),
+					    _mm256_cmpeq_epi8(x, cr));
+
+		nl |= (uint64_t)(uint32_t)_mm256_movemask_epi8(_mm256_cmpeq_epi8(x, lf))
+		      << (32 * i);
+		bad |= (uint64_t)(uint32_t)_mm256_movemask_epi8(b) << (32 * i);
+	}
+	if (bad || !nl || *rows + 64 >= c->next_mark)
+		return false;
+	first = p + __builtin_ctzll(nl);
+	if (first == p && first != *ls && first[-1] == '\r')
+		return false;	/* the line before ends in CR LF */
+	n = (unsigned)__builtin_popcountll(nl);
+	/* a newline right after another, or at the line's start: empty */
+	*rows += n - (unsigned)__builtin_popcountll(nl & (nl << 1)) -
+		 (first == *ls);
+	c->line += n;
+	*ls = p + (63 - __builtin_clzll(nl)) + 1;
+	return true;
+}
+#endif
+
 /* Two threads for the passes (text_parse_threads: 0, when there are two
  * CPUs). */
 static bool two_threads(void)
@@ -334,11 +378,24 @@ static int scan_plain(struct csv *c, uint64_t *rows)
 	const char *p = c->p, *e = c->end, *ls = p;
 	size_t commas = 0;
 	int ret;
+#ifdef CSV_AVX2
+	bool wide = c->nfields == 1 && text_simd_avx2();
+	const char *retry = p;	/* where a 64-byte step is tried again */
+#endif
 
 	for (; e - p >= 8; p += 8) {
 		const char *first;
 		uint64_t v, nl, cm;
 
+#ifdef CSV_AVX2
+		if (wide && p >= retry && e - p >= 64) {
+			if (lines64_avx2(c, p, &ls, rows)) {
+				p += 56;
+				continue;
+			}
+			retry = p + 64;
+		}
+#endif
 		memcpy(&v, p, 8);
 		if (bytes_eq(v, '"'))
 			return 1;	/* a quote after all */
@@ -642,6 +699,7 @@ struct par {
 	unsigned char *slot;
 	size_t slot_block;
 	bool slot_full, helper_done;
+	bool slot_busy;		/* the caller is writing the slot's block */
 };
 
 static bool take_block(struct par *P, size_t *b)
@@ -713,6 +771,8 @@ static void worker_init(struct csv *w, const struct csv *c,
 	buf_init(&w->scratch);
 }
 
+static int write_block(struct par *P, size_t b, const unsigned char *buf);
+
 static void *helper_main(void *arg)
 {
 	struct par *P = arg;
@@ -728,6 +788,12 @@ static void *helper_main(void *arg)
 	while (bufs[0] && bufs[1] && take_block(P, &b)) {
 		int ret = convert_block(P, &w, b, bufs[cur]);
 
+		if (!ret && P->c->t.out_threads) {	/* its own writes */
+			ret = write_block(P, b, bufs[cur]);
+			if (!ret)
+				continue;
+			err.msg[0] = '\0';
+		}
 		if (ret) {
 			block_failed(P, b, ret, &err);
 			break;
@@ -749,7 +815,9 @@ static void *helper_main(void *arg)
 	pthread_mutex_lock(&P->lock);
 	P->helper_done = true;
 	pthread_cond_broadcast(&P->cv);
-	while (P->slot_full && !P->stop)	/* the caller writes it */
+	/* the caller writes it; a block failed meanwhile (stop) ends that,
+	 * but not a write already under way: its buffer is ours */
+	while (P->slot_busy || (P->slot_full && !P->stop))
 		pthread_cond_wait(&P->cv, &P->lock);
 	pthread_mutex_unlock(&P->lock);
 	free(bufs[0]);
@@ -784,6 +852,7 @@ static bool write_slot(struct par *P, bool wait)
 	}
 	buf = P->slot;
 	b = P->slot_block;
+	P->slot_busy = true;
 	pthread_mutex_unlock(&P->lock);
 	ret = write_block(P, b, buf);
 	if (ret) {
@@ -792,7 +861,7 @@ static bool write_slot(struct par *P, bool wait)
 		block_failed(P, b, ret, &none);
 	}
 	pthread_mutex_lock(&P->lock);
-	P->slot_full = false;
+	P->slot_full = P->slot_busy = false;
 	pthread_cond_broadcast(&P->cv);
 	pthread_mutex_unlock(&P->lock);
 	return !ret;
@@ -929,8 +998,10 @@ int csv_parse(const char *text, size_t len, const struct npy_header *base,
 	}
 	if (!ret)
 		ret = out->begin(out->ctx, hdr);
-	if (ret > 0)		/* write_at may run on any thread: fine */
+	if (ret > 0) {		/* write_at may run on any thread */
+		c.t.out_threads = true;
 		ret = 0;
+	}
 	if (!ret)
 		ret = par ? convert_parallel(&c, rows) : convert(&c);
 	for (size_t i = 0; i < c.nnames; i++)

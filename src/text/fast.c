@@ -159,6 +159,22 @@ static bool count_avx2(const char *p, const char *e, struct chunk *c)
 }
 #endif
 
+bool text_simd_avx2(void)
+{
+#ifdef COUNT_AVX2
+	static int avx2 = -1;	/* benign race: every thread finds the same */
+	int have = __atomic_load_n(&avx2, __ATOMIC_RELAXED);
+
+	if (have < 0) {
+		have = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("popcnt");
+		__atomic_store_n(&avx2, have, __ATOMIC_RELAXED);
+	}
+	return have && text_parse_simd >= 2;
+#else
+	return false;
+#endif
+}
+
 /* Token starts and newlines of [p, e) into c; true if there is a '"' or a
  * '#' (then the counts are those of plain words, without quoted strings
  * or comment lines). */
@@ -168,14 +184,7 @@ static bool count_plain(const char *p, const char *e, struct chunk *c)
 
 	c->values = c->newlines = 0;
 #ifdef COUNT_AVX2
-	static int avx2 = -1;	/* benign race: every thread finds the same */
-	int have = __atomic_load_n(&avx2, __ATOMIC_RELAXED);
-
-	if (have < 0) {
-		have = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("popcnt");
-		__atomic_store_n(&avx2, have, __ATOMIC_RELAXED);
-	}
-	if (have && text_parse_simd >= 2)
+	if (text_simd_avx2())
 		return count_avx2(p, e, c);
 #endif
 #ifdef __SSE2__

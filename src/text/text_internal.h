@@ -84,6 +84,10 @@ extern int text_parse_threads;
 extern bool text_parse_fast;
 extern int text_parse_simd;
 
+/* May the parsers use AVX2 (the CPU has it and popcnt, and
+ * text_parse_simd is 2)? */
+bool text_simd_avx2(void);
+
 /* True if dt is a scalar (non-record) kind with a size we can show. */
 bool text_scalar_ok(const struct npy_dtype *dt);
 

@@ -21,6 +21,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 /* Test hooks of src/text/ (text_internal.h). */
 extern size_t text_csv_block_bytes, text_csv_split_bytes;
 extern int text_parse_threads;
+extern int text_parse_simd;
 
 #define KEEP_MAX (1u << 20)
 
@@ -126,14 +127,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		int ret2;
 
 		text_parse_threads = 2;
+		text_parse_simd = 2;	/* 64 bytes at a time, where it can */
 		text_csv_block_bytes = 8 + data[0] / 8;
 		text_csv_split_bytes = 0;
 		ret2 = parse((const char *)data + 1, size - 1, &base, &h2b, &o2b,
 			     &err2);
 		text_parse_threads = 1;
+		text_parse_simd = 0;	/* eight bytes at a time */
 		text_csv_block_bytes = 1u << 20;
 		text_csv_split_bytes = SIZE_MAX;
 		ret = parse((const char *)data + 1, size - 1, &base, &h, &o, &err);
+		text_parse_simd = 2;
 		check(ret == ret2 && !strcmp(err.msg, err2.msg),
 		      "two threads: another result");
 		check(ret || (o.len == o2b.len && o.written == o2b.written &&
