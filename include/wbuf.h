@@ -1,6 +1,7 @@
 /* wbuf.h - the content of a file being written: in memory up to
  * WBUF_MEM_MAX bytes, beyond that in an unlinked temporary file (in $TMPDIR
- * or /var/tmp), so a multi-GiB copy never needs that much RAM.
+ * or /var/tmp), so a multi-GiB copy never needs that much RAM; a first
+ * write of WBUF_SPILL_NOW bytes or more goes to the file at once.
  *
  * Copy-on-write: a wbuf started by wbuf_init_cow() shows a base (bytes of
  * another file, e.g. a stored member in the archive) and keeps only the
@@ -25,6 +26,9 @@
 #include "writebehind.h"
 
 #define WBUF_MEM_MAX (8u << 20)
+/* A first write of this many bytes or more goes straight to a spill
+ * file. */
+#define WBUF_SPILL_NOW (1u << 20)
 #define WBUF_PAGE 4096u
 
 /* What a copy-on-write wbuf shows where it was not written: bytes

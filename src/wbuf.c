@@ -370,7 +370,10 @@ static int reserve(struct wbuf *w, uint64_t end)
 
 	if (w->fd >= 0 || end <= w->cap)
 		return 0;
-	if (end > WBUF_MEM_MAX)
+	/* past the bound, or a first write of WBUF_SPILL_NOW bytes or more
+	 * (cp, dd bs=1M): a big file is coming, so no stop in memory, whose
+	 * bytes would be copied again at the bound */
+	if (end > WBUF_MEM_MAX || (!w->size && end >= WBUF_SPILL_NOW))
 		return spill(w);
 	cap = w->cap ? w->cap : 4096;
 	while (cap < end)
