@@ -33,30 +33,29 @@ const char *io_tmpdir(void)
 	return cache_dir();
 }
 
-static char *spill_dir;
+static char *spill_dir;		/* see io_set_spill_dir() */
+static char *archive_dir;	/* see io_set_archive_dir() */
 
-int io_set_spill_dir(const char *dir)
+/* *slot = a copy of dir (or NULL).  0 or -ENOMEM (*slot unchanged). */
+static int set_dir(char **slot, const char *dir)
 {
 	char *d = dir ? strdup(dir) : NULL;
 
 	if (dir && !d)
 		return -ENOMEM;
-	free(spill_dir);
-	spill_dir = d;
+	free(*slot);
+	*slot = d;
 	return 0;
 }
 
-static char *archive_dir;
+int io_set_spill_dir(const char *dir)
+{
+	return set_dir(&spill_dir, dir);
+}
 
 int io_set_archive_dir(const char *dir)
 {
-	char *d = dir ? strdup(dir) : NULL;
-
-	if (dir && !d)
-		return -ENOMEM;
-	free(archive_dir);
-	archive_dir = d;
-	return 0;
+	return set_dir(&archive_dir, dir);
 }
 
 int io_spill_file_adoptable(bool *near)
