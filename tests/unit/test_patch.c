@@ -330,10 +330,19 @@ static void test_wbuf_crc(void)
 		  mem && spilled);
 	test_cond("wbuf crc: content", wbuf_is(&w, data, total));
 
-	/* one write straddling WBUF_MEM_MAX */
+	/* a first write of WBUF_SPILL_NOW bytes goes to the spill file */
 	wbuf_release(&w);
 	wbuf_init(&w);
-	ok = wbuf_pwrite(&w, data, WBUF_MEM_MAX - 1000, 0) == 0 &&
+	ok = wbuf_pwrite(&w, data, WBUF_SPILL_NOW, 0) == 0 && w.fd >= 0 &&
+	     crc_is(&w, data, WBUF_SPILL_NOW);
+	test_cond("wbuf crc: a big first write spills at once", ok &&
+		  wbuf_is(&w, data, WBUF_SPILL_NOW));
+
+	/* one write straddling WBUF_MEM_MAX (after smaller ones in memory) */
+	wbuf_release(&w);
+	wbuf_init(&w);
+	ok = wbuf_pwrite(&w, data, 1000, 0) == 0 &&
+	     wbuf_pwrite(&w, data + 1000, WBUF_MEM_MAX - 2000, 1000) == 0 &&
 	     crc_is(&w, data, WBUF_MEM_MAX - 1000) && w.fd < 0;
 	ok = ok && wbuf_pwrite(&w, data + WBUF_MEM_MAX - 1000, 5000,
 			       WBUF_MEM_MAX - 1000) == 0 && w.fd >= 0;
